@@ -1,0 +1,223 @@
+//! Timings and limits of a node, with memberlist-style profiles.
+
+use std::time::Duration;
+
+/// Smallest accepted `max_datagram`.
+pub const MIN_DATAGRAM: usize = 576;
+/// Largest accepted `max_datagram` (a UDP payload over IPv4).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Every timing and limit of the protocol. Start from a profile ([`Config::lan`] is the
+/// default) and adjust fields; [`Config::validate`] explains what is wrong with a bad one.
+///
+/// ```
+/// use espial_core::Config;
+/// let mut c = Config::lan();
+/// c.quorum = Some(3);
+/// c.validate().unwrap();
+/// assert!(Config::wan().probe_interval > Config::lan().probe_interval);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Largest datagram the node sends or accepts, in bytes.
+    pub max_datagram: usize,
+    /// Limit on a node's metadata (keys plus values), in bytes.
+    pub max_metadata_bytes: usize,
+    /// How often a node probes one member (SWIM protocol period).
+    pub probe_interval: Duration,
+    /// How long to wait for a direct probe's ack before asking others to probe indirectly.
+    pub probe_timeout: Duration,
+    /// How many members are asked to probe indirectly.
+    pub indirect_checks: usize,
+    /// Suspicion lasts `suspicion_mult * log10(max(n, 10)) * probe_interval` (at least
+    /// `suspicion_min`) before a suspect is declared failed.
+    pub suspicion_mult: u32,
+    /// Lower bound of the suspicion timeout.
+    pub suspicion_min: Duration,
+    /// How often pending membership updates are gossiped.
+    pub gossip_interval: Duration,
+    /// How many random members receive each gossip round.
+    pub gossip_fanout: usize,
+    /// Each update is retransmitted `retransmit_mult * ceil(log10(n + 1))` times.
+    pub retransmit_mult: u32,
+    /// Period of full state exchange (anti-entropy) with one random member.
+    pub push_pull_interval: Duration,
+    /// How often a node retries seeds and recently failed members (heals partitions).
+    pub reconnect_interval: Duration,
+    /// How long a failed or departed member is remembered (and retried).
+    pub dead_retention: Duration,
+    /// Period of the master's heartbeat to every member.
+    pub master_heartbeat_interval: Duration,
+    /// Silence from the master after which members start confirming it is alive.
+    pub master_timeout: Duration,
+    /// Suspicion timeout applied to a suspected master.
+    pub master_suspicion_timeout: Duration,
+    /// Time after start before a node that knows no master runs an election.
+    pub election_timeout: Duration,
+    /// Back-off per rank position before a lower-ranked eligible node promotes itself.
+    pub election_backoff: Duration,
+    /// Quorum mode: a node may be master only while it sees this many live members
+    /// (itself included). `None` (default) keeps every partition available.
+    pub quorum: Option<usize>,
+    /// Retry period of an unanswered handshake or join request.
+    pub handshake_timeout: Duration,
+    /// Upper bound on handshakes and joins in progress (memory bound for unknown peers).
+    pub max_pending_handshakes: usize,
+    /// Rekey a session after this many sealed records in one direction.
+    pub rekey_after_messages: u64,
+    /// Rekey a session after this age.
+    pub rekey_after: Duration,
+    /// How long the previous session still opens records after a rekey.
+    pub rekey_grace: Duration,
+    /// Largest custom event payload (bigger sends fail with a clear error).
+    pub max_event_payload: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::lan()
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+impl Config {
+    /// Local-area network (the default): fast failure detection and failover.
+    pub fn lan() -> Self {
+        Config {
+            max_datagram: 1400,
+            max_metadata_bytes: crate::metadata::DEFAULT_MAX_METADATA_BYTES,
+            probe_interval: ms(500),
+            probe_timeout: ms(200),
+            indirect_checks: 3,
+            suspicion_mult: 3,
+            suspicion_min: ms(1500),
+            gossip_interval: ms(100),
+            gossip_fanout: 3,
+            retransmit_mult: 4,
+            push_pull_interval: ms(15_000),
+            reconnect_interval: ms(1_000),
+            dead_retention: ms(120_000),
+            master_heartbeat_interval: ms(150),
+            master_timeout: ms(500),
+            master_suspicion_timeout: ms(250),
+            election_timeout: ms(500),
+            election_backoff: ms(100),
+            quorum: None,
+            handshake_timeout: ms(250),
+            max_pending_handshakes: 1024,
+            rekey_after_messages: 1 << 32,
+            rekey_after: ms(3_600_000),
+            rekey_grace: ms(10_000),
+            max_event_payload: 1 << 20,
+        }
+    }
+
+    /// Wide-area network: longer timeouts, tolerant of 100 ms+ latency.
+    pub fn wan() -> Self {
+        let lan = Self::lan();
+        Config {
+            probe_interval: ms(3_000),
+            probe_timeout: ms(1_500),
+            suspicion_mult: 4,
+            suspicion_min: ms(10_000),
+            gossip_interval: ms(500),
+            gossip_fanout: 4,
+            push_pull_interval: ms(60_000),
+            reconnect_interval: ms(5_000),
+            master_heartbeat_interval: ms(1_000),
+            master_timeout: ms(4_000),
+            master_suspicion_timeout: ms(2_000),
+            election_timeout: ms(3_000),
+            election_backoff: ms(500),
+            handshake_timeout: ms(1_500),
+            ..lan
+        }
+    }
+
+    /// One host (loopback): very short timeouts.
+    pub fn local() -> Self {
+        let lan = Self::lan();
+        Config {
+            max_datagram: 8192,
+            probe_interval: ms(200),
+            probe_timeout: ms(50),
+            suspicion_min: ms(500),
+            gossip_interval: ms(50),
+            push_pull_interval: ms(5_000),
+            reconnect_interval: ms(500),
+            master_heartbeat_interval: ms(50),
+            master_timeout: ms(200),
+            master_suspicion_timeout: ms(100),
+            election_timeout: ms(200),
+            election_backoff: ms(40),
+            handshake_timeout: ms(100),
+            ..lan
+        }
+    }
+
+    /// Checks that the configuration is usable, explaining what to change when it is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_string()));
+        if !(MIN_DATAGRAM..=MAX_DATAGRAM).contains(&self.max_datagram) {
+            return bad(&format!(
+                "max_datagram must be between {MIN_DATAGRAM} and {MAX_DATAGRAM} bytes, got {}",
+                self.max_datagram
+            ));
+        }
+        if self.max_metadata_bytes + 256 > self.max_datagram {
+            return bad("max_metadata_bytes must leave 256 bytes of room in max_datagram");
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return bad("probe_timeout must be shorter than probe_interval");
+        }
+        if self.master_timeout <= self.master_heartbeat_interval {
+            return bad("master_timeout must be longer than master_heartbeat_interval");
+        }
+        if self.quorum == Some(0) {
+            return bad("quorum must be at least 1 (or None to disable quorum mode)");
+        }
+        let zero = [
+            ("probe_interval", self.probe_interval),
+            ("gossip_interval", self.gossip_interval),
+            ("push_pull_interval", self.push_pull_interval),
+            ("reconnect_interval", self.reconnect_interval),
+            ("master_heartbeat_interval", self.master_heartbeat_interval),
+            ("handshake_timeout", self.handshake_timeout),
+        ];
+        for (name, d) in zero {
+            if d.is_zero() {
+                return bad(&format!("{name} must be greater than zero"));
+            }
+        }
+        if self.max_pending_handshakes == 0 || self.gossip_fanout == 0 {
+            return bad("max_pending_handshakes and gossip_fanout must be at least 1");
+        }
+        if self.max_event_payload == 0 || self.max_event_payload > (1 << 30) {
+            return bad("max_event_payload must be between 1 byte and 1 GiB");
+        }
+        Ok(())
+    }
+
+    /// Suspicion timeout for a cluster of `n` members.
+    pub fn suspicion_timeout(&self, n: usize) -> Duration {
+        let scale = (n.max(10) as f64).log10();
+        let t = self
+            .probe_interval
+            .mul_f64(self.suspicion_mult as f64 * scale);
+        t.max(self.suspicion_min)
+    }
+
+    /// How many times a gossiped update is retransmitted in a cluster of `n` members.
+    pub fn retransmits(&self, n: usize) -> u32 {
+        let scale = ((n + 1) as f64).log10().ceil().max(1.0) as u32;
+        self.retransmit_mult * scale
+    }
+}
+
+/// A configuration that cannot work; the message says which field to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);

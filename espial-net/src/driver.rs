@@ -1,0 +1,592 @@
+//! The driver: one tokio task owns one core [`Node`] (no lock around it) and moves bytes,
+//! time and commands between the node and the world.
+//!
+//! The task waits on whichever comes first: a datagram on the transport, a command from a
+//! handle, addresses from a discovery backend, an admission decision, or the node's next
+//! deadline (`Node::poll_timeout`). After every input it drains `Node::poll_output`:
+//! `Transmit` goes to the transport, `Event` to the listeners, `Admission` to the
+//! connection filter (run in its own task, its answer fed back through a channel). Protocol
+//! logic stays in the core.
+//!
+//! Listeners use a tokio broadcast channel: a slow listener never blocks the node; when it
+//! falls more than the channel capacity behind it loses the oldest events and is told how
+//! many it missed (see [`NodeHandle::subscribe`]).
+
+use bytes::Bytes;
+use espial_core::wire::Claim;
+use espial_core::{
+    Admission, AdmissionId, AdmissionRequest, Discovery, Event, Metadata, MetadataError, Node,
+    NodeId, NodeInfo, Output, PromoteError, RequestId, SendError, SendId, SendOutcome, Stats,
+    SubscribeError, Target, Transport,
+};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// An async admission filter: gets the join request, answers accept or reject.
+pub type AdmissionFilter =
+    Arc<dyn Fn(AdmissionRequest) -> BoxFuture<'static, Admission> + Send + Sync>;
+
+/// Options of a driver task.
+#[derive(Clone)]
+pub struct DriverOptions {
+    /// Capacity of the event broadcast channel (events a listener may fall behind).
+    pub event_capacity: usize,
+    /// The connection filter; `None` admits every node.
+    pub filter: Option<AdmissionFilter>,
+    /// A filter that does not answer within this time rejects the node.
+    pub filter_timeout: Duration,
+    /// Largest datagram received (bigger ones are truncated by the OS and then dropped by
+    /// the core's decoder).
+    pub recv_buffer: usize,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            event_capacity: 4096,
+            filter: None,
+            filter_timeout: Duration::from_secs(5),
+            recv_buffer: 65_536,
+        }
+    }
+}
+
+impl std::fmt::Debug for DriverOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverOptions")
+            .field("event_capacity", &self.event_capacity)
+            .field("filter", &self.filter.is_some())
+            .field("filter_timeout", &self.filter_timeout)
+            .field("recv_buffer", &self.recv_buffer)
+            .finish()
+    }
+}
+
+/// Counters kept by the driver (I/O outside the core).
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Datagrams the transport failed to send.
+    pub send_errors: AtomicU64,
+    /// Receive errors from the transport.
+    pub recv_errors: AtomicU64,
+    /// Admission decisions forced by a filter that timed out or panicked.
+    pub filter_failures: AtomicU64,
+    /// Address batches received from discovery backends.
+    pub discovered_batches: AtomicU64,
+}
+
+/// A consistent picture of the node, refreshed by the task after every step that changed
+/// it, so queries answer without a round trip.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The local node's current entry.
+    pub me: NodeInfo,
+    /// Live members (alive or suspected), the local node included, sorted by id.
+    pub members: Arc<Vec<NodeInfo>>,
+    /// The master the node follows, if any is alive.
+    pub master: Option<NodeId>,
+    /// The latest master claim known.
+    pub claim: Option<Claim>,
+    /// The core's counters.
+    pub stats: Stats,
+    /// True once the node left (or its task stopped).
+    pub stopped: bool,
+}
+
+impl Snapshot {
+    fn of(node: &Node) -> Self {
+        Snapshot {
+            me: node.info().clone(),
+            members: Arc::new(node.members()),
+            master: node.master(),
+            claim: node.claim(),
+            stats: node.stats(),
+            stopped: node.has_left(),
+        }
+    }
+
+    /// A member by id (the local node included).
+    pub fn member(&self, id: NodeId) -> Option<&NodeInfo> {
+        if id == self.me.id {
+            return Some(&self.me);
+        }
+        self.members
+            .binary_search_by_key(&id, |n| n.id)
+            .ok()
+            .map(|i| &self.members[i])
+    }
+}
+
+/// Replies from a request: `(node, payload)` in arrival order, plus who did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestReplies {
+    /// Replies in arrival order.
+    pub replies: Vec<(NodeId, Bytes)>,
+    /// Targets that did not answer before the timeout.
+    pub missing: Vec<NodeId>,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+type Decision = (AdmissionId, Admission);
+
+/// A command for the task. Each carries a channel for its answer.
+pub enum Command {
+    /// `Node::subscribe`.
+    Subscribe(String, Reply<Result<(), SubscribeError>>),
+    /// `Node::unsubscribe`.
+    Unsubscribe(String, Reply<Result<(), SubscribeError>>),
+    /// `Node::send`; `outcome` (optional) receives the final delivery report.
+    Send {
+        /// Event name.
+        name: String,
+        /// Payload.
+        payload: Bytes,
+        /// Targets.
+        target: Target,
+        /// Answer: queued or refused.
+        reply: Reply<Result<SendId, SendError>>,
+        /// Receives the delivery report later.
+        outcome: Option<Reply<SendOutcome>>,
+    },
+    /// `Node::request`; `replies` receives everything collected at the timeout.
+    Request {
+        /// Event name.
+        name: String,
+        /// Payload.
+        payload: Bytes,
+        /// How long to collect replies.
+        timeout: Duration,
+        /// Answer: sent or refused.
+        reply: Reply<Result<RequestId, SendError>>,
+        /// Receives the replies at the timeout.
+        replies: Reply<RequestReplies>,
+    },
+    /// `Node::reply`.
+    Respond {
+        /// Requesting node.
+        to: NodeId,
+        /// Its request.
+        request: RequestId,
+        /// Reply payload.
+        payload: Bytes,
+        /// Answer.
+        reply: Reply<Result<(), SendError>>,
+    },
+    /// `Node::promote`.
+    Promote(Reply<Result<(), PromoteError>>),
+    /// `Node::set_metadata`.
+    SetMetadata(Metadata, Reply<Result<(), MetadataError>>),
+    /// Graceful leave: the leave datagrams are sent before the answer; the task then ends.
+    Leave(Reply<()>),
+}
+
+/// A handle on a running driver task. Cheap to clone; the task leaves the cluster
+/// gracefully and ends when every handle is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<Event>,
+    snapshot: watch::Receiver<Snapshot>,
+    counters: Arc<NetCounters>,
+    abort: tokio::task::AbortHandle,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`spawn`] returns: the handle, a receiver subscribed before the node's first event
+/// (so `listening` is never missed), and the task.
+pub struct Spawned {
+    /// The handle.
+    pub handle: NodeHandle,
+    /// Receives every event from the very start.
+    pub first_events: broadcast::Receiver<Event>,
+    /// The task (ends after a graceful leave or when every handle is dropped).
+    pub task: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Sends a command to the task. Fails when the task has ended.
+    pub fn command(&self, cmd: Command) -> Result<(), Command> {
+        self.cmd.send(cmd).map_err(|e| e.0)
+    }
+
+    /// A new event listener. It receives events from now on; if it falls more than
+    /// `DriverOptions::event_capacity` events behind, the oldest are dropped for it and its
+    /// next `recv` reports `Lagged(n)`. The node itself never waits for listeners.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The latest snapshot (no round trip to the task).
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A watch on snapshots, to await changes.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// The driver's I/O counters.
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
+    }
+
+    /// The transport's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// True once the task has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.cmd.is_closed()
+    }
+
+    /// Stops the task at once without telling anyone, as a crash would (peers detect the
+    /// failure by probing). For demos and failure tests.
+    pub fn kill(&self) {
+        self.abort.abort();
+    }
+}
+
+/// Starts the task that owns `node`.
+///
+/// Every discovery backend runs in its own task (its `announce` is called once with the
+/// node's advertised address) and feeds the node through a channel.
+pub fn spawn(
+    mut node: Node,
+    transport: Arc<dyn Transport>,
+    discoveries: Vec<Box<dyn Discovery>>,
+    opts: DriverOptions,
+) -> std::io::Result<Spawned> {
+    let local_addr = transport.local_addr()?;
+    let advertised = node.info().addr;
+    node.set_admission_filter(opts.filter.is_some());
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, first_events) = broadcast::channel(opts.event_capacity.max(16));
+    let (snap_tx, snap_rx) = watch::channel(Snapshot::of(&node));
+    let (disc_tx, disc_rx) = mpsc::channel(64);
+    let counters = Arc::new(NetCounters::default());
+    let mut disc_tasks = Vec::new();
+    for mut d in discoveries {
+        let tx = disc_tx.clone();
+        disc_tasks.push(tokio::spawn(async move {
+            if let Err(e) = d.announce(advertised).await {
+                tracing::warn!("discovery announce failed: {e}");
+            }
+            let mut failures = 0u32;
+            loop {
+                match d.next().await {
+                    Ok(addrs) => {
+                        failures = 0;
+                        if !addrs.is_empty() && tx.send(addrs).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        let wait = Duration::from_millis(200) * (1 << failures.min(7));
+                        tracing::warn!("discovery failed: {e} (retrying in {wait:?})");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(disc_tx);
+    let task = Task {
+        node,
+        transport,
+        events: ev_tx.clone(),
+        snapshot: snap_tx,
+        counters: counters.clone(),
+        opts,
+        adm: mpsc::unbounded_channel(),
+        outcomes: HashMap::new(),
+        requests: HashMap::new(),
+        dirty: true,
+        _disc: DiscoveryTasks(disc_tasks),
+    };
+    let join = tokio::spawn(task.run(cmd_rx, disc_rx));
+    let handle = NodeHandle {
+        cmd: cmd_tx,
+        events: ev_tx,
+        snapshot: snap_rx,
+        counters,
+        abort: join.abort_handle(),
+        local_addr,
+    };
+    Ok(Spawned {
+        handle,
+        first_events,
+        task: join,
+    })
+}
+
+/// Aborts the discovery tasks when the driver task ends (or is aborted).
+struct DiscoveryTasks(Vec<JoinHandle<()>>);
+
+impl Drop for DiscoveryTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+struct Task {
+    node: Node,
+    transport: Arc<dyn Transport>,
+    events: broadcast::Sender<Event>,
+    snapshot: watch::Sender<Snapshot>,
+    counters: Arc<NetCounters>,
+    opts: DriverOptions,
+    adm: (
+        mpsc::UnboundedSender<Decision>,
+        mpsc::UnboundedReceiver<Decision>,
+    ),
+    outcomes: HashMap<SendId, Reply<SendOutcome>>,
+    requests: HashMap<RequestId, (RequestReplies, Reply<RequestReplies>)>,
+    dirty: bool,
+    _disc: DiscoveryTasks,
+}
+
+enum Step {
+    Continue,
+    Stop(Option<Reply<()>>),
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut disc_rx: mpsc::Receiver<Vec<SocketAddr>>,
+    ) {
+        let mut buf = vec![0u8; self.opts.recv_buffer.max(2048)];
+        let mut recv_failures = 0u32;
+        let transport = self.transport.clone();
+        // Listening (and anything else queued by Node::new).
+        self.flush().await;
+        loop {
+            let deadline = self.node.poll_timeout();
+            let sleep_to = deadline.map(tokio::time::Instant::from_std);
+            let step = tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    // Every handle dropped: leave gracefully.
+                    None => Step::Stop(None),
+                },
+                Some((id, decision)) = self.adm.1.recv() => {
+                    self.node.handle_admission(Instant::now(), id, decision);
+                    Step::Continue
+                }
+                Some(addrs) = disc_rx.recv() => {
+                    self.counters.discovered_batches.fetch_add(1, Ordering::Relaxed);
+                    self.node.handle_discovered(Instant::now(), &addrs);
+                    Step::Continue
+                }
+                res = transport.recv_from(&mut buf) => {
+                    match res {
+                        Ok((n, from)) => {
+                            recv_failures = 0;
+                            self.node.handle_datagram(Instant::now(), from, &buf[..n]);
+                        }
+                        Err(e) => {
+                            self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                            recv_failures = recv_failures.saturating_add(1);
+                            tracing::debug!("receive failed: {e}");
+                            if recv_failures > 10 {
+                                // A persistent error must not spin the task.
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                    Step::Continue
+                }
+                _ = tokio::time::sleep_until(sleep_to.unwrap_or_else(far_future)), if sleep_to.is_some() => {
+                    self.node.handle_timeout(Instant::now());
+                    self.dirty = true;
+                    Step::Continue
+                }
+            };
+            // A flood of input must not starve the timers.
+            if let Some(d) = self.node.poll_timeout() {
+                let now = Instant::now();
+                if d <= now {
+                    self.node.handle_timeout(now);
+                    self.dirty = true;
+                }
+            }
+            self.flush().await;
+            if let Step::Stop(reply) = step {
+                self.node.leave(Instant::now());
+                self.dirty = true;
+                self.flush().await;
+                self.snapshot.send_modify(|s| s.stopped = true);
+                if let Some(r) = reply {
+                    let _ = r.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) -> Step {
+        let now = Instant::now();
+        self.dirty = true;
+        match cmd {
+            Command::Subscribe(name, r) => {
+                let _ = r.send(self.node.subscribe(now, &name));
+            }
+            Command::Unsubscribe(name, r) => {
+                let _ = r.send(self.node.unsubscribe(now, &name));
+            }
+            Command::Send {
+                name,
+                payload,
+                target,
+                reply,
+                outcome,
+            } => {
+                let res = self.node.send(now, &name, payload, target);
+                if let (Ok(id), Some(o)) = (&res, outcome) {
+                    self.outcomes.insert(*id, o);
+                }
+                let _ = reply.send(res);
+            }
+            Command::Request {
+                name,
+                payload,
+                timeout,
+                reply,
+                replies,
+            } => {
+                let res = self.node.request(now, &name, payload, timeout);
+                if let Ok(id) = &res {
+                    self.requests
+                        .insert(*id, (RequestReplies::default(), replies));
+                }
+                let _ = reply.send(res);
+            }
+            Command::Respond {
+                to,
+                request,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(self.node.reply(now, to, request, payload));
+            }
+            Command::Promote(r) => {
+                let _ = r.send(self.node.promote(now));
+            }
+            Command::SetMetadata(m, r) => {
+                let _ = r.send(self.node.set_metadata(now, m));
+            }
+            Command::Leave(r) => return Step::Stop(Some(r)),
+        }
+        Step::Continue
+    }
+
+    /// Drains the node's outputs: datagrams out, snapshot refreshed, then events to
+    /// listeners (so a listener that sees an event finds it reflected in the snapshot).
+    async fn flush(&mut self) {
+        let mut events = Vec::new();
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    if let Err(e) = self.transport.send_to(&t.data, t.to).await {
+                        self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("send to {} failed: {e}", t.to);
+                    }
+                }
+                Output::Event(e) => events.push(e),
+                Output::Admission(req) => self.admission(req),
+            }
+        }
+        if self.dirty || !events.is_empty() {
+            self.dirty = false;
+            self.snapshot.send_replace(Snapshot::of(&self.node));
+        }
+        for e in events {
+            self.route(&e);
+            // No listener is not an error: events are simply not observed.
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Completes waiters of send outcomes and requests.
+    fn route(&mut self, e: &Event) {
+        match e {
+            Event::SendOutcome(o) => {
+                if let Some(w) = self.outcomes.remove(&o.send) {
+                    let _ = w.send(o.clone());
+                }
+            }
+            Event::Reply {
+                request,
+                from,
+                data,
+            } => {
+                if let Some((acc, _)) = self.requests.get_mut(request) {
+                    acc.replies.push((*from, data.clone()));
+                }
+            }
+            Event::RequestDone {
+                request, missing, ..
+            } => {
+                if let Some((mut acc, w)) = self.requests.remove(request) {
+                    acc.missing = missing.clone();
+                    let _ = w.send(acc);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn admission(&mut self, req: AdmissionRequest) {
+        let id = req.id;
+        let tx = self.adm.0.clone();
+        let Some(filter) = self.opts.filter.clone() else {
+            let _ = tx.send((id, Admission::Accept));
+            return;
+        };
+        let timeout = self.opts.filter_timeout;
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let fut = AssertUnwindSafe(filter(req)).catch_unwind();
+            let decision = match tokio::time::timeout(timeout, fut).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(_)) => {
+                    counters.filter_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("connection filter panicked; rejecting the node");
+                    Admission::Reject("connection filter failed".into())
+                }
+                Err(_) => {
+                    counters.filter_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("connection filter did not answer in {timeout:?}; rejecting");
+                    Admission::Reject("connection filter timed out".into())
+                }
+            };
+            let _ = tx.send((id, decision));
+        });
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}

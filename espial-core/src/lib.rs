@@ -36,12 +36,15 @@ pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod membership;
 pub mod metadata;
 pub mod node;
 pub mod node_info;
 pub mod output;
 pub mod rng;
+pub mod session;
 pub mod stats;
+pub mod testkit;
 pub mod transport;
 pub mod wire;
 

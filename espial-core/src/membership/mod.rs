@@ -1,0 +1,429 @@
+//! The member table and the SWIM rules for applying membership updates.
+//!
+//! Rules (memberlist's, with incarnation numbers): an `Alive` with a higher incarnation
+//! overrides anything; `Suspect` and `Dead` apply at an incarnation at least the known one;
+//! a `Dead`/`Left` member comes back only with a higher incarnation. Updates about the local
+//! node are refutations to make (see [`Applied::Refute`]).
+
+pub mod gossip;
+
+use crate::event::RemovalReason;
+use crate::wire::Update;
+use crate::{NodeId, NodeInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Liveness of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Answering.
+    Alive,
+    /// Suspected since `since`; declared failed at `deadline` unless refuted.
+    Suspect {
+        /// When suspicion started.
+        since: Instant,
+        /// When it becomes `Dead`.
+        deadline: Instant,
+    },
+    /// Declared failed at this instant.
+    Dead {
+        /// When.
+        at: Instant,
+    },
+    /// Left gracefully at this instant.
+    Left {
+        /// When.
+        at: Instant,
+    },
+}
+
+impl Liveness {
+    /// Alive or suspected: still in the member list.
+    pub fn is_live(self) -> bool {
+        matches!(self, Liveness::Alive | Liveness::Suspect { .. })
+    }
+}
+
+/// One member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Latest entry.
+    pub info: NodeInfo,
+    /// Liveness.
+    pub state: Liveness,
+}
+
+/// What applying an update did; the node turns these into events and gossip.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Nothing changed (stale or duplicate).
+    Ignored,
+    /// A new member (or one back from the dead).
+    Added(NodeInfo),
+    /// Metadata/subscriptions/incarnation changed for a live member.
+    Updated {
+        /// Latest entry.
+        node: NodeInfo,
+        /// Whether application-visible fields changed (metadata, subscriptions, eligibility).
+        visible: bool,
+        /// Subscriptions the member dropped.
+        unsubscribed: Vec<String>,
+    },
+    /// Suspicion started (or incarnation moved while suspected).
+    Suspected(NodeId),
+    /// A suspected member was refuted back to alive.
+    Refuted(NodeId),
+    /// A member left the list.
+    Removed(NodeInfo, RemovalReason),
+    /// The update concerns the local node at this incarnation: refute with a higher one.
+    Refute(u64),
+    /// Another member claims our address: it replaced `old` (restart under a new id).
+    Replaced {
+        /// The stale member, now removed as failed.
+        old: NodeInfo,
+        /// The new member, now added.
+        new: NodeInfo,
+    },
+}
+
+/// The member table of one node (the local node is not stored here).
+pub struct Members {
+    me: NodeId,
+    map: BTreeMap<NodeId, Member>,
+    live: Vec<NodeId>,
+    live_pos: BTreeMap<NodeId, usize>,
+    suspicions: BTreeSet<(Instant, NodeId)>,
+    by_addr: BTreeMap<SocketAddr, NodeId>,
+}
+
+impl Members {
+    /// An empty table for node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Members {
+            me,
+            map: BTreeMap::new(),
+            live: Vec::new(),
+            live_pos: BTreeMap::new(),
+            suspicions: BTreeSet::new(),
+            by_addr: BTreeMap::new(),
+        }
+    }
+
+    /// A member by id (any liveness).
+    pub fn get(&self, id: NodeId) -> Option<&Member> {
+        self.map.get(&id)
+    }
+
+    /// Whether `id` is alive or suspected.
+    pub fn is_live(&self, id: NodeId) -> bool {
+        self.live_pos.contains_key(&id)
+    }
+
+    /// Live members other than the local node, in insertion order (use for random picks).
+    pub fn live_ids(&self) -> &[NodeId] {
+        &self.live
+    }
+
+    /// Number of live members other than the local node.
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Every member entry, any liveness, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.map.values()
+    }
+
+    /// The live member at `addr`, if any.
+    pub fn live_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.by_addr
+            .get(&addr)
+            .copied()
+            .filter(|id| self.is_live(*id))
+    }
+
+    /// The member (any liveness) last known at `addr`.
+    pub fn get_by_addr(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// Earliest suspicion deadline.
+    pub fn next_suspicion_deadline(&self) -> Option<Instant> {
+        self.suspicions.first().map(|(t, _)| *t)
+    }
+
+    /// Suspects whose deadline passed.
+    pub fn expired_suspicions(&self, now: Instant) -> Vec<NodeId> {
+        self.suspicions
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    fn set_state(&mut self, id: NodeId, state: Liveness) {
+        let Some(m) = self.map.get_mut(&id) else {
+            return;
+        };
+        if let Liveness::Suspect { deadline, .. } = m.state {
+            self.suspicions.remove(&(deadline, id));
+        }
+        let was_live = m.state.is_live();
+        m.state = state;
+        if let Liveness::Suspect { deadline, .. } = state {
+            self.suspicions.insert((deadline, id));
+        }
+        match (was_live, state.is_live()) {
+            (false, true) => {
+                self.live_pos.insert(id, self.live.len());
+                self.live.push(id);
+            }
+            (true, false) => {
+                if let Some(pos) = self.live_pos.remove(&id) {
+                    self.live.swap_remove(pos);
+                    if pos < self.live.len() {
+                        let moved = self.live[pos];
+                        self.live_pos.insert(moved, pos);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn insert_new(&mut self, now: Instant, info: NodeInfo, state: Liveness) {
+        let id = info.id;
+        self.by_addr.insert(info.addr, id);
+        // Inserted as not-live, then moved to `state` so the live index stays consistent.
+        self.map.insert(
+            id,
+            Member {
+                info,
+                state: Liveness::Dead { at: now },
+            },
+        );
+        self.set_state(id, state);
+    }
+
+    /// Applies an `Alive` entry (gossip, state sync or a join acceptance).
+    pub fn apply_alive(&mut self, now: Instant, entry: NodeInfo) -> Vec<Applied> {
+        if entry.id == self.me {
+            return vec![Applied::Refute(entry.incarnation)];
+        }
+        let id = entry.id;
+        let mut out = Vec::new();
+        match self.map.get(&id) {
+            None => {
+                if let Some(old) = self.live_at(entry.addr).filter(|o| *o != id) {
+                    let old_info = self.map[&old].info.clone();
+                    self.set_state(old, Liveness::Dead { at: now });
+                    self.insert_new(now, entry.clone(), Liveness::Alive);
+                    out.push(Applied::Replaced {
+                        old: old_info,
+                        new: entry,
+                    });
+                    return out;
+                }
+                self.insert_new(now, entry.clone(), Liveness::Alive);
+                out.push(Applied::Added(entry));
+            }
+            Some(m) => {
+                if entry.incarnation <= m.info.incarnation {
+                    return vec![Applied::Ignored];
+                }
+                let was = m.state;
+                let old = m.info.clone();
+                if old.addr != entry.addr {
+                    if self.by_addr.get(&old.addr) == Some(&id) {
+                        self.by_addr.remove(&old.addr);
+                    }
+                    self.by_addr.insert(entry.addr, id);
+                }
+                if let Some(mm) = self.map.get_mut(&id) {
+                    mm.info = entry.clone();
+                }
+                match was {
+                    Liveness::Dead { .. } | Liveness::Left { .. } => {
+                        self.set_state(id, Liveness::Alive);
+                        out.push(Applied::Added(entry));
+                    }
+                    Liveness::Suspect { .. } | Liveness::Alive => {
+                        if matches!(was, Liveness::Suspect { .. }) {
+                            self.set_state(id, Liveness::Alive);
+                            out.push(Applied::Refuted(id));
+                        }
+                        let visible = old.metadata != entry.metadata
+                            || old.subscriptions != entry.subscriptions
+                            || old.master_eligible != entry.master_eligible
+                            || old.priority != entry.priority
+                            || old.name != entry.name
+                            || old.addr != entry.addr;
+                        let unsubscribed = old
+                            .subscriptions
+                            .difference(&entry.subscriptions)
+                            .cloned()
+                            .collect();
+                        out.push(Applied::Updated {
+                            node: entry,
+                            visible,
+                            unsubscribed,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies a suspicion. `timeout` is how long the suspicion lasts if newly started.
+    pub fn apply_suspect(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        incarnation: u64,
+        timeout: std::time::Duration,
+    ) -> Applied {
+        if id == self.me {
+            return Applied::Refute(incarnation);
+        }
+        let Some(m) = self.map.get_mut(&id) else {
+            return Applied::Ignored;
+        };
+        if incarnation < m.info.incarnation {
+            return Applied::Ignored;
+        }
+        match m.state {
+            Liveness::Alive => {
+                m.info.incarnation = incarnation;
+                self.set_state(
+                    id,
+                    Liveness::Suspect {
+                        since: now,
+                        deadline: now + timeout,
+                    },
+                );
+                Applied::Suspected(id)
+            }
+            Liveness::Suspect { .. } if incarnation > m.info.incarnation => {
+                m.info.incarnation = incarnation;
+                Applied::Suspected(id)
+            }
+            _ => Applied::Ignored,
+        }
+    }
+
+    /// Applies a failure declaration or a graceful leave.
+    pub fn apply_down(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        incarnation: u64,
+        reason: RemovalReason,
+    ) -> Applied {
+        if id == self.me {
+            return Applied::Refute(incarnation);
+        }
+        let Some(m) = self.map.get_mut(&id) else {
+            return Applied::Ignored;
+        };
+        if incarnation < m.info.incarnation {
+            return Applied::Ignored;
+        }
+        match m.state {
+            Liveness::Alive | Liveness::Suspect { .. } => {
+                m.info.incarnation = incarnation;
+                let info = m.info.clone();
+                let state = match reason {
+                    RemovalReason::Left => Liveness::Left { at: now },
+                    RemovalReason::Failed => Liveness::Dead { at: now },
+                };
+                self.set_state(id, state);
+                Applied::Removed(info, reason)
+            }
+            Liveness::Dead { at } if reason == RemovalReason::Left => {
+                // A late leave notice: remember it as a leave (no second event).
+                m.state = Liveness::Left { at };
+                Applied::Ignored
+            }
+            _ => Applied::Ignored,
+        }
+    }
+
+    /// Applies an update, converting a remote `Dead` into a suspicion when `from_state_sync`
+    /// (a stale full state must not kill members we see alive: they get a chance to refute).
+    pub fn apply(
+        &mut self,
+        now: Instant,
+        update: Update,
+        suspicion_timeout: std::time::Duration,
+        from_state_sync: bool,
+    ) -> Vec<Applied> {
+        match update {
+            Update::Alive(entry) => self.apply_alive(now, entry),
+            Update::Suspect {
+                id, incarnation, ..
+            } => {
+                vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
+            }
+            Update::Dead {
+                id, incarnation, ..
+            } if from_state_sync => {
+                vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
+            }
+            Update::Dead {
+                id, incarnation, ..
+            } => {
+                vec![self.apply_down(now, id, incarnation, RemovalReason::Failed)]
+            }
+            Update::Left { id, incarnation } => {
+                vec![self.apply_down(now, id, incarnation, RemovalReason::Left)]
+            }
+        }
+    }
+
+    /// Forgets failed and departed members older than `before`; returns their ids.
+    pub fn purge(&mut self, before: Instant) -> Vec<NodeId> {
+        let old: Vec<NodeId> = self
+            .map
+            .iter()
+            .filter(|(_, m)| match m.state {
+                Liveness::Dead { at } | Liveness::Left { at } => at < before,
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            if let Some(m) = self.map.remove(id) {
+                if self.by_addr.get(&m.info.addr) == Some(id) {
+                    self.by_addr.remove(&m.info.addr);
+                }
+            }
+        }
+        old
+    }
+
+    /// The update describing a member's current state (for full-state sync).
+    pub fn as_update(&self, m: &Member) -> Update {
+        match m.state {
+            Liveness::Alive => Update::Alive(m.info.clone()),
+            Liveness::Suspect { .. } => Update::Suspect {
+                id: m.info.id,
+                incarnation: m.info.incarnation,
+                by: self.me,
+            },
+            Liveness::Dead { .. } => Update::Dead {
+                id: m.info.id,
+                incarnation: m.info.incarnation,
+                by: self.me,
+            },
+            Liveness::Left { .. } => Update::Left {
+                id: m.info.id,
+                incarnation: m.info.incarnation,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

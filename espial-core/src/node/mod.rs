@@ -1,0 +1,725 @@
+//! The node state machine: the one type a driver owns.
+//!
+//! A `Node` combines the session layer (`session`), the member table (`membership`), SWIM
+//! probing (`probe`), the election (`election`), joins and state sync (`join`) and, for
+//! custom events, the delivery engine (`delivery`). Messages to the same peer produced in one
+//! call are packed into one sealed record, with pending membership updates piggybacked in the
+//! remaining room.
+
+mod dispatch;
+mod election;
+mod join;
+mod probe;
+
+use crate::cipher::Cipher;
+use crate::config::{Config, ConfigError};
+use crate::error::{MetadataError, PromoteError, SendError, SubscribeError};
+use crate::event::{check_event_name, Event, RequestId, SendId};
+use crate::membership::gossip::Broadcasts;
+use crate::membership::{Applied, Members};
+use crate::output::{Admission, AdmissionId, Output, Transmit};
+use crate::rng::Rng;
+use crate::session::Sessions;
+use crate::stats::Stats;
+use crate::wire::{msg_size, Claim, Msg, Update};
+use crate::{Metadata, NodeId, NodeInfo, RemovalReason};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub(crate) use election::ElectionState;
+pub(crate) use join::JoinState;
+pub(crate) use probe::ProbeState;
+
+/// Who a custom event goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every live member subscribed to the event name.
+    Subscribers,
+    /// These nodes (they need not be subscribed).
+    Nodes(Vec<NodeId>),
+    /// The current master.
+    Master,
+}
+
+/// Messages queued for one member during the current call.
+struct Outgoing {
+    addr: SocketAddr,
+    msgs: Vec<Msg>,
+    /// Fill spare room with gossip.
+    piggyback: bool,
+}
+
+/// Periodic timers.
+struct Timers {
+    gossip: Instant,
+    push_pull: Instant,
+    reconnect: Instant,
+    sweep: Instant,
+    heartbeat: Option<Instant>,
+}
+
+/// One espial node as a pure state machine.
+///
+/// Inputs: [`Node::handle_datagram`], [`Node::handle_discovered`], [`Node::handle_admission`],
+/// [`Node::handle_timeout`] and the command methods. After each, drain
+/// [`Node::poll_output`] and sleep until [`Node::poll_timeout`]. The same inputs at the same
+/// instants with the same seed give the same outputs.
+pub struct Node {
+    config: Config,
+    me: NodeInfo,
+    rng: Rng,
+    sessions: Sessions,
+    members: Members,
+    broadcasts: Broadcasts,
+    outputs: VecDeque<Output>,
+    outbox: BTreeMap<NodeId, Outgoing>,
+    outbox_addr: Vec<(SocketAddr, Vec<Msg>)>,
+    drop_sessions: Vec<NodeId>,
+    stats: Stats,
+    left: bool,
+    admission_filter: bool,
+    timers: Timers,
+    probe: ProbeState,
+    election: ElectionState,
+    join: JoinState,
+}
+
+impl Node {
+    /// Creates a node. `seed` drives every random choice (probe order, jitter); give each
+    /// node a different one (the driver uses OS randomness, the simulator a seeded one).
+    /// Emits `Listening`.
+    pub fn new(
+        config: Config,
+        me: NodeInfo,
+        cipher: Box<dyn Cipher>,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Node, ConfigError> {
+        config.validate()?;
+        me.metadata
+            .check(config.max_metadata_bytes)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        for name in &me.subscriptions {
+            check_event_name(name).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        let mut rng = Rng::new(seed ^ (me.id.0 as u64) ^ ((me.id.0 >> 64) as u64));
+        let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
+        let timers = Timers {
+            gossip: now + jitter(&mut rng, config.gossip_interval),
+            push_pull: now
+                + config.push_pull_interval / 2
+                + jitter(&mut rng, config.push_pull_interval),
+            reconnect: now
+                + config.reconnect_interval / 2
+                + jitter(&mut rng, config.reconnect_interval),
+            sweep: now + Duration::from_secs(1),
+            heartbeat: None,
+        };
+        let probe = ProbeState::new(now + jitter(&mut rng, config.probe_interval), now);
+        let sessions = Sessions::new(me.id, cipher, &config);
+        let mut node = Node {
+            members: Members::new(me.id),
+            sessions,
+            broadcasts: Broadcasts::default(),
+            outputs: VecDeque::new(),
+            outbox: BTreeMap::new(),
+            outbox_addr: Vec::new(),
+            drop_sessions: Vec::new(),
+            stats: Stats::default(),
+            left: false,
+            admission_filter: false,
+            timers,
+            probe,
+            election: ElectionState::new(now + config.election_timeout),
+            join: JoinState::default(),
+            rng,
+            config,
+            me: me.clone(),
+        };
+        node.emit(Event::Listening { node: me });
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me.id
+    }
+
+    /// This node's current entry (incarnation, metadata, subscriptions).
+    pub fn info(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The cipher in use (e.g. for discovery beacon MACs).
+    pub fn cipher(&self) -> &dyn Cipher {
+        self.sessions.cipher()
+    }
+
+    /// When `true`, every join request is reported as [`Output::Admission`] and waits for
+    /// [`Node::handle_admission`]; when `false` (default) every node is admitted.
+    pub fn set_admission_filter(&mut self, enabled: bool) {
+        self.admission_filter = enabled;
+    }
+
+    /// Feeds a received datagram. Malformed, forged or replayed datagrams are dropped and
+    /// counted in [`Node::stats`]; this never panics.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        if self.left {
+            return;
+        }
+        self.receive(now, from, data);
+        self.flush(now);
+    }
+
+    /// Feeds addresses found by discovery; the node joins through those that are not
+    /// already live members.
+    pub fn handle_discovered(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        if self.left {
+            return;
+        }
+        for addr in addrs {
+            self.discovered(now, *addr);
+        }
+        self.flush(now);
+    }
+
+    /// Answers an [`Output::Admission`] request. Unknown or expired ids are ignored.
+    pub fn handle_admission(&mut self, now: Instant, id: AdmissionId, decision: Admission) {
+        if self.left {
+            return;
+        }
+        self.admission_decided(now, id, decision);
+        self.flush(now);
+    }
+
+    /// Advances timers to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let mut out = Vec::new();
+        self.sessions.handle_timeout(now, &mut self.stats, &mut out);
+        self.push_transmits(out);
+        self.expire_suspicions(now);
+        self.probe_timers(now);
+        self.master_timers(now);
+        self.election_timer(now);
+        if now >= self.timers.gossip {
+            self.timers.gossip = now + self.config.gossip_interval;
+            self.gossip_round();
+        }
+        if now >= self.timers.push_pull {
+            let scale = (self.members.live_count() + 1).div_ceil(32).max(1) as u32;
+            let period = self.config.push_pull_interval * scale;
+            self.timers.push_pull = now + period / 2 + period.mul_f64(self.rng.unit() / 2.0);
+            self.push_pull(now);
+        }
+        if now >= self.timers.reconnect {
+            self.timers.reconnect = now
+                + self
+                    .config
+                    .reconnect_interval
+                    .mul_f64(0.75 + self.rng.unit() / 2.0);
+            self.reconnect(now);
+        }
+        if now >= self.timers.sweep {
+            self.timers.sweep = now + Duration::from_secs(1);
+            self.sweep(now);
+        }
+        if let Some(at) = self.timers.heartbeat {
+            if now >= at {
+                self.timers.heartbeat = Some(now + self.config.master_heartbeat_interval);
+                self.send_heartbeats();
+            }
+        }
+        self.flush(now);
+    }
+
+    /// Next output to act on, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest instant at which [`Node::handle_timeout`] must be called (`None` once the
+    /// node has left).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
+        let t = &self.timers;
+        [
+            Some(t.gossip),
+            Some(t.push_pull),
+            Some(t.reconnect),
+            Some(t.sweep),
+            t.heartbeat,
+            self.sessions.poll_timeout(),
+            self.members.next_suspicion_deadline(),
+            self.probe.next_deadline(),
+            self.election.at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Subscribes to a custom event name (gossiped to every member).
+    pub fn subscribe(&mut self, now: Instant, name: &str) -> Result<(), SubscribeError> {
+        if self.left {
+            return Err(SubscribeError::Shutdown);
+        }
+        check_event_name(name)?;
+        if self.me.subscriptions.insert(name.to_string()) {
+            self.publish_self();
+            self.flush(now);
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes from a custom event name.
+    pub fn unsubscribe(&mut self, now: Instant, name: &str) -> Result<(), SubscribeError> {
+        if self.left {
+            return Err(SubscribeError::Shutdown);
+        }
+        check_event_name(name)?;
+        if self.me.subscriptions.remove(name) {
+            self.publish_self();
+            self.flush(now);
+        }
+        Ok(())
+    }
+
+    /// Publishes a custom event. Delivery is reliable and ordered per sender; the outcome
+    /// arrives later as [`Event::SendOutcome`].
+    pub fn send(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: Bytes,
+        target: Target,
+    ) -> Result<SendId, SendError> {
+        let _ = (now, target);
+        if self.left {
+            return Err(SendError::Shutdown);
+        }
+        check_event_name(name)?;
+        if payload.len() > self.config.max_event_payload {
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                limit: self.config.max_event_payload,
+            });
+        }
+        Err(SendError::Shutdown)
+    }
+
+    /// Sends a request to the subscribers of `name`; replies arrive as [`Event::Reply`],
+    /// and [`Event::RequestDone`] summarizes at the timeout.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<RequestId, SendError> {
+        let _ = (now, name, payload, timeout);
+        Err(SendError::Shutdown)
+    }
+
+    /// Replies to a request received as a [`crate::CustomEvent`] with `request` set.
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        request: RequestId,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let _ = (now, to, request, payload);
+        Err(SendError::Shutdown)
+    }
+
+    /// Forces this node to take over as master with a higher term. Errors leave the election
+    /// state unchanged.
+    pub fn promote(&mut self, now: Instant) -> Result<(), PromoteError> {
+        if self.left {
+            return Err(PromoteError::Shutdown);
+        }
+        if !self.me.master_eligible {
+            return Err(PromoteError::NotEligible);
+        }
+        if let Some(q) = self.config.quorum {
+            let live = self.members.live_count() + 1;
+            if live < q {
+                return Err(PromoteError::NoQuorum { live, quorum: q });
+            }
+        }
+        self.claim_mastership(now);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Replaces this node's metadata (gossiped to every member). On error the previous
+    /// metadata stays in force.
+    pub fn set_metadata(&mut self, now: Instant, metadata: Metadata) -> Result<(), MetadataError> {
+        if self.left {
+            return Err(MetadataError::Shutdown);
+        }
+        metadata.check(self.config.max_metadata_bytes)?;
+        if metadata != self.me.metadata {
+            self.me.metadata = metadata;
+            self.publish_self();
+            self.flush(now);
+        }
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: every live member is told at once (twice, against
+    /// loss), and a master resigns. The node is inert afterwards.
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let left = Update::Left {
+            id: self.me.id,
+            incarnation: self.me.incarnation,
+        };
+        let resign = self.is_master().then_some(self.election.claim).flatten();
+        let ids: Vec<NodeId> = self.members.live_ids().to_vec();
+        for id in ids {
+            let mut msgs = vec![Msg::Updates(vec![left.clone()])];
+            if let Some(c) = resign {
+                msgs.push(Msg::Resign(c));
+            }
+            self.queue(id, msgs.clone());
+            self.flush(now);
+            self.queue(id, msgs);
+        }
+        self.flush(now);
+        self.left = true;
+        self.timers.heartbeat = None;
+    }
+
+    /// True once [`Node::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Live members (alive or suspected), this node included, sorted by id.
+    pub fn members(&self) -> Vec<NodeInfo> {
+        let mut v: Vec<NodeInfo> = self
+            .members
+            .iter()
+            .filter(|m| m.state.is_live())
+            .map(|m| m.info.clone())
+            .collect();
+        v.push(self.me.clone());
+        v.sort_by_key(|n| n.id);
+        v
+    }
+
+    /// A live member's entry by id (this node included).
+    pub fn member(&self, id: NodeId) -> Option<&NodeInfo> {
+        if id == self.me.id {
+            return Some(&self.me);
+        }
+        self.members
+            .get(id)
+            .filter(|m| m.state.is_live())
+            .map(|m| &m.info)
+    }
+
+    /// The master this node currently follows (itself when master), if it is alive.
+    pub fn master(&self) -> Option<NodeId> {
+        self.current_master()
+    }
+
+    /// True when this node is the master.
+    pub fn is_master(&self) -> bool {
+        self.master() == Some(self.me.id)
+    }
+
+    /// The latest master claim known (its master may be dead or resigned).
+    pub fn claim(&self) -> Option<Claim> {
+        self.election.claim
+    }
+
+    /// Highest election term seen.
+    pub fn max_term(&self) -> u64 {
+        self.election.max_term
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// Sessions and handshakes currently held (memory-bound checks).
+    pub fn session_footprint(&self) -> (usize, usize) {
+        self.sessions.footprint()
+    }
+
+    // ----- internals shared by the submodules -----
+
+    fn emit(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+
+    /// Queues messages for a member (sent at the end of the current call).
+    fn queue(&mut self, id: NodeId, msgs: Vec<Msg>) {
+        let addr = match self.members.get(id) {
+            Some(m) => m.info.addr,
+            None => return,
+        };
+        self.queue_to(id, addr, msgs, true);
+    }
+
+    /// Queues messages for a peer at a known address (members or not).
+    fn queue_to(&mut self, id: NodeId, addr: SocketAddr, msgs: Vec<Msg>, piggyback: bool) {
+        let o = self.outbox.entry(id).or_insert(Outgoing {
+            addr,
+            msgs: Vec::new(),
+            piggyback,
+        });
+        o.piggyback &= piggyback;
+        o.msgs.extend(msgs);
+    }
+
+    fn push_transmits(&mut self, out: Vec<(SocketAddr, Vec<u8>)>) {
+        for (to, data) in out {
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += data.len() as u64;
+            self.outputs
+                .push_back(Output::Transmit(Transmit { to, data }));
+        }
+    }
+
+    /// Packs queued messages into sealed records (piggybacking gossip) and emits them.
+    fn flush(&mut self, now: Instant) {
+        let budget = self.sessions.plaintext_budget();
+        let limit = self.config.retransmits(self.members.live_count() + 1);
+        let outbox = std::mem::take(&mut self.outbox);
+        let mut out = Vec::new();
+        for (id, o) in outbox {
+            let live = self.members.is_live(id);
+            let mut records: Vec<Vec<Msg>> = Vec::new();
+            let mut cur: Vec<Msg> = Vec::new();
+            let mut used = 4;
+            for m in o.msgs {
+                let size = msg_size(&m);
+                if !cur.is_empty() && used + size > budget {
+                    records.push(std::mem::take(&mut cur));
+                    used = 4;
+                }
+                used += size;
+                cur.push(m);
+            }
+            if o.piggyback && live && !self.broadcasts.is_empty() && budget > used + 16 {
+                let ups = self.broadcasts.take(budget - used - 8, limit, Some(id));
+                if !ups.is_empty() {
+                    cur.push(Msg::Updates(ups));
+                }
+            }
+            if !cur.is_empty() {
+                records.push(cur);
+            }
+            for r in records {
+                self.sessions.send(
+                    now,
+                    Some(id),
+                    o.addr,
+                    r,
+                    &mut self.rng,
+                    &mut self.stats,
+                    &mut out,
+                );
+            }
+        }
+        for (addr, msgs) in std::mem::take(&mut self.outbox_addr) {
+            self.sessions.send(
+                now,
+                None,
+                addr,
+                msgs,
+                &mut self.rng,
+                &mut self.stats,
+                &mut out,
+            );
+        }
+        for id in std::mem::take(&mut self.drop_sessions) {
+            if !self.members.is_live(id) {
+                self.sessions.remove_peer(id);
+            }
+        }
+        self.push_transmits(out);
+    }
+
+    /// Bumps our incarnation and gossips our entry (metadata or subscription change, or
+    /// refutation).
+    fn publish_self(&mut self) {
+        self.me.incarnation += 1;
+        self.broadcasts.push(Update::Alive(self.me.clone()));
+    }
+
+    /// Turns the results of applying updates into events, re-gossip and election changes.
+    fn on_applied(&mut self, now: Instant, applied: Vec<Applied>, original: Option<&Update>) {
+        let mut membership_changed = false;
+        for a in applied {
+            match a {
+                Applied::Ignored => {}
+                Applied::Added(info) => {
+                    membership_changed = true;
+                    self.probe.add_target(info.id, &mut self.rng);
+                    self.broadcasts.push(Update::Alive(info.clone()));
+                    self.emit(Event::NodeAdded { node: info });
+                }
+                Applied::Updated {
+                    node,
+                    visible,
+                    unsubscribed,
+                } => {
+                    let _ = unsubscribed;
+                    if node.master_eligible {
+                        membership_changed = true;
+                    }
+                    self.broadcasts.push(Update::Alive(node.clone()));
+                    if visible {
+                        self.emit(Event::NodeUpdated { node });
+                    }
+                }
+                Applied::Suspected(id) => {
+                    if let Some(u) = original {
+                        self.broadcasts.push(u.clone());
+                    } else if let Some(m) = self.members.get(id) {
+                        self.broadcasts.push(Update::Suspect {
+                            id,
+                            incarnation: m.info.incarnation,
+                            by: self.me.id,
+                        });
+                    }
+                }
+                Applied::Refuted(_) => {}
+                Applied::Removed(info, reason) => {
+                    membership_changed = true;
+                    let u = match reason {
+                        RemovalReason::Left => Update::Left {
+                            id: info.id,
+                            incarnation: info.incarnation,
+                        },
+                        RemovalReason::Failed => Update::Dead {
+                            id: info.id,
+                            incarnation: info.incarnation,
+                            by: self.me.id,
+                        },
+                    };
+                    self.broadcasts.push(u);
+                    self.emit(Event::NodeRemoved { node: info, reason });
+                }
+                Applied::Refute(incarnation) => {
+                    if incarnation >= self.me.incarnation {
+                        self.me.incarnation = incarnation;
+                        self.publish_self();
+                        if self.is_master() {
+                            self.timers.heartbeat = Some(now);
+                        }
+                    }
+                }
+                Applied::Replaced { old, new } => {
+                    membership_changed = true;
+                    self.probe.add_target(new.id, &mut self.rng);
+                    self.broadcasts.push(Update::Dead {
+                        id: old.id,
+                        incarnation: old.incarnation,
+                        by: self.me.id,
+                    });
+                    self.broadcasts.push(Update::Alive(new.clone()));
+                    self.emit(Event::NodeRemoved {
+                        node: old,
+                        reason: RemovalReason::Failed,
+                    });
+                    self.emit(Event::NodeAdded { node: new });
+                }
+            }
+        }
+        if membership_changed {
+            self.reconcile(now);
+        }
+    }
+
+    /// Applies one update from the network and handles the consequences.
+    fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool) {
+        let timeout = self.suspicion_timeout_for(u.subject());
+        let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
+        let original = (!from_state_sync).then_some(&u);
+        self.on_applied(now, applied, original);
+    }
+
+    fn suspicion_timeout_for(&self, id: NodeId) -> Duration {
+        if self.election.claim.map(|c| c.master) == Some(id) {
+            self.config.master_suspicion_timeout
+        } else {
+            self.config.suspicion_timeout(self.members.live_count() + 1)
+        }
+    }
+
+    /// Declares failed the suspects whose suspicion expired.
+    fn expire_suspicions(&mut self, now: Instant) {
+        for id in self.members.expired_suspicions(now) {
+            let inc = self
+                .members
+                .get(id)
+                .map(|m| m.info.incarnation)
+                .unwrap_or(0);
+            let a = self.members.apply_down(now, id, inc, RemovalReason::Failed);
+            if matches!(a, Applied::Removed(..)) {
+                self.stats.failures_declared += 1;
+            }
+            self.on_applied(now, vec![a], None);
+        }
+    }
+
+    /// Purges long-dead members and expired bookkeeping.
+    fn sweep(&mut self, now: Instant) {
+        if let Some(before) = now.checked_sub(self.config.dead_retention) {
+            for id in self.members.purge(before) {
+                self.sessions.remove_peer(id);
+            }
+        }
+        self.join_sweep(now);
+        self.probe.sweep(now);
+    }
+
+    /// Sends pending gossip to `gossip_fanout` random live members.
+    fn gossip_round(&mut self) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let live = self.members.live_ids();
+        if live.is_empty() {
+            return;
+        }
+        let mut picks = Vec::new();
+        for _ in 0..self.config.gossip_fanout.min(live.len()) * 2 {
+            let id = live[self.rng.below(live.len())];
+            if !picks.contains(&id) {
+                picks.push(id);
+            }
+            if picks.len() >= self.config.gossip_fanout {
+                break;
+            }
+        }
+        for id in picks {
+            self.queue(id, Vec::new());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,351 @@
+//! SWIM failure detection: one probe per interval, indirect probes through `k` members on
+//! timeout, suspicion at the end of the interval; and the master watch, which confirms a
+//! silent master through direct and indirect probes before suspecting it with a short timeout.
+
+use super::Node;
+use crate::membership::{Applied, Liveness};
+use crate::rng::Rng;
+use crate::wire::{Claim, Msg, Update};
+use crate::NodeId;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Master confirmation attempts (each: direct ping + indirect pings) before suspicion.
+const MASTER_CONFIRM_ATTEMPTS: u32 = 2;
+
+struct Probe {
+    target: NodeId,
+    seq: u64,
+    indirect_at: Option<Instant>,
+    acked: bool,
+}
+
+struct MasterCheck {
+    seq: u64,
+    deadline: Instant,
+    attempt: u32,
+}
+
+/// Probe scheduling state.
+pub(crate) struct ProbeState {
+    order: Vec<NodeId>,
+    idx: usize,
+    next_probe: Instant,
+    current: Option<Probe>,
+    next_seq: u64,
+    /// Indirect probes we run for others: our seq → (requester, their seq, target, expiry).
+    relays: BTreeMap<u64, (NodeId, u64, NodeId, Instant)>,
+    master_last_contact: Instant,
+    master_check: Option<MasterCheck>,
+}
+
+impl ProbeState {
+    pub(crate) fn new(first_probe: Instant, now: Instant) -> Self {
+        ProbeState {
+            order: Vec::new(),
+            idx: 0,
+            next_probe: first_probe,
+            current: None,
+            next_seq: 1,
+            relays: BTreeMap::new(),
+            master_last_contact: now,
+            master_check: None,
+        }
+    }
+
+    /// Inserts a new member at a random position of the round-robin order.
+    pub(crate) fn add_target(&mut self, id: NodeId, rng: &mut Rng) {
+        if self.order.contains(&id) {
+            return;
+        }
+        let pos = rng.below(self.order.len() + 1);
+        self.order.insert(pos, id);
+        if pos < self.idx {
+            self.idx += 1;
+        }
+    }
+
+    pub(crate) fn master_contact(&mut self, now: Instant) {
+        self.master_last_contact = now;
+        self.master_check = None;
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let a = self
+            .current
+            .as_ref()
+            .and_then(|p| if p.acked { None } else { p.indirect_at });
+        let b = self.master_check.as_ref().map(|c| c.deadline);
+        [Some(self.next_probe), a, b].into_iter().flatten().min()
+    }
+
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        self.relays.retain(|_, r| r.3 > now);
+    }
+}
+
+impl Node {
+    /// The SWIM probe cycle.
+    pub(super) fn probe_timers(&mut self, now: Instant) {
+        // Indirect stage of the current probe.
+        let pending_indirect = self
+            .probe
+            .current
+            .as_ref()
+            .filter(|p| !p.acked && p.indirect_at.is_some_and(|t| t <= now))
+            .map(|p| (p.target, p.seq));
+        if let Some((target, seq)) = pending_indirect {
+            if let Some(p) = self.probe.current.as_mut() {
+                p.indirect_at = None;
+            }
+            if self.members.is_live(target) {
+                self.queue(target, vec![Msg::Ping { seq }]);
+                self.send_ping_reqs(target, seq);
+            }
+        }
+        if now < self.probe.next_probe {
+            return;
+        }
+        self.probe.next_probe = now + self.config.probe_interval;
+        // End of the previous probe: suspect an unanswered target.
+        if let Some(p) = self.probe.current.take() {
+            if !p.acked {
+                self.suspect(now, p.target);
+            }
+        }
+        let Some(target) = self.next_probe_target(now) else {
+            return;
+        };
+        let seq = self.probe.seq();
+        self.stats.probes += 1;
+        self.probe.current = Some(super::probe::Probe {
+            target,
+            seq,
+            indirect_at: Some(now + self.config.probe_timeout),
+            acked: false,
+        });
+        self.queue(target, vec![Msg::Ping { seq }]);
+    }
+
+    fn next_probe_target(&mut self, _now: Instant) -> Option<NodeId> {
+        let master = self.current_master();
+        for _ in 0..2 {
+            while self.probe.idx < self.probe.order.len() {
+                let id = self.probe.order[self.probe.idx];
+                if !self.members.get(id).is_some_and(|m| m.state.is_live()) {
+                    self.probe.order.remove(self.probe.idx);
+                    continue;
+                }
+                self.probe.idx += 1;
+                if Some(id) == master && self.members.live_count() > 1 {
+                    continue; // the master watch covers it
+                }
+                return Some(id);
+            }
+            self.probe.idx = 0;
+            self.rng.shuffle(&mut self.probe.order);
+        }
+        None
+    }
+
+    fn send_ping_reqs(&mut self, target: NodeId, seq: u64) {
+        let live = self.members.live_ids();
+        let n = live.len();
+        if n <= 1 {
+            return;
+        }
+        let k = self.config.indirect_checks.min(n - 1);
+        let mut picks: Vec<NodeId> = Vec::with_capacity(k);
+        let mut tries = 0;
+        while picks.len() < k && tries < 4 * k + 4 {
+            tries += 1;
+            let id = live[self.rng.below(n)];
+            if id != target && !picks.contains(&id) {
+                picks.push(id);
+            }
+        }
+        for id in picks {
+            self.queue(id, vec![Msg::PingReq { seq, target }]);
+        }
+    }
+
+    /// Starts suspecting a live member (gossiped, and told directly so it can refute).
+    pub(super) fn suspect(&mut self, now: Instant, id: NodeId) {
+        let Some(m) = self.members.get(id) else {
+            return;
+        };
+        if m.state != Liveness::Alive {
+            return;
+        }
+        let inc = m.info.incarnation;
+        let timeout = self.suspicion_timeout_for(id);
+        let a = self.members.apply_suspect(now, id, inc, timeout);
+        if matches!(a, Applied::Suspected(_)) {
+            let u = Update::Suspect {
+                id,
+                incarnation: inc,
+                by: self.me.id,
+            };
+            self.queue(id, vec![Msg::Updates(vec![u.clone()])]);
+            self.on_applied(now, vec![a], Some(&u));
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u64) {
+        if let Some(p) = self.probe.current.as_mut() {
+            if p.seq == seq && p.target == from {
+                p.acked = true;
+            }
+        }
+        if self
+            .probe
+            .master_check
+            .as_ref()
+            .is_some_and(|c| c.seq == seq)
+        {
+            self.probe.master_contact(now);
+        }
+        if let Some((requester, their_seq, target, _)) = self.probe.relays.remove(&seq) {
+            if target == from {
+                self.queue(
+                    requester,
+                    vec![Msg::IndirectAck {
+                        seq: their_seq,
+                        target,
+                    }],
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_ping_req(&mut self, now: Instant, from: NodeId, seq: u64, target: NodeId) {
+        if !self.members.is_live(target) || target == self.me.id {
+            return;
+        }
+        let my_seq = self.probe.seq();
+        let expiry = now + self.config.probe_interval * 2;
+        self.probe
+            .relays
+            .insert(my_seq, (from, seq, target, expiry));
+        self.queue(target, vec![Msg::Ping { seq: my_seq }]);
+    }
+
+    pub(super) fn on_indirect_ack(&mut self, now: Instant, seq: u64, target: NodeId) {
+        if let Some(p) = self.probe.current.as_mut() {
+            if p.seq == seq && p.target == target {
+                p.acked = true;
+            }
+        }
+        if self
+            .probe
+            .master_check
+            .as_ref()
+            .is_some_and(|c| c.seq == seq)
+        {
+            self.probe.master_contact(now);
+        }
+    }
+
+    /// Watches the master: silence for `master_timeout` starts confirmation probes; failed
+    /// confirmations lead to suspicion with the short master suspicion timeout.
+    pub(super) fn master_timers(&mut self, now: Instant) {
+        let Some(master) = self.current_master() else {
+            self.probe.master_check = None;
+            return;
+        };
+        if master == self.me.id {
+            self.probe.master_check = None;
+            return;
+        }
+        match self
+            .probe
+            .master_check
+            .as_ref()
+            .map(|c| (c.deadline, c.attempt))
+        {
+            None => {
+                if now >= self.probe.master_last_contact + self.config.master_timeout
+                    && self
+                        .members
+                        .get(master)
+                        .is_some_and(|m| m.state == Liveness::Alive)
+                {
+                    self.start_master_check(now, master, 1);
+                }
+            }
+            Some((deadline, attempt)) if now >= deadline => {
+                if attempt < MASTER_CONFIRM_ATTEMPTS {
+                    self.start_master_check(now, master, attempt + 1);
+                } else {
+                    self.probe.master_check = None;
+                    self.probe.master_last_contact = now;
+                    self.suspect(now, master);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn start_master_check(&mut self, now: Instant, master: NodeId, attempt: u32) {
+        let seq = self.probe.seq();
+        self.probe.master_check = Some(MasterCheck {
+            seq,
+            deadline: now + self.config.probe_timeout,
+            attempt,
+        });
+        self.queue(master, vec![Msg::Ping { seq }]);
+        self.send_ping_reqs(master, seq);
+    }
+
+    /// Master: heartbeat to every live member.
+    pub(super) fn send_heartbeats(&mut self) {
+        let Some(claim) = self.election.claim else {
+            return;
+        };
+        if !self.is_master() {
+            self.timers.heartbeat = None;
+            return;
+        }
+        let hb = Msg::Heartbeat {
+            claim,
+            incarnation: self.me.incarnation,
+        };
+        let ids: Vec<NodeId> = self.members.live_ids().to_vec();
+        for id in ids {
+            self.queue(id, vec![hb.clone()]);
+        }
+    }
+
+    pub(super) fn on_heartbeat(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        claim: Claim,
+        incarnation: u64,
+    ) {
+        if let Some(m) = self.members.get(from) {
+            if incarnation > m.info.incarnation {
+                let mut info = m.info.clone();
+                info.incarnation = incarnation;
+                let applied = self.members.apply_alive(now, info);
+                self.on_applied(now, applied, None);
+            }
+        }
+        if claim.master == from {
+            self.consider_claim(now, claim);
+            if self.election.claim == Some(claim) {
+                self.probe.master_contact(now);
+            }
+        }
+    }
+
+    #[allow(dead_code)]
+    fn probe_interval(&self) -> Duration {
+        self.config.probe_interval
+    }
+}

@@ -1,0 +1,107 @@
+use crate::testkit::{addr, TestNet};
+use crate::{Config, Event, RemovalReason};
+use std::time::Duration;
+
+#[test]
+fn five_nodes_form_a_cluster_and_elect_one_master() {
+    let mut net = TestNet::new(5, Config::lan());
+    net.run_for(Duration::from_millis(1500));
+    assert!(
+        net.full_membership(),
+        "membership incomplete at {} ms",
+        net.ms()
+    );
+    let m = net.agreed_master().expect("one master");
+    let promotions: usize = net
+        .events
+        .values()
+        .flatten()
+        .filter(|e| matches!(e, Event::Promotion { .. }))
+        .count();
+    assert_eq!(promotions, 1, "exactly one promotion (no herd)");
+    // Highest id wins the ranked election (equal priorities).
+    assert_eq!(m, net.live().map(|(_, n)| n.id()).max().unwrap());
+}
+
+#[test]
+fn master_crash_fails_over_quickly() {
+    let mut net = TestNet::new(5, Config::lan());
+    net.run_for(Duration::from_secs(3));
+    let m = net.agreed_master().expect("master");
+    let a = net
+        .live()
+        .find(|(_, n)| n.id() == m)
+        .map(|(a, _)| *a)
+        .unwrap();
+    net.crash(a);
+    let t0 = net.now;
+    let mut failover = None;
+    for _ in 0..400 {
+        net.run_for(Duration::from_millis(10));
+        if let Some(nm) = net.agreed_master() {
+            if nm != m {
+                failover = Some(net.now - t0);
+                break;
+            }
+        }
+    }
+    let f = failover.expect("new master within 4 s");
+    println!(
+        "failover {f:?}; stats of a survivor: {:?}",
+        net.live().next().unwrap().1.stats()
+    );
+    assert!(f <= Duration::from_millis(1500), "failover took {f:?}");
+}
+
+#[test]
+fn graceful_leave_is_seen_promptly() {
+    let mut net = TestNet::new(4, Config::lan());
+    net.run_for(Duration::from_secs(2));
+    let leaver = addr(2);
+    net.with(leaver, |n, now| n.leave(now));
+    net.run_for(Duration::from_millis(20));
+    for (a, evs) in &net.events {
+        if *a == leaver {
+            continue;
+        }
+        assert!(
+            evs.iter().any(|e| matches!(
+                e,
+                Event::NodeRemoved {
+                    reason: RemovalReason::Left,
+                    ..
+                }
+            )),
+            "{a} did not see the leave"
+        );
+    }
+}
+
+#[test]
+fn metadata_propagates() {
+    let mut net = TestNet::new(5, Config::lan());
+    net.run_for(Duration::from_secs(2));
+    let md = crate::Metadata::from_pairs([("role", "db")], 512).unwrap();
+    net.with(addr(3), |n, now| n.set_metadata(now, md.clone()).unwrap());
+    net.run_for(Duration::from_millis(500));
+    let id = net.nodes[&addr(3)].as_ref().unwrap().id();
+    for (_, n) in net.live() {
+        assert_eq!(n.member(id).unwrap().metadata.get("role"), Some("db"));
+    }
+}
+
+#[test]
+fn crashed_member_is_removed_and_cluster_stays_stable() {
+    let mut net = TestNet::new(6, Config::lan());
+    net.run_for(Duration::from_secs(2));
+    let m = net.agreed_master().unwrap();
+    let victim = net
+        .live()
+        .find(|(_, n)| n.id() != m)
+        .map(|(a, _)| *a)
+        .unwrap();
+    net.crash(victim);
+    net.run_for(Duration::from_secs(8));
+    assert!(net.full_membership());
+    assert_eq!(net.agreed_master(), Some(m), "sticky master");
+}

@@ -1,0 +1,813 @@
+//! Per-pair encrypted sessions: the handshake state machine and sealed records.
+//!
+//! ```text
+//! initiator                                   responder
+//!   Hello{from, to?, attempt, share_i}  ---->
+//!                                       <----  HelloAck{from, to, attempt, epoch, share_r,
+//!                                                       identity?, confirm = seal_r(0, "")}
+//!   Sealed[Confirm{identity?}] ...     ---->   (records open as soon as keys exist)
+//!                                       <----  Sealed[ConfirmAck]
+//! ```
+//! Keys come from `Cipher::KeyExchange::complete` over a transcript binding the protocol
+//! version, both node ids and both shares. Nonces are per-direction counters; a replay window
+//! rejects repeats. Crossed handshakes resolve to the one started by the lower node id.
+//! A session is rekeyed after `rekey_after_messages` records or `rekey_after`; the previous
+//! session still opens records for `rekey_grace`.
+
+mod replay;
+
+pub use replay::ReplayWindow;
+
+use crate::cipher::{Cipher, KeyExchange, Role};
+use crate::config::Config;
+use crate::rng::Rng;
+use crate::stats::Stats;
+use crate::wire::{
+    self, DecodeError, Hello, HelloAck, IdentityProof, Kind, Msg, SealedHeader, VERSION,
+};
+use crate::NodeId;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Handshake attempts before giving up on a peer (queued messages are dropped and counted).
+const MAX_HELLO_TRIES: u32 = 8;
+/// Message batches buffered per peer while its handshake runs.
+const MAX_QUEUED_BATCHES: usize = 64;
+/// Associated data of the key-confirmation record.
+const CONFIRM_AAD: &[u8] = b"espial-confirm-v1";
+
+/// Builds the key-derivation transcript: version, ids and shares of both sides.
+pub fn transcript(initiator: NodeId, responder: NodeId, share_i: &[u8], share_r: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(64 + share_i.len() + share_r.len());
+    t.extend_from_slice(b"espial-handshake");
+    t.push(VERSION);
+    t.extend_from_slice(&initiator.to_bytes());
+    t.extend_from_slice(&responder.to_bytes());
+    t.extend_from_slice(&(share_i.len() as u16).to_be_bytes());
+    t.extend_from_slice(share_i);
+    t.extend_from_slice(&(share_r.len() as u16).to_be_bytes());
+    t.extend_from_slice(share_r);
+    t
+}
+
+struct Keys {
+    epoch: u32,
+    send: Box<dyn crate::cipher::Aead>,
+    recv: Box<dyn crate::cipher::Aead>,
+    send_counter: u64,
+    window: ReplayWindow,
+    created: Instant,
+}
+
+struct Peer {
+    addr: SocketAddr,
+    current: Keys,
+    previous: Option<(Keys, Instant)>,
+    /// Responder side: the Hello attempt answered and the cached answer (for duplicates).
+    answered: Option<(u64, Vec<u8>)>,
+    /// The peer proved possession of the keys (any authenticated record, or Confirm).
+    confirmed: bool,
+    /// Initiator side: our Confirm still awaits its ack; (bytes-to-resend trigger, next retry, tries).
+    confirm_retry: Option<(Instant, u32)>,
+    verified_key: Option<Vec<u8>>,
+    /// A rekey handshake of ours is in progress.
+    rekeying: bool,
+    /// Transcript of the current session (identity signatures are over it).
+    transcript: Vec<u8>,
+    /// Initiator side: the Confirm message, resent until acknowledged.
+    confirm_msg: Option<Msg>,
+}
+
+struct Pending {
+    peer: Option<NodeId>,
+    addr: SocketAddr,
+    exchange: Option<Box<dyn KeyExchange>>,
+    hello: Vec<u8>,
+    next_retry: Instant,
+    tries: u32,
+    queued: Vec<Vec<Msg>>,
+}
+
+/// Messages opened from one sealed record.
+#[derive(Debug)]
+pub struct Opened {
+    /// Authenticated sender.
+    pub from: NodeId,
+    /// Where the record came from.
+    pub addr: SocketAddr,
+    /// The messages.
+    pub msgs: Vec<Msg>,
+    /// The sender's handshake just completed on our side (first record of a new session).
+    pub new_session: bool,
+}
+
+/// Why a datagram was dropped by the session layer (already counted in the stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Undecodable.
+    Decode,
+    /// Failed authentication.
+    Auth,
+    /// Replayed or duplicate record.
+    Replay,
+    /// No session for that sender/epoch.
+    UnknownSession,
+    /// Bad or unexpected handshake.
+    Handshake,
+    /// Nothing to report (e.g. a handshake message that was handled).
+    Handled,
+}
+
+/// All sessions of one node.
+pub struct Sessions {
+    me: NodeId,
+    cipher: Box<dyn Cipher>,
+    peers: BTreeMap<NodeId, Peer>,
+    pending: BTreeMap<u64, Pending>,
+    pending_by_addr: BTreeMap<SocketAddr, u64>,
+    handshake_timeout: Duration,
+    max_pending: usize,
+    rekey_after_messages: u64,
+    rekey_after: Duration,
+    rekey_grace: Duration,
+    max_datagram: usize,
+}
+
+impl Sessions {
+    /// Creates the session table.
+    pub fn new(me: NodeId, cipher: Box<dyn Cipher>, config: &Config) -> Self {
+        Sessions {
+            me,
+            cipher,
+            peers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            pending_by_addr: BTreeMap::new(),
+            handshake_timeout: config.handshake_timeout,
+            max_pending: config.max_pending_handshakes,
+            rekey_after_messages: config.rekey_after_messages.max(2),
+            rekey_after: config.rekey_after,
+            rekey_grace: config.rekey_grace,
+            max_datagram: config.max_datagram,
+        }
+    }
+
+    /// The cipher (for beacon MACs).
+    pub fn cipher(&self) -> &dyn Cipher {
+        &*self.cipher
+    }
+
+    /// Whether a session with `peer` exists.
+    pub fn has_session(&self, peer: NodeId) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    /// The peer's identity key as verified in the handshake.
+    pub fn verified_key(&self, peer: NodeId) -> Option<&[u8]> {
+        self.peers
+            .get(&peer)
+            .and_then(|p| p.verified_key.as_deref())
+    }
+
+    /// Largest plaintext that fits one sealed datagram.
+    pub fn plaintext_budget(&self) -> usize {
+        self.max_datagram - wire::SEALED_HEADER_LEN - 32
+    }
+
+    /// Number of sessions and handshakes held (for memory-bound tests).
+    pub fn footprint(&self) -> (usize, usize) {
+        (self.peers.len(), self.pending.len())
+    }
+
+    /// Forgets a peer (it left or failed); a later contact handshakes anew.
+    pub fn remove_peer(&mut self, peer: NodeId) {
+        self.peers.remove(&peer);
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.peer == Some(peer))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(p) = self.pending.remove(&k) {
+                self.pending_by_addr.remove(&p.addr);
+            }
+        }
+    }
+
+    /// Sends `msgs` to `peer` at `addr` (`peer = None` when only the address is known, e.g.
+    /// a seed). Starts a handshake when no session exists and queues the messages meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &mut self,
+        now: Instant,
+        peer: Option<NodeId>,
+        addr: SocketAddr,
+        msgs: Vec<Msg>,
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        let peer = peer.or_else(|| {
+            self.peers
+                .iter()
+                .find(|(_, p)| p.addr == addr)
+                .map(|(id, _)| *id)
+        });
+        if let Some(id) = peer {
+            if let Some(p) = self.peers.get_mut(&id) {
+                let addr = if p.addr == addr { p.addr } else { addr };
+                p.addr = addr;
+                let needs_rekey = p.current.send_counter >= self.rekey_after_messages
+                    || now.saturating_duration_since(p.current.created) >= self.rekey_after;
+                if p.current.send_counter < u64::MAX - 1 {
+                    let data = seal(self.me, &mut p.current, &msgs);
+                    out.push((addr, data));
+                } else {
+                    stats.unsent_dropped += 1;
+                }
+                if needs_rekey && !p.rekeying {
+                    p.rekeying = true;
+                    self.start_handshake(now, Some(id), addr, Vec::new(), rng, stats, out);
+                }
+                return;
+            }
+        }
+        self.start_handshake(now, peer, addr, msgs, rng, stats, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_handshake(
+        &mut self,
+        now: Instant,
+        peer: Option<NodeId>,
+        addr: SocketAddr,
+        msgs: Vec<Msg>,
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        if let Some(attempt) = self.pending_by_addr.get(&addr).copied() {
+            if let Some(p) = self.pending.get_mut(&attempt) {
+                if !msgs.is_empty() {
+                    if p.queued.len() >= MAX_QUEUED_BATCHES {
+                        p.queued.remove(0);
+                        stats.unsent_dropped += 1;
+                    }
+                    p.queued.push(msgs);
+                }
+                return;
+            }
+        }
+        if self.pending.len() >= self.max_pending {
+            stats.handshakes_refused += 1;
+            stats.unsent_dropped += 1;
+            return;
+        }
+        let attempt = rng.next_u64();
+        let exchange = self.cipher.start_exchange();
+        let hello = wire::encode_clear(
+            Kind::Hello,
+            &Hello {
+                from: self.me,
+                to: peer,
+                attempt,
+                share: exchange.public_share().to_vec(),
+            },
+        );
+        out.push((addr, hello.clone()));
+        self.pending_by_addr.insert(addr, attempt);
+        self.pending.insert(
+            attempt,
+            Pending {
+                peer,
+                addr,
+                exchange: Some(exchange),
+                hello,
+                next_retry: now + self.handshake_timeout,
+                tries: 1,
+                queued: if msgs.is_empty() { vec![] } else { vec![msgs] },
+            },
+        );
+    }
+
+    /// Handles a Hello, HelloAck or Sealed datagram body. Returns opened messages, or why
+    /// nothing came out (every drop is already counted in `stats`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        kind: Kind,
+        body: &[u8],
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Opened, Drop> {
+        match kind {
+            Kind::Hello => {
+                let hello: Hello = wire::decode_body(body).map_err(|_| {
+                    stats.handshake_failures += 1;
+                    Drop::Handshake
+                })?;
+                self.on_hello(now, from, hello, rng, stats, out)?;
+                Err(Drop::Handled)
+            }
+            Kind::HelloAck => {
+                let ack: HelloAck = wire::decode_body(body).map_err(|_| {
+                    stats.handshake_failures += 1;
+                    Drop::Handshake
+                })?;
+                self.on_hello_ack(now, from, ack, stats, out)
+            }
+            Kind::Sealed => self.on_sealed(now, from, body, stats, out),
+            Kind::Beacon => Err(Drop::Handled),
+        }
+    }
+
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        hello: Hello,
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Result<(), Drop> {
+        let fail = |stats: &mut Stats| {
+            stats.handshake_failures += 1;
+            Err(Drop::Handshake)
+        };
+        if hello.from == self.me
+            || hello.to.is_some_and(|t| t != self.me)
+            || hello.share.len() > 256
+        {
+            return fail(stats);
+        }
+        // Duplicate of a Hello we already answered: answer again, identically.
+        if let Some(p) = self.peers.get(&hello.from) {
+            if let Some((attempt, bytes)) = &p.answered {
+                if *attempt == hello.attempt {
+                    out.push((from, bytes.clone()));
+                    return Ok(());
+                }
+            }
+        }
+        // Crossed handshakes: the one started by the lower id wins.
+        let mine = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.peer == Some(hello.from) || (p.peer.is_none() && p.addr == from))
+            .map(|(k, _)| *k);
+        let mut inherited = Vec::new();
+        if let Some(k) = mine {
+            if self.me < hello.from {
+                return Ok(()); // ours wins; they will answer it
+            }
+            if let Some(p) = self.pending.remove(&k) {
+                self.pending_by_addr.remove(&p.addr);
+                inherited = p.queued;
+            }
+        }
+        // Memory bound: count half-open responder sessions.
+        let half_open = self.peers.values().filter(|p| !p.confirmed).count();
+        if half_open >= self.max_pending && !self.peers.contains_key(&hello.from) {
+            stats.handshakes_refused += 1;
+            return Err(Drop::Handshake);
+        }
+        let exchange = self.cipher.start_exchange();
+        let share_r = exchange.public_share().to_vec();
+        let t = transcript(hello.from, self.me, &hello.share, &share_r);
+        let keys = match exchange.complete(&hello.share, &t, Role::Responder) {
+            Ok(k) => k,
+            Err(_) => return fail(stats),
+        };
+        let epoch = rng.next_u64() as u32;
+        let mut confirm = Vec::new();
+        if keys.send.seal(0, CONFIRM_AAD, &mut confirm).is_err() {
+            return fail(stats);
+        }
+        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
+            public_key: self.cipher.identity_public_key().unwrap_or_default(),
+            signature,
+        });
+        let ack = wire::encode_clear(
+            Kind::HelloAck,
+            &HelloAck {
+                from: self.me,
+                to: hello.from,
+                attempt: hello.attempt,
+                epoch,
+                share: share_r,
+                identity,
+                confirm,
+            },
+        );
+        out.push((from, ack.clone()));
+        let new_keys = Keys {
+            epoch,
+            send: keys.send,
+            recv: keys.recv,
+            send_counter: 1,
+            window: ReplayWindow::default(),
+            created: now,
+        };
+        let grace = now + self.rekey_grace;
+        let requires_identity = self.cipher.requires_identity();
+        match self.peers.get_mut(&hello.from) {
+            Some(p) => {
+                let old = std::mem::replace(&mut p.current, new_keys);
+                p.previous = Some((old, grace));
+                p.addr = from;
+                p.answered = Some((hello.attempt, ack));
+                p.rekeying = false;
+                p.transcript = t;
+                p.confirm_msg = None;
+                p.confirm_retry = None;
+                if requires_identity {
+                    p.confirmed = false;
+                }
+            }
+            None => {
+                self.peers.insert(
+                    hello.from,
+                    Peer {
+                        addr: from,
+                        current: new_keys,
+                        previous: None,
+                        answered: Some((hello.attempt, ack)),
+                        confirmed: false,
+                        confirm_retry: None,
+                        verified_key: None,
+                        rekeying: false,
+                        transcript: t,
+                        confirm_msg: None,
+                    },
+                );
+            }
+        }
+        stats.handshakes_completed += 1;
+        for batch in inherited {
+            self.send(now, Some(hello.from), from, batch, rng, stats, out);
+        }
+        Ok(())
+    }
+
+    fn on_hello_ack(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        ack: HelloAck,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Opened, Drop> {
+        let fail = |stats: &mut Stats| {
+            stats.handshake_failures += 1;
+            Err(Drop::Handshake)
+        };
+        let Some(p) = self.pending.get(&ack.attempt) else {
+            return fail(stats); // unknown, duplicate or stale answer
+        };
+        if ack.to != self.me || p.peer.is_some_and(|id| id != ack.from) || ack.from == self.me {
+            return fail(stats);
+        }
+        let Some(mut pending) = self.pending.remove(&ack.attempt) else {
+            return fail(stats);
+        };
+        let Some(exchange) = pending.exchange.take() else {
+            return fail(stats);
+        };
+        let share_i = exchange.public_share().to_vec();
+        let t = transcript(self.me, ack.from, &share_i, &ack.share);
+        let restore = |s: &mut Self, mut pending: Pending, exchange| {
+            pending.exchange = Some(exchange);
+            s.pending.insert(ack.attempt, pending);
+        };
+        // A forged answer must not kill the real handshake: verify before consuming it.
+        let keys = match exchange.complete(&ack.share, &t, Role::Initiator) {
+            Ok(k) => k,
+            Err(_) => {
+                stats.handshake_failures += 1;
+                pending.next_retry = now; // start over with a fresh exchange on retry
+                let fresh = self.cipher.start_exchange();
+                pending.hello = wire::encode_clear(
+                    Kind::Hello,
+                    &Hello {
+                        from: self.me,
+                        to: pending.peer,
+                        attempt: ack.attempt,
+                        share: fresh.public_share().to_vec(),
+                    },
+                );
+                restore(self, pending, fresh);
+                return Err(Drop::Handshake);
+            }
+        };
+        let mut confirm = ack.confirm.clone();
+        let verified = if self.cipher.requires_identity() {
+            match &ack.identity {
+                Some(proof) => self
+                    .cipher
+                    .verify(&proof.public_key, &t, &proof.signature)
+                    .is_ok()
+                    .then(|| proof.public_key.clone()),
+                None => None,
+            }
+        } else {
+            ack.identity.as_ref().and_then(|proof| {
+                self.cipher
+                    .verify(&proof.public_key, &t, &proof.signature)
+                    .is_ok()
+                    .then(|| proof.public_key.clone())
+            })
+        };
+        if keys.recv.open(0, CONFIRM_AAD, &mut confirm).is_err()
+            || (self.cipher.requires_identity() && verified.is_none())
+        {
+            stats.handshake_failures += 1;
+            // Keep waiting for the genuine answer with a fresh exchange.
+            let fresh = self.cipher.start_exchange();
+            pending.hello = wire::encode_clear(
+                Kind::Hello,
+                &Hello {
+                    from: self.me,
+                    to: pending.peer,
+                    attempt: ack.attempt,
+                    share: fresh.public_share().to_vec(),
+                },
+            );
+            pending.next_retry = now;
+            restore(self, pending, fresh);
+            return Err(Drop::Handshake);
+        }
+        self.pending_by_addr.remove(&pending.addr);
+        let mut window = ReplayWindow::default();
+        window.accept(0);
+        let new_keys = Keys {
+            epoch: ack.epoch,
+            send: keys.send,
+            recv: keys.recv,
+            send_counter: 0,
+            window,
+            created: now,
+        };
+        let grace = now + self.rekey_grace;
+        let retry = Some((now + self.handshake_timeout, 1));
+        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
+            public_key: self.cipher.identity_public_key().unwrap_or_default(),
+            signature,
+        });
+        let confirm_msg = Msg::Confirm { identity };
+        match self.peers.get_mut(&ack.from) {
+            Some(p) => {
+                let old = std::mem::replace(&mut p.current, new_keys);
+                p.previous = Some((old, grace));
+                p.addr = from;
+                p.confirmed = true;
+                p.confirm_retry = retry;
+                p.rekeying = false;
+                p.answered = None;
+                p.transcript = t;
+                p.confirm_msg = Some(confirm_msg.clone());
+                if verified.is_some() {
+                    p.verified_key = verified;
+                }
+            }
+            None => {
+                self.peers.insert(
+                    ack.from,
+                    Peer {
+                        addr: from,
+                        current: new_keys,
+                        previous: None,
+                        answered: None,
+                        confirmed: true,
+                        confirm_retry: retry,
+                        verified_key: verified,
+                        rekeying: false,
+                        transcript: t,
+                        confirm_msg: Some(confirm_msg.clone()),
+                    },
+                );
+            }
+        }
+        stats.handshakes_completed += 1;
+        // Confirm first, then what was queued.
+        let Some(peer) = self.peers.get_mut(&ack.from) else {
+            return Err(Drop::Handled);
+        };
+        let mut first = vec![confirm_msg];
+        let mut queued = pending.queued.into_iter();
+        if let Some(b) = queued.next() {
+            first.extend(b);
+        }
+        out.push((from, seal(self.me, &mut peer.current, &first)));
+        for batch in queued {
+            out.push((from, seal(self.me, &mut peer.current, &batch)));
+        }
+        Ok(Opened {
+            from: ack.from,
+            addr: from,
+            msgs: Vec::new(),
+            new_session: true,
+        })
+    }
+
+    fn on_sealed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        body: &[u8],
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Result<Opened, Drop> {
+        let (hdr, ct) = SealedHeader::parse(body).map_err(|_| {
+            stats.decode_errors += 1;
+            Drop::Decode
+        })?;
+        let Some(peer) = self.peers.get_mut(&hdr.sender) else {
+            stats.unknown_session += 1;
+            return Err(Drop::UnknownSession);
+        };
+        let use_previous = peer.current.epoch != hdr.epoch;
+        let keys = if !use_previous {
+            &mut peer.current
+        } else {
+            match &mut peer.previous {
+                Some((k, until)) if k.epoch == hdr.epoch && now < *until => k,
+                _ => {
+                    stats.unknown_session += 1;
+                    return Err(Drop::UnknownSession);
+                }
+            }
+        };
+        if !keys.window.check(hdr.counter) {
+            stats.replays += 1;
+            return Err(Drop::Replay);
+        }
+        let mut aad = Vec::with_capacity(wire::SEALED_HEADER_LEN);
+        hdr.write(&mut aad);
+        let mut buf = ct.to_vec();
+        if keys.recv.open(hdr.counter, &aad, &mut buf).is_err() {
+            stats.decrypt_failures += 1;
+            return Err(Drop::Auth);
+        }
+        keys.window.accept(hdr.counter);
+        let msgs = match wire::decode_msgs(&buf) {
+            Ok(m) => m,
+            Err(DecodeError::Malformed) | Err(_) => {
+                stats.decode_errors += 1;
+                return Err(Drop::Decode);
+            }
+        };
+        let mut new_session = false;
+        let requires_identity = self.cipher.requires_identity();
+        let mut reply_confirm_ack = false;
+        let mut kept = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            match m {
+                Msg::Confirm { identity } => {
+                    let proof_ok = match &identity {
+                        Some(proof) => self
+                            .cipher
+                            .verify(&proof.public_key, &peer.transcript, &proof.signature)
+                            .is_ok(),
+                        None => false,
+                    };
+                    if requires_identity && !proof_ok {
+                        stats.handshake_failures += 1;
+                        return Err(Drop::Handshake);
+                    }
+                    if proof_ok {
+                        peer.verified_key = identity.map(|p| p.public_key);
+                    }
+                    if !peer.confirmed {
+                        new_session = true;
+                    }
+                    peer.confirmed = true;
+                    reply_confirm_ack = true;
+                }
+                Msg::ConfirmAck => {
+                    peer.confirm_retry = None;
+                }
+                other => kept.push(other),
+            }
+        }
+        if !peer.confirmed {
+            if requires_identity {
+                stats.handshake_failures += 1;
+                return Err(Drop::Handshake);
+            }
+            peer.confirmed = true;
+            new_session = true;
+        }
+        // Any record from the responder proves it got our Confirm's session.
+        if !use_previous && peer.confirm_retry.is_some() && peer.answered.is_none() {
+            peer.confirm_retry = None;
+        }
+        peer.addr = from;
+        if reply_confirm_ack {
+            let data = seal(self.me, &mut peer.current, &[Msg::ConfirmAck]);
+            out.push((from, data));
+        }
+        let _ = now;
+        Ok(Opened {
+            from: hdr.sender,
+            addr: from,
+            msgs: kept,
+            new_session,
+        })
+    }
+
+    /// Retransmits handshakes and confirmations; expires old sessions.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        let mut give_up = Vec::new();
+        for (k, p) in self.pending.iter_mut() {
+            if p.next_retry <= now {
+                if p.tries >= MAX_HELLO_TRIES {
+                    give_up.push(*k);
+                    continue;
+                }
+                p.tries += 1;
+                p.next_retry = now
+                    + self
+                        .handshake_timeout
+                        .mul_f64(1.5f64.powi(p.tries as i32 - 1).min(8.0));
+                out.push((p.addr, p.hello.clone()));
+            }
+        }
+        for k in give_up {
+            if let Some(p) = self.pending.remove(&k) {
+                self.pending_by_addr.remove(&p.addr);
+                stats.unsent_dropped += p.queued.len() as u64;
+                if let Some(id) = p.peer {
+                    if let Some(peer) = self.peers.get_mut(&id) {
+                        peer.rekeying = false;
+                    }
+                }
+            }
+        }
+        let me = self.me;
+        for peer in self.peers.values_mut() {
+            if let Some((at, tries)) = peer.confirm_retry {
+                if at <= now {
+                    if tries >= MAX_HELLO_TRIES {
+                        peer.confirm_retry = None;
+                    } else {
+                        peer.confirm_retry = Some((now + self.handshake_timeout, tries + 1));
+                        if let Some(m) = peer.confirm_msg.clone() {
+                            let data = seal(me, &mut peer.current, &[m]);
+                            out.push((peer.addr, data));
+                        }
+                    }
+                }
+            }
+            if let Some((_, until)) = &peer.previous {
+                if *until <= now {
+                    peer.previous = None;
+                }
+            }
+        }
+    }
+
+    /// Earliest retransmission or expiry deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.pending.values().map(|p| p.next_retry).min();
+        let b = self
+            .peers
+            .values()
+            .filter_map(|p| p.confirm_retry.map(|(t, _)| t))
+            .min();
+        let c = self
+            .peers
+            .values()
+            .filter_map(|p| p.previous.as_ref().map(|(_, t)| *t))
+            .min();
+        [a, b, c].into_iter().flatten().min()
+    }
+}
+
+fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg]) -> Vec<u8> {
+    let hdr = SealedHeader {
+        sender: me,
+        epoch: keys.epoch,
+        counter: keys.send_counter,
+    };
+    keys.send_counter += 1;
+    let plain = wire::encode_msgs(msgs);
+    let mut data = Vec::with_capacity(wire::SEALED_HEADER_LEN + plain.len() + keys.send.tag_len());
+    hdr.write(&mut data);
+    let mut buf = plain;
+    // Sealing with a fresh counter cannot fail for a well-formed key.
+    let _ = keys.send.seal(hdr.counter, &data, &mut buf);
+    data.extend_from_slice(&buf);
+    data
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,574 @@
+//! Send side of one peer: queue, window, fragmentation, acknowledgement processing, loss
+//! detection (packet threshold + probe timeout) and retransmission.
+
+use super::frame::{decode_runs, Ack, Head, MsgKind, Segment};
+use super::rtt::Rtt;
+use super::DeliveryConfig;
+use crate::event::SendId;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A frame older by this many data frames than an acknowledged one is declared lost.
+const PACKET_THRESHOLD: u64 = 3;
+/// At most this many segments per frame (keeps the vector's length prefix at one byte).
+pub(crate) const MAX_SEGS: usize = 127;
+/// Most runs and partial reports read from one ack.
+const MAX_ACK_ITEMS: usize = 256;
+
+/// A message waiting behind the window (no sequence number yet).
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub send: Option<SendId>,
+    pub kind: MsgKind,
+    pub payload: Bytes,
+}
+
+/// State of one fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FragTx {
+    Unsent,
+    InFlight { tx: u64, sent: Instant, count: u32 },
+    Lost { count: u32 },
+    /// Reported received inside an incomplete message (may be withdrawn if the receiver
+    /// evicts the partial message).
+    Acked { count: u32 },
+}
+
+/// A message with a sequence number, being transmitted.
+#[derive(Debug)]
+pub(crate) struct OutMsg {
+    pub send: Option<SendId>,
+    pub kind: MsgKind,
+    payload: Bytes,
+    frag_size: usize,
+    frags: Vec<FragTx>,
+    next_unsent: u32,
+}
+
+impl OutMsg {
+    fn n(&self) -> u32 {
+        self.frags.len() as u32
+    }
+}
+
+#[derive(Debug)]
+struct SentFrame {
+    sent: Instant,
+    frags: Vec<(u64, u32)>,
+    live: u32,
+}
+
+/// What an acknowledgement changed.
+#[derive(Debug, Default)]
+pub(crate) struct AckOutcome {
+    /// Messages now acknowledged whole (their sends are delivered to this peer).
+    pub finished: Vec<Option<SendId>>,
+}
+
+/// Send state toward one peer.
+#[derive(Debug)]
+pub(crate) struct Tx {
+    pub queue: VecDeque<Queued>,
+    pub queue_bytes: usize,
+    pub active: BTreeMap<u64, OutMsg>,
+    pub next_seq: u64,
+    unsent: usize,
+    inflight: usize,
+    lost: BTreeSet<(u64, u32)>,
+    frames: BTreeMap<u64, SentFrame>,
+    next_tx: u64,
+    largest_acked_tx: Option<u64>,
+    pub rtt: Rtt,
+    backoff: u32,
+    pub last_serial: u64,
+    last_ack_at: Option<Instant>,
+    waiting_since: Option<Instant>,
+    unsent_cursor: u64,
+}
+
+impl Tx {
+    pub(crate) fn new(first_seq: u64, cfg: &DeliveryConfig) -> Self {
+        Tx {
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            active: BTreeMap::new(),
+            next_seq: first_seq,
+            unsent: 0,
+            inflight: 0,
+            lost: BTreeSet::new(),
+            frames: BTreeMap::new(),
+            next_tx: 0,
+            largest_acked_tx: None,
+            rtt: Rtt::new(cfg.initial_rtt),
+            backoff: 0,
+            last_serial: 0,
+            last_ack_at: None,
+            waiting_since: None,
+            unsent_cursor: first_seq,
+        }
+    }
+
+    /// Every message below this is finished (acknowledged or abandoned).
+    pub(crate) fn base(&self) -> u64 {
+        self.active
+            .first_key_value()
+            .map(|(s, _)| *s)
+            .unwrap_or(self.next_seq)
+    }
+
+    /// True when one more message may be queued.
+    pub(crate) fn can_queue(&self, cfg: &DeliveryConfig, len: usize) -> bool {
+        if self.queue.is_empty() {
+            return true;
+        }
+        self.queue.len() < cfg.queue_limit && self.queue_bytes.saturating_add(len) <= cfg.queue_bytes
+    }
+
+    pub(crate) fn enqueue(&mut self, q: Queued) {
+        self.queue_bytes += q.payload.len();
+        self.queue.push_back(q);
+    }
+
+    /// Messages queued or in transmission.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.queue.len() + self.active.len()
+    }
+
+    fn can_admit(&self, cfg: &DeliveryConfig) -> bool {
+        !self.queue.is_empty()
+            && self.next_seq - self.base() < cfg.window as u64
+            && self.unsent < cfg.window
+    }
+
+    fn admit_one(&mut self, cfg: &DeliveryConfig) -> bool {
+        if !self.can_admit(cfg) {
+            return false;
+        }
+        let Some(q) = self.queue.pop_front() else {
+            return false;
+        };
+        self.queue_bytes -= q.payload.len();
+        let frag_size = cfg.frag_size();
+        let n = q.payload.len().div_ceil(frag_size).max(1);
+        self.unsent += n;
+        self.active.insert(
+            self.next_seq,
+            OutMsg {
+                send: q.send,
+                kind: q.kind,
+                payload: q.payload,
+                frag_size,
+                frags: vec![FragTx::Unsent; n],
+                next_unsent: 0,
+            },
+        );
+        self.next_seq += 1;
+        true
+    }
+
+    /// True when a data segment could be sent now.
+    pub(crate) fn has_data(&self, cfg: &DeliveryConfig) -> bool {
+        self.inflight < cfg.window
+            && (!self.lost.is_empty() || self.unsent > 0 || self.can_admit(cfg))
+    }
+
+    /// The next fragment to send: a lost one first, then new ones in order.
+    fn candidate(&mut self, cfg: &DeliveryConfig) -> Option<(u64, u32, bool)> {
+        if let Some(&(seq, frag)) = self.lost.first() {
+            return Some((seq, frag, true));
+        }
+        loop {
+            if self.unsent > 0 {
+                for (&seq, m) in self.active.range(self.unsent_cursor..) {
+                    if m.next_unsent < m.n() {
+                        self.unsent_cursor = seq;
+                        return Some((seq, m.next_unsent, false));
+                    }
+                }
+            }
+            self.unsent_cursor = self.next_seq;
+            if !self.admit_one(cfg) {
+                return None;
+            }
+        }
+    }
+
+    fn segment(&self, seq: u64, frag: u32, base: u64) -> Option<Segment> {
+        let m = self.active.get(&seq)?;
+        let start = (frag as usize).saturating_mul(m.frag_size).min(m.payload.len());
+        let end = start.saturating_add(m.frag_size).min(m.payload.len());
+        Some(Segment {
+            off: seq - base,
+            frag,
+            frags: m.n(),
+            head: (frag == 0).then(|| Head {
+                total_len: m.payload.len() as u32,
+                kind: m.kind.clone(),
+            }),
+            data: m.payload.slice(start..end),
+        })
+    }
+
+    /// Fills up to `budget` bytes with segments (each counted with its exact encoded size).
+    /// Returns the segments and how many were retransmissions.
+    pub(crate) fn build(
+        &mut self,
+        now: Instant,
+        cfg: &DeliveryConfig,
+        budget: usize,
+        base: u64,
+    ) -> (Vec<Segment>, u64) {
+        let mut segs = Vec::new();
+        let mut ids = Vec::new();
+        let mut used = 0usize;
+        let mut retransmits = 0;
+        let tx = self.next_tx;
+        while segs.len() < MAX_SEGS && self.inflight < cfg.window {
+            let Some((seq, frag, retx)) = self.candidate(cfg) else {
+                break;
+            };
+            let Some(seg) = self.segment(seq, frag, base) else {
+                // Cannot happen (candidates come from `active`); drop the stale entry.
+                self.lost.remove(&(seq, frag));
+                continue;
+            };
+            let size = super::frame::size_of(&seg);
+            if used + size > budget {
+                break;
+            }
+            used += size;
+            let Some(m) = self.active.get_mut(&seq) else {
+                break;
+            };
+            let count = match m.frags[frag as usize] {
+                FragTx::Lost { count } | FragTx::Acked { count } => count,
+                FragTx::InFlight { count, .. } => count,
+                FragTx::Unsent => 0,
+            };
+            m.frags[frag as usize] = FragTx::InFlight {
+                tx,
+                sent: now,
+                count: count.saturating_add(1),
+            };
+            if retx {
+                self.lost.remove(&(seq, frag));
+                retransmits += 1;
+            } else {
+                m.next_unsent += 1;
+                self.unsent -= 1;
+            }
+            self.inflight += 1;
+            ids.push((seq, frag));
+            segs.push(seg);
+        }
+        if !ids.is_empty() {
+            let live = ids.len() as u32;
+            self.frames.insert(
+                tx,
+                SentFrame {
+                    sent: now,
+                    frags: ids,
+                    live,
+                },
+            );
+            self.next_tx += 1;
+            self.waiting_since.get_or_insert(now);
+        }
+        (segs, retransmits)
+    }
+
+    fn dec_frame(&mut self, tx: u64) {
+        if let Some(f) = self.frames.get_mut(&tx) {
+            f.live = f.live.saturating_sub(1);
+            if f.live == 0 {
+                self.frames.remove(&tx);
+            }
+        }
+    }
+
+    /// Removes a message, releasing its window and bookkeeping.
+    fn finish(&mut self, seq: u64) -> Option<OutMsg> {
+        let m = self.active.remove(&seq)?;
+        for (i, f) in m.frags.iter().enumerate() {
+            match *f {
+                FragTx::InFlight { tx, .. } => {
+                    self.inflight -= 1;
+                    self.dec_frame(tx);
+                }
+                FragTx::Lost { .. } => {
+                    self.lost.remove(&(seq, i as u32));
+                }
+                _ => {}
+            }
+        }
+        self.unsent -= (m.n() - m.next_unsent) as usize;
+        Some(m)
+    }
+
+    /// Applies an acknowledgement of this stream.
+    pub(crate) fn on_ack(&mut self, now: Instant, cfg: &DeliveryConfig, ack: &Ack) -> AckOutcome {
+        let mut out = AckOutcome::default();
+        let fresh = ack.serial > self.last_serial;
+        if fresh {
+            self.last_serial = ack.serial;
+        }
+        let mut newest: Option<(u64, Instant, bool)> = None; // (tx, sent, first transmission)
+        let mut progress = false;
+
+        // Whole messages: cumulative, then selective ranges.
+        let cum = ack.cumulative.min(self.next_seq);
+        let mut done: Vec<u64> = self.active.range(..cum).map(|(s, _)| *s).collect();
+        for (start, end) in decode_runs(cum, &ack.ranges, MAX_ACK_ITEMS) {
+            let end = end.min(self.next_seq);
+            if start >= end {
+                break;
+            }
+            done.extend(self.active.range(start..end).map(|(s, _)| *s));
+        }
+        for seq in done {
+            if let Some(m) = self.active.get(&seq) {
+                for f in &m.frags {
+                    if let FragTx::InFlight { tx, sent, count } = *f {
+                        note(tx, sent, count, &mut newest);
+                    }
+                }
+            }
+            if let Some(m) = self.finish(seq) {
+                progress = true;
+                out.finished.push(m.send);
+            }
+        }
+
+        // Fragments of incomplete messages.
+        for p in ack.partials.iter().take(MAX_ACK_ITEMS) {
+            let Some(seq) = cum.checked_add(p.off) else {
+                continue;
+            };
+            let runs = decode_runs(0, &p.frags, MAX_ACK_ITEMS);
+            let Some(m) = self.active.get_mut(&seq) else {
+                continue;
+            };
+            let n = m.n() as u64;
+            let covered = runs.last().map(|r| r.1.min(n)).unwrap_or(0);
+            let mut r = 0;
+            let mut released: Vec<u64> = Vec::new();
+            for i in 0..n {
+                while r < runs.len() && runs[r].1 <= i {
+                    r += 1;
+                }
+                let has = r < runs.len() && runs[r].0 <= i;
+                let f = &mut m.frags[i as usize];
+                match *f {
+                    FragTx::InFlight { tx, sent, count } if has => {
+                        note(tx, sent, count, &mut newest);
+                        *f = FragTx::Acked { count };
+                        self.inflight -= 1;
+                        released.push(tx);
+                        progress = true;
+                    }
+                    FragTx::Lost { count } if has => {
+                        *f = FragTx::Acked { count };
+                        self.lost.remove(&(seq, i as u32));
+                        progress = true;
+                    }
+                    FragTx::Acked { count } if !has && fresh && i < covered => {
+                        // The receiver dropped it (evicted the partial message): resend.
+                        *f = FragTx::Lost { count };
+                        self.lost.insert((seq, i as u32));
+                    }
+                    _ => {}
+                }
+            }
+            for tx in released {
+                self.dec_frame(tx);
+            }
+        }
+
+        if let Some((tx, sent, first)) = newest {
+            if fresh && first {
+                let delay = Duration::from_micros(ack.delay_us).min(cfg.ack_delay);
+                self.rtt.sample(now.saturating_duration_since(sent), delay);
+            }
+            self.largest_acked_tx = Some(self.largest_acked_tx.map_or(tx, |l| l.max(tx)));
+        }
+        if progress {
+            self.backoff = 0;
+            self.last_ack_at = Some(now);
+            self.waiting_since = Some(now);
+        }
+        self.detect_lost();
+        if self.active.is_empty() {
+            self.waiting_since = None;
+        }
+        out
+    }
+
+    /// Declares lost every fragment still in flight in a frame sent `PACKET_THRESHOLD` data
+    /// frames before the newest acknowledged one.
+    fn detect_lost(&mut self) {
+        let Some(largest) = self.largest_acked_tx else {
+            return;
+        };
+        while let Some((&tx, _)) = self.frames.first_key_value() {
+            if tx + PACKET_THRESHOLD > largest {
+                break;
+            }
+            self.declare_frame_lost(tx);
+        }
+    }
+
+    fn declare_frame_lost(&mut self, tx: u64) {
+        let Some(frame) = self.frames.remove(&tx) else {
+            return;
+        };
+        for (seq, frag) in frame.frags {
+            let Some(m) = self.active.get_mut(&seq) else {
+                continue;
+            };
+            let Some(f) = m.frags.get_mut(frag as usize) else {
+                continue;
+            };
+            if let FragTx::InFlight { tx: t, count, .. } = *f {
+                if t == tx {
+                    *f = FragTx::Lost { count };
+                    self.inflight -= 1;
+                    self.lost.insert((seq, frag));
+                }
+            }
+        }
+    }
+
+    /// When `on_timeout` must run next.
+    pub(crate) fn deadline(&self, cfg: &DeliveryConfig) -> Option<Instant> {
+        let rto = self.rtt.rto(cfg, self.backoff);
+        let probe = if let Some((_, f)) = self.frames.first_key_value() {
+            Some(f.sent + rto)
+        } else if self.lost.is_empty() && self.unsent == 0 && !self.active.is_empty() {
+            self.last_ack_at.or(self.waiting_since).map(|t| t + rto)
+        } else {
+            None
+        };
+        let give_up = match (self.waiting_since, cfg.give_up_after) {
+            (Some(w), Some(g)) if !self.active.is_empty() => Some(w + g),
+            _ => None,
+        };
+        match (probe, give_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the probe timeout. Returns `true` when the peer should be given up on.
+    pub(crate) fn on_timeout(&mut self, now: Instant, cfg: &DeliveryConfig) -> (bool, bool) {
+        if let (Some(w), Some(g)) = (self.waiting_since, cfg.give_up_after) {
+            if !self.active.is_empty() && now >= w + g {
+                return (true, false);
+            }
+        }
+        let rto = self.rtt.rto(cfg, self.backoff);
+        if let Some((&tx, f)) = self.frames.first_key_value() {
+            if now >= f.sent + rto {
+                // Probe: resend the oldest frame's fragments; the ack of the probe reveals
+                // (by packet threshold) what else was lost.
+                self.declare_frame_lost(tx);
+                self.backoff = self.backoff.saturating_add(1);
+                return (false, true);
+            }
+            return (false, false);
+        }
+        if self.lost.is_empty() && self.unsent == 0 {
+            let since = self.last_ack_at.or(self.waiting_since);
+            if let Some(t) = since {
+                if now >= t + rto {
+                    // Every fragment was reported but the message is not acknowledged whole:
+                    // resend its last fragment to get a fresh report.
+                    if let Some((&seq, m)) = self.active.iter_mut().next() {
+                        let last = m.n() - 1;
+                        if let FragTx::Acked { count } = m.frags[last as usize] {
+                            m.frags[last as usize] = FragTx::Lost { count };
+                            self.lost.insert((seq, last));
+                        }
+                    }
+                    self.backoff = self.backoff.saturating_add(1);
+                    self.last_ack_at = Some(now);
+                    return (false, true);
+                }
+            }
+        }
+        (false, false)
+    }
+
+    /// Drops every queued and transmitting message; returns their sends (to report failed).
+    /// The sequence counter is kept so the peer skips what was abandoned.
+    pub(crate) fn fail_all(&mut self) -> Vec<SendId> {
+        let mut failed: Vec<SendId> = self.active.values().filter_map(|m| m.send).collect();
+        failed.extend(self.queue.iter().filter_map(|q| q.send));
+        self.active.clear();
+        self.queue.clear();
+        self.queue_bytes = 0;
+        self.unsent = 0;
+        self.inflight = 0;
+        self.lost.clear();
+        self.frames.clear();
+        self.waiting_since = None;
+        self.last_ack_at = None;
+        self.backoff = 0;
+        self.unsent_cursor = self.next_seq;
+        failed
+    }
+
+    /// Abandons every unacknowledged event named `name`: queued ones are removed, those with
+    /// a sequence number become `Skip` tombstones. Returns their sends.
+    pub(crate) fn abandon_name(&mut self, name: &str) -> Vec<SendId> {
+        let matches = |k: &MsgKind| matches!(k, MsgKind::Event { name: n, .. } if n == name);
+        let mut failed = Vec::new();
+        let mut kept = VecDeque::new();
+        for q in self.queue.drain(..) {
+            if matches(&q.kind) {
+                self.queue_bytes -= q.payload.len();
+                failed.extend(q.send);
+            } else {
+                kept.push_back(q);
+            }
+        }
+        self.queue = kept;
+        let seqs: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, m)| matches(&m.kind))
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in seqs {
+            if let Some(m) = self.finish(seq) {
+                failed.extend(m.send);
+                self.active.insert(
+                    seq,
+                    OutMsg {
+                        send: None,
+                        kind: MsgKind::Skip,
+                        payload: Bytes::new(),
+                        frag_size: m.frag_size,
+                        frags: vec![FragTx::Unsent],
+                        next_unsent: 0,
+                    },
+                );
+                self.unsent += 1;
+                self.unsent_cursor = self.unsent_cursor.min(seq);
+            }
+        }
+        failed
+    }
+
+    /// Fragments in flight (for tests and stats).
+    pub(crate) fn inflight(&self) -> usize {
+        self.inflight
+    }
+}
+
+/// Remembers the most recently sent fragment among those newly acknowledged.
+fn note(tx: u64, sent: Instant, count: u32, newest: &mut Option<(u64, Instant, bool)>) {
+    if newest.map_or(true, |(t, _, _)| tx > t) {
+        *newest = Some((tx, sent, count == 1));
+    }
+}

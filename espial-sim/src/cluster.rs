@@ -1,0 +1,886 @@
+//! The simulated cluster: slots holding `espial_core::Node`s, one virtual clock and the
+//! event queue (datagram deliveries, node wake-ups, scripted actions).
+//!
+//! Time is virtual: one real `Instant` is taken at start as the base and only durations are
+//! added to it, so a run depends on the seed alone. The loop jumps from event to event.
+
+use crate::cipher::CipherKind;
+use crate::events::EventLog;
+use crate::faults::Action;
+use crate::metrics::Counters;
+use crate::network::{addr_slot, slot_addr, Fate, NetConfig, Network};
+use crate::trace::Trace;
+use espial_core::rng::Rng;
+use espial_core::{
+    Admission, AdmissionRequest, Config, Event, Metadata, Node, NodeId, NodeInfo, Output,
+};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Most violations kept verbatim; later ones are only counted.
+pub const MAX_VIOLATIONS: usize = 200;
+/// Datagrams a paused node buffers before dropping (its socket buffer).
+pub const PAUSE_INBOX: usize = 4096;
+
+/// Everything that defines a run besides the scenario script.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed of every random choice (network, node ids, node seeds, faults).
+    pub seed: u64,
+    /// Configuration given to every node (the LAN profile by default).
+    pub core: Config,
+    /// Network model.
+    pub net: NetConfig,
+    /// Cipher suite of the nodes.
+    pub cipher: CipherKind,
+    /// Keep readable trace records (the rolling hash is always kept).
+    pub keep_trace: bool,
+    /// How many static seed slots every node is given at start (slots `0..k`).
+    pub static_seeds: usize,
+    /// Extra random live nodes given to each starting node as discovered addresses.
+    pub random_seeds: usize,
+}
+
+impl SimConfig {
+    /// LAN profile, 1 ms ± 0.5 ms latency, no loss, test cipher.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            core: Config::lan(),
+            net: NetConfig::default(),
+            cipher: CipherKind::Test,
+            keep_trace: false,
+            static_seeds: 3,
+            random_seeds: 1,
+        }
+    }
+}
+
+/// What a slot's node is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Handles datagrams and timers.
+    Running,
+    /// Handles nothing until the given time (ns); datagrams queue up.
+    Paused(u64),
+    /// Gone; datagrams to it are dropped.
+    Crashed,
+    /// Left gracefully; inert.
+    Left,
+}
+
+/// Options for a node the simulator starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOpts {
+    /// May it become master.
+    pub eligible: bool,
+    /// Election priority.
+    pub priority: u32,
+    /// Initial metadata.
+    pub metadata: Metadata,
+    /// Name prefix (the slot number is appended).
+    pub name: String,
+}
+
+impl Default for NodeOpts {
+    fn default() -> Self {
+        NodeOpts {
+            eligible: true,
+            priority: 0,
+            metadata: Metadata::new(),
+            name: "n".into(),
+        }
+    }
+}
+
+/// One simulated host: a fixed address and the node (incarnation) running there.
+pub struct Slot {
+    /// The running node, `None` once crashed.
+    pub node: Option<Node>,
+    /// Current state.
+    pub state: SlotState,
+    /// Incarnation counter of the slot (bumped by crash and restart).
+    pub gen: u32,
+    /// Id of the current (or last) node.
+    pub id: NodeId,
+    /// Options it was started with.
+    pub opts: NodeOpts,
+    /// When the current incarnation started (ns).
+    pub started_at: u64,
+    /// It received `node_rejected`.
+    pub rejected: bool,
+    /// It received `node_accepted`.
+    pub accepted: bool,
+    /// Highest `max_term()` seen (terms never decrease).
+    pub last_term: u64,
+    /// Master according to its promotion/demotion events.
+    pub master_by_events: bool,
+    /// Member count according to its added/removed events (itself included).
+    pub members_by_events: usize,
+    /// Bytes sent by this slot (all incarnations).
+    pub bytes_out: u64,
+    /// Datagrams sent by this slot (all incarnations).
+    pub packets_out: u64,
+    wake_at: Option<u64>,
+    inbox: Vec<(usize, Vec<u8>)>,
+}
+
+impl Slot {
+    /// Running (not paused, crashed or left) and not rejected.
+    pub fn is_live(&self) -> bool {
+        self.state == SlotState::Running && !self.rejected && self.node.is_some()
+    }
+    /// Running or paused (the process exists).
+    pub fn exists(&self) -> bool {
+        matches!(self.state, SlotState::Running | SlotState::Paused(_)) && self.node.is_some()
+    }
+}
+
+enum Ev {
+    Deliver {
+        to: usize,
+        from: usize,
+        from_gen: u32,
+        data: Vec<u8>,
+    },
+    Wake {
+        slot: usize,
+        gen: u32,
+    },
+    Resume {
+        slot: usize,
+        gen: u32,
+    },
+    Action(usize),
+}
+
+struct Entry {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at && self.seq == o.seq
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    // Reversed: BinaryHeap is a max-heap, we want the earliest (then first-scheduled) event.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.at.cmp(&self.at).then(o.seq.cmp(&self.seq))
+    }
+}
+
+/// Admission policy answered synchronously by the simulator.
+pub type AdmissionPolicy = Box<dyn FnMut(&AdmissionRequest) -> Admission>;
+
+/// The simulated cluster and its event loop.
+pub struct Sim {
+    /// Run parameters.
+    pub cfg: SimConfig,
+    base: Instant,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Entry>,
+    /// Every slot ever used (index = slot number).
+    pub slots: Vec<Slot>,
+    /// The network model.
+    pub net: Network,
+    /// Random stream for scenario and fault choices (separate from the network's).
+    pub rng: Rng,
+    ids: Rng,
+    /// Trace of the run.
+    pub trace: Trace,
+    /// Violations found while running (continuous invariants).
+    pub violations: Vec<String>,
+    /// Violations found beyond [`MAX_VIOLATIONS`].
+    pub violations_dropped: u64,
+    /// Counters of traffic and events.
+    pub counters: Counters,
+    /// Custom-event bookkeeping (event scenarios).
+    pub events: EventLog,
+    actions: Vec<Option<Action>>,
+    by_id: HashMap<NodeId, usize>,
+    admission: Option<AdmissionPolicy>,
+    outbuf: Vec<Output>,
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+impl Sim {
+    /// An empty simulation (no nodes yet). Fails when the cipher suite is unavailable.
+    pub fn new(cfg: SimConfig) -> Result<Sim, String> {
+        cfg.cipher.check()?;
+        cfg.core.validate().map_err(|e| e.to_string())?;
+        let mut root = Rng::new(cfg.seed);
+        let net = Network::new(cfg.net.clone(), root.next_u64());
+        let rng = Rng::new(root.next_u64());
+        let ids = Rng::new(root.next_u64());
+        let keep = cfg.keep_trace;
+        Ok(Sim {
+            cfg,
+            base: Instant::now(),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            net,
+            rng,
+            ids,
+            trace: Trace::new(keep),
+            violations: Vec::new(),
+            violations_dropped: 0,
+            counters: Counters::default(),
+            events: EventLog::default(),
+            actions: Vec::new(),
+            by_id: HashMap::new(),
+            admission: None,
+            outbuf: Vec::new(),
+        })
+    }
+
+    /// Simulated time since start.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now)
+    }
+
+    /// Simulated time since start, in milliseconds.
+    pub fn now_ms(&self) -> f64 {
+        self.now as f64 / 1e6
+    }
+
+    /// The `Instant` handed to nodes for the current simulated time.
+    pub fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    /// Records a violation of an invariant.
+    pub fn violation(&mut self, msg: String) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations
+                .push(format!("t={:.1}ms: {msg}", self.now as f64 / 1e6));
+        } else {
+            self.violations_dropped += 1;
+        }
+    }
+
+    /// Installs an admission policy; nodes started afterwards ask it about every joiner.
+    pub fn set_admission(&mut self, policy: AdmissionPolicy) {
+        self.admission = Some(policy);
+    }
+
+    /// The slot whose current or last incarnation had this id.
+    pub fn slot_of(&self, id: NodeId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Slots whose node is running and not rejected.
+    pub fn live_slots(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_live())
+            .collect()
+    }
+
+    /// The node in a slot, if it exists.
+    pub fn node(&self, slot: usize) -> Option<&Node> {
+        self.slots.get(slot).and_then(|s| s.node.as_ref())
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Entry {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    /// Schedules an action at simulated time `at` (from start; not before now).
+    pub fn schedule(&mut self, at: Duration, action: Action) {
+        let idx = self.actions.len();
+        self.actions.push(Some(action));
+        let at = ns(at).max(self.now);
+        self.push(at, Ev::Action(idx));
+    }
+
+    /// Discovery addresses for a node starting in `slot`: the static seeds and a few random
+    /// running nodes.
+    pub fn seed_addrs(&mut self, slot: usize) -> Vec<SocketAddr> {
+        let mut out: Vec<usize> = (0..self.cfg.static_seeds.min(self.slots.len()))
+            .filter(|&s| s != slot)
+            .collect();
+        let n = self.slots.len();
+        if n > 1 {
+            for _ in 0..self.cfg.random_seeds {
+                for _attempt in 0..8 {
+                    let s = self.rng.below(n);
+                    if s != slot && self.slots[s].exists() && !out.contains(&s) {
+                        out.push(s);
+                        break;
+                    }
+                }
+            }
+        }
+        out.into_iter().map(slot_addr).collect()
+    }
+
+    fn new_node(&mut self, slot: usize) -> Node {
+        let id = NodeId(((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128);
+        let node_seed = self.ids.next_u64();
+        let opts = self.slots[slot].opts.clone();
+        let mut info = NodeInfo::new(id, format!("{}{slot}", opts.name), slot_addr(slot));
+        info.master_eligible = opts.eligible;
+        info.priority = opts.priority;
+        info.metadata = opts.metadata.clone();
+        let cipher = self
+            .cfg
+            .cipher
+            .make(node_seed ^ 0xc1_9e4)
+            .expect("cipher checked at start");
+        let mut node = Node::new(
+            self.cfg.core.clone(),
+            info,
+            cipher,
+            node_seed,
+            self.instant(),
+        )
+        .expect("config validated at start");
+        if self.admission.is_some() {
+            node.set_admission_filter(true);
+        }
+        let s = &mut self.slots[slot];
+        s.id = id;
+        s.started_at = self.now;
+        s.rejected = false;
+        s.accepted = false;
+        s.last_term = 0;
+        s.master_by_events = false;
+        s.members_by_events = 1;
+        s.wake_at = None;
+        s.inbox.clear();
+        self.by_id.insert(id, slot);
+        let gen = self.slots[slot].gen;
+        self.events.on_start(slot, gen, id);
+        node
+    }
+
+    /// Starts a new node in a new slot, gives it seed addresses, and returns the slot.
+    pub fn add_node(&mut self, opts: NodeOpts) -> usize {
+        let slot = self.slots.len();
+        self.slots.push(Slot {
+            node: None,
+            state: SlotState::Crashed,
+            gen: 0,
+            id: NodeId(0),
+            opts,
+            started_at: self.now,
+            rejected: false,
+            accepted: false,
+            last_term: 0,
+            master_by_events: false,
+            members_by_events: 1,
+            bytes_out: 0,
+            packets_out: 0,
+            wake_at: None,
+            inbox: Vec::new(),
+        });
+        self.boot(slot);
+        slot
+    }
+
+    /// Starts `n` nodes at once with default options.
+    pub fn add_nodes(&mut self, n: usize) -> Vec<usize> {
+        let first = self.slots.len();
+        // Create every slot first so seeds can point at nodes started in the same instant.
+        for _ in 0..n {
+            self.slots.push(Slot {
+                node: None,
+                state: SlotState::Crashed,
+                gen: 0,
+                id: NodeId(0),
+                opts: NodeOpts::default(),
+                started_at: self.now,
+                rejected: false,
+                accepted: false,
+                last_term: 0,
+                master_by_events: false,
+                members_by_events: 1,
+                bytes_out: 0,
+                packets_out: 0,
+                wake_at: None,
+                inbox: Vec::new(),
+            });
+        }
+        for s in first..first + n {
+            let node = self.new_node(s);
+            self.slots[s].node = Some(node);
+            self.slots[s].state = SlotState::Running;
+        }
+        for s in first..first + n {
+            self.trace.fault(self.now, &format!("start n{s}"));
+            self.drain(s);
+            let seeds = self.seed_addrs(s);
+            self.discover(s, &seeds);
+        }
+        (first..first + n).collect()
+    }
+
+    /// (Re)starts a node in an existing slot with a new id and discovery addresses.
+    pub fn boot(&mut self, slot: usize) {
+        self.slots[slot].gen += 1;
+        let node = self.new_node(slot);
+        self.slots[slot].node = Some(node);
+        self.slots[slot].state = SlotState::Running;
+        self.trace.fault(self.now, &format!("start n{slot}"));
+        self.drain(slot);
+        let seeds = self.seed_addrs(slot);
+        self.discover(slot, &seeds);
+    }
+
+    /// Feeds discovered addresses to a running node.
+    pub fn discover(&mut self, slot: usize, addrs: &[SocketAddr]) {
+        let now = self.instant();
+        if let Some(node) = self.running(slot) {
+            node.handle_discovered(now, addrs);
+            self.drain(slot);
+        }
+    }
+
+    fn running(&mut self, slot: usize) -> Option<&mut Node> {
+        let s = self.slots.get_mut(slot)?;
+        if s.state != SlotState::Running {
+            return None;
+        }
+        s.node.as_mut()
+    }
+
+    /// Runs a command on a running node, then drains its outputs. `None` when not running.
+    pub fn with_node<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut Node, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.instant();
+        let node = self.running(slot)?;
+        let r = f(node, now);
+        self.drain(slot);
+        Some(r)
+    }
+
+    /// Crashes a node: it disappears, its in-flight datagrams are dropped.
+    pub fn crash(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if s.node.is_none() {
+            return;
+        }
+        s.node = None;
+        s.state = SlotState::Crashed;
+        s.gen += 1;
+        s.wake_at = None;
+        s.inbox.clear();
+        self.trace.fault(self.now, &format!("crash n{slot}"));
+        self.events.on_crash(slot, self.now);
+    }
+
+    /// Restarts a slot (crashing what runs there first): new node, new id, same address.
+    pub fn restart(&mut self, slot: usize) {
+        self.crash(slot);
+        self.trace.fault(self.now, &format!("restart n{slot}"));
+        self.boot(slot);
+    }
+
+    /// Graceful leave: the node announces it, then stays inert.
+    pub fn leave(&mut self, slot: usize) {
+        let now = self.instant();
+        if let Some(node) = self.running(slot) {
+            node.leave(now);
+            self.trace.fault(self.now, &format!("leave n{slot}"));
+            self.drain(slot);
+            self.slots[slot].state = SlotState::Left;
+            self.slots[slot].wake_at = None;
+            self.events.on_crash(slot, self.now);
+        }
+    }
+
+    /// Pauses a running node for `d`: it handles nothing, datagrams queue up.
+    pub fn pause(&mut self, slot: usize, d: Duration) {
+        let s = &mut self.slots[slot];
+        if s.state != SlotState::Running {
+            return;
+        }
+        let until = self.now + ns(d);
+        s.state = SlotState::Paused(until);
+        s.wake_at = None;
+        let gen = s.gen;
+        self.trace
+            .fault(self.now, &format!("pause n{slot} {}ms", d.as_millis()));
+        self.push(until, Ev::Resume { slot, gen });
+    }
+
+    /// Runs every event up to and including simulated time `t` (from start).
+    pub fn run_until(&mut self, t: Duration) {
+        let end = ns(t);
+        while let Some(top) = self.queue.peek() {
+            if top.at > end {
+                break;
+            }
+            let e = self.queue.pop().expect("peeked");
+            self.now = e.at;
+            self.counters.steps += 1;
+            self.handle(e.ev);
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Runs for `d` more simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now() + d;
+        self.run_until(t);
+    }
+
+    /// Runs until `pred` holds (checked every `step`) or `deadline` (from start) passes.
+    /// Returns the time at which it first held.
+    pub fn run_until_pred(
+        &mut self,
+        deadline: Duration,
+        step: Duration,
+        mut pred: impl FnMut(&mut Sim) -> bool,
+    ) -> Option<Duration> {
+        loop {
+            if pred(self) {
+                return Some(self.now());
+            }
+            if self.now() >= deadline {
+                return None;
+            }
+            let next = (self.now() + step).min(deadline);
+            self.run_until(next);
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver {
+                to,
+                from,
+                from_gen,
+                data,
+            } => {
+                if self.slots[from].gen != from_gen {
+                    self.counters.dropped_crashed += 1;
+                    return;
+                }
+                match self.slots[to].state {
+                    SlotState::Running => {
+                        self.trace.delivery(self.now, from, to, &data);
+                        self.counters.delivered += 1;
+                        let now = self.instant();
+                        let addr = slot_addr(from);
+                        if let Some(node) = self.slots[to].node.as_mut() {
+                            node.handle_datagram(now, addr, &data);
+                            self.drain(to);
+                        }
+                    }
+                    SlotState::Paused(_) => {
+                        let inbox = &mut self.slots[to].inbox;
+                        if inbox.len() < PAUSE_INBOX {
+                            inbox.push((from, data));
+                        } else {
+                            self.counters.dropped_paused += 1;
+                        }
+                    }
+                    SlotState::Crashed | SlotState::Left => self.counters.dropped_dead += 1,
+                }
+            }
+            Ev::Wake { slot, gen } => {
+                let now = self.instant();
+                let s = &mut self.slots[slot];
+                if s.gen != gen || s.wake_at != Some(self.now) || s.state != SlotState::Running {
+                    return;
+                }
+                s.wake_at = None;
+                if let Some(node) = s.node.as_mut() {
+                    node.handle_timeout(now);
+                    self.counters.wakes += 1;
+                    self.drain(slot);
+                }
+            }
+            Ev::Resume { slot, gen } => {
+                let s = &mut self.slots[slot];
+                if s.gen != gen || !matches!(s.state, SlotState::Paused(_)) {
+                    return;
+                }
+                s.state = SlotState::Running;
+                let inbox = std::mem::take(&mut s.inbox);
+                self.trace.fault(self.now, &format!("resume n{slot}"));
+                let now = self.instant();
+                for (from, data) in inbox {
+                    self.trace.delivery(self.now, from, slot, &data);
+                    self.counters.delivered += 1;
+                    if let Some(node) = self.slots[slot].node.as_mut() {
+                        node.handle_datagram(now, slot_addr(from), &data);
+                    }
+                    self.drain(slot);
+                }
+                if let Some(node) = self.slots[slot].node.as_mut() {
+                    node.handle_timeout(now);
+                }
+                self.drain(slot);
+            }
+            Ev::Action(idx) => {
+                if let Some(a) = self.actions[idx].take() {
+                    self.apply(a);
+                }
+            }
+        }
+    }
+
+    /// Drains a node's outputs (transmits, events, admission requests), checks the
+    /// per-step invariants and reschedules its wake-up.
+    pub fn drain(&mut self, slot: usize) {
+        let mut buf = std::mem::take(&mut self.outbuf);
+        loop {
+            {
+                let Some(node) = self.slots[slot].node.as_mut() else {
+                    break;
+                };
+                while let Some(o) = node.poll_output() {
+                    buf.push(o);
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let mut answers = Vec::new();
+            for o in buf.drain(..) {
+                match o {
+                    Output::Transmit(t) => self.transmit(slot, t.to, t.data),
+                    Output::Event(e) => self.on_event(slot, e),
+                    Output::Admission(req) => {
+                        let decision = match self.admission.as_mut() {
+                            Some(p) => p(&req),
+                            None => Admission::Accept,
+                        };
+                        self.trace.event(
+                            self.now,
+                            slot,
+                            &format!("admission {} {:?}", req.node.name, decision),
+                        );
+                        answers.push((req.id, decision));
+                    }
+                }
+            }
+            if answers.is_empty() {
+                continue;
+            }
+            let now = self.instant();
+            if let Some(node) = self.slots[slot].node.as_mut() {
+                for (id, d) in answers {
+                    node.handle_admission(now, id, d);
+                }
+            }
+        }
+        self.outbuf = buf;
+        self.after_interaction(slot);
+    }
+
+    fn after_interaction(&mut self, slot: usize) {
+        let now = self.now;
+        let s = &mut self.slots[slot];
+        let Some(node) = s.node.as_ref() else { return };
+        let term = node.max_term();
+        let deadline = node.poll_timeout();
+        let gen = s.gen;
+        let running = s.state == SlotState::Running;
+        let old_term = s.last_term;
+        s.last_term = s.last_term.max(term);
+        if term < old_term {
+            self.violation(format!(
+                "term decreased on n{slot}: max_term {old_term} -> {term}"
+            ));
+        }
+        if !running {
+            return;
+        }
+        if let Some(d) = deadline {
+            let mut at = d.saturating_duration_since(self.base).as_nanos() as u64;
+            if at <= now {
+                // A deadline in the past right after being driven: wake on the next tick.
+                at = now + 1_000;
+                self.counters.past_deadlines += 1;
+            }
+            let s = &mut self.slots[slot];
+            if s.wake_at != Some(at) {
+                s.wake_at = Some(at);
+                self.push(at, Ev::Wake { slot, gen });
+            }
+        } else {
+            self.slots[slot].wake_at = None;
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: SocketAddr, data: Vec<u8>) {
+        let s = &mut self.slots[from];
+        s.bytes_out += data.len() as u64;
+        s.packets_out += 1;
+        self.counters.sent += 1;
+        let from_gen = s.gen;
+        let Some(dest) = addr_slot(to).filter(|&d| d < self.slots.len()) else {
+            self.counters.dropped_unknown_addr += 1;
+            return;
+        };
+        match self.net.route(from, dest) {
+            Fate::Dropped => {}
+            Fate::Deliver(delays) => {
+                let n = delays.len();
+                let mut data = Some(data);
+                for (i, d) in delays.into_iter().enumerate() {
+                    let bytes = if i + 1 == n {
+                        data.take().expect("moved last")
+                    } else {
+                        data.as_ref().expect("still here").clone()
+                    };
+                    let at = self.now + ns(d);
+                    self.push(
+                        at,
+                        Ev::Deliver {
+                            to: dest,
+                            from,
+                            from_gen,
+                            data: bytes,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, slot: usize, e: Event) {
+        let now = self.now;
+        if self.cfg.keep_trace || !matches!(e, Event::Custom(_)) {
+            self.trace.event(now, slot, &describe(&e));
+        } else {
+            self.trace.event(now, slot, e.name());
+        }
+        self.counters.on_event(&e);
+        match &e {
+            Event::Accepted { .. } => self.slots[slot].accepted = true,
+            Event::Rejected { .. } => self.slots[slot].rejected = true,
+            Event::NodeAdded { .. } => self.slots[slot].members_by_events += 1,
+            Event::NodeRemoved { node, .. } => {
+                let s = &mut self.slots[slot];
+                s.members_by_events = s.members_by_events.saturating_sub(1);
+                if let Some(victim) = self.by_id.get(&node.id).copied() {
+                    let v = &self.slots[victim];
+                    if v.id == node.id && v.state == SlotState::Running && v.node.is_some() {
+                        self.counters.live_removed += 1;
+                        if self.counters.live_removed_examples.len() < 10 {
+                            self.counters.live_removed_examples.push(format!(
+                                "t={:.1}ms n{slot} removed live n{victim}",
+                                now as f64 / 1e6
+                            ));
+                        }
+                    }
+                }
+            }
+            Event::Promotion { .. } => {
+                if self.slots[slot].master_by_events {
+                    self.violation(format!("n{slot}: promotion while already master"));
+                }
+                self.slots[slot].master_by_events = true;
+            }
+            Event::Demotion { .. } => {
+                if !self.slots[slot].master_by_events {
+                    self.violation(format!("n{slot}: demotion while not master"));
+                }
+                self.slots[slot].master_by_events = false;
+            }
+            Event::Custom(c) => {
+                let subscribed = self.slots[slot]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.info().subscriptions.contains(&c.name));
+                let rejected = self.slots[slot].rejected || !self.slots[slot].accepted;
+                let gen = self.slots[slot].gen;
+                if let (Some(req), true) = (c.request, subscribed) {
+                    let from = c.from;
+                    let now_i = self.instant();
+                    if let Some(node) = self.slots[slot].node.as_mut() {
+                        if node
+                            .reply(now_i, from, req, bytes::Bytes::from_static(b"pong"))
+                            .is_ok()
+                        {
+                            self.events.replies_sent += 1;
+                        }
+                    }
+                }
+                self.events
+                    .on_custom(slot, gen, now, c, subscribed, rejected);
+            }
+            Event::SendOutcome(o) => {
+                let gen = self.slots[slot].gen;
+                self.events.on_outcome(slot, gen, o.clone(), &self.by_id);
+            }
+            Event::Reply { .. } => self.events.replies_received += 1,
+            Event::RequestDone { .. } => self.events.requests_done += 1,
+            _ => {}
+        }
+    }
+}
+
+/// A short readable description of an event for the trace.
+pub fn describe(e: &Event) -> String {
+    match e {
+        Event::Listening { node } => format!("listening {}", node.id.short()),
+        Event::NodeAdded { node } => format!("added {}", node.id.short()),
+        Event::NodeUpdated { node } => {
+            format!("updated {} inc={}", node.id.short(), node.incarnation)
+        }
+        Event::NodeRemoved { node, reason } => {
+            format!("removed {} {}", node.id.short(), reason.as_str())
+        }
+        Event::Accepted { by } => format!("accepted by {}", by.id.short()),
+        Event::Rejected { reason, .. } => format!("rejected {reason}"),
+        Event::NewMaster { master, term, .. } => format!("new_master {} t{term}", master.short()),
+        Event::Promotion { previous, term } => {
+            format!("promotion t{term} prev={:?}", previous.map(|p| p.short()))
+        }
+        Event::Demotion { new_master, term } => {
+            format!("demotion t{term} new={:?}", new_master.map(|p| p.short()))
+        }
+        Event::Custom(c) => format!(
+            "custom {} from {} len={}",
+            c.name,
+            c.from.short(),
+            c.data.len()
+        ),
+        Event::SendOutcome(o) => format!(
+            "outcome {} ok={} failed={}",
+            o.send.0,
+            o.delivered.len(),
+            o.failed.len()
+        ),
+        Event::Reply { request, from, .. } => format!("reply {} from {}", request.0, from.short()),
+        Event::RequestDone {
+            request,
+            answered,
+            missing,
+        } => format!(
+            "request_done {} answered={} missing={}",
+            request.0,
+            answered.len(),
+            missing.len()
+        ),
+    }
+}

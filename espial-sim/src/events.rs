@@ -1,0 +1,388 @@
+//! Custom-event bookkeeping for the event scenarios: what was sent, to whom it was delivered,
+//! which outcomes were reported, and the exactly-once / in-order analysis.
+
+use espial_core::{CustomEvent, NodeId, SendId, SendOutcome};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+const MAGIC: &[u8; 4] = b"ESIM";
+
+/// Builds a payload of `len` bytes (at least 24) that identifies send number `idx`.
+pub fn payload(idx: u64, slot: usize, gen: u32, len: usize) -> bytes::Bytes {
+    let mut v = Vec::with_capacity(len.max(24));
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&(slot as u32).to_le_bytes());
+    v.extend_from_slice(&gen.to_le_bytes());
+    v.extend_from_slice(&idx.to_le_bytes());
+    v.extend_from_slice(&(idx as u32 ^ 0x5a5a_5a5a).to_le_bytes());
+    while v.len() < len {
+        v.push((v.len() as u8).wrapping_mul(31) ^ idx as u8);
+    }
+    v.into()
+}
+
+/// Reads the send number back from a payload made by [`payload`].
+pub fn parse(data: &[u8]) -> Option<u64> {
+    if data.len() < 24 || &data[..4] != MAGIC {
+        return None;
+    }
+    let idx = u64::from_le_bytes(data[12..20].try_into().ok()?);
+    let check = u32::from_le_bytes(data[20..24].try_into().ok()?);
+    (check == idx as u32 ^ 0x5a5a_5a5a).then_some(idx)
+}
+
+/// One incarnation of a slot.
+pub type Incarnation = (usize, u32);
+
+struct Sent {
+    sender: Incarnation,
+    name: String,
+    at: u64,
+    seq: u64,
+    #[allow(dead_code)]
+    send_id: Option<SendId>,
+    outcome: Option<SendOutcome>,
+}
+
+/// Everything about custom events recorded during a run.
+#[derive(Default)]
+pub struct EventLog {
+    sends: Vec<Sent>,
+    next_seq: HashMap<Incarnation, u64>,
+    by_send_id: HashMap<(Incarnation, SendId), usize>,
+    deliveries: BTreeMap<Incarnation, Vec<(usize, u64)>>,
+    subs: BTreeMap<Incarnation, Vec<(u64, String, bool)>>,
+    ended: HashMap<Incarnation, u64>,
+    ids: HashMap<NodeId, Incarnation>,
+    disturbed: Vec<(u64, u64)>,
+    /// Deliveries to a node not subscribed (or rejected / not yet admitted) at that moment.
+    pub misrouted: u64,
+    /// Examples of misrouted deliveries.
+    pub misrouted_examples: Vec<String>,
+    /// Custom events whose payload was not made by this log.
+    pub foreign: u64,
+    /// `send`/`request` calls refused with an error other than backpressure.
+    pub send_errors: u64,
+    /// Examples of refused sends.
+    pub send_error_examples: Vec<String>,
+    /// Requests issued.
+    pub requests: u64,
+    /// Replies sent by subscribers.
+    pub replies_sent: u64,
+    /// Replies received by requesters.
+    pub replies_received: u64,
+    /// `RequestDone` summaries received.
+    pub requests_done: u64,
+}
+
+/// The exactly-once / in-order analysis of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventStats {
+    /// Events handed to `send` successfully.
+    pub events_sent: u64,
+    /// Custom events delivered to applications (every receiver).
+    pub events_delivered: u64,
+    /// Expected at a stable subscriber, never delivered, not reported failed.
+    pub events_lost: u64,
+    /// Extra deliveries of one event at a stable subscriber.
+    pub events_duplicated: u64,
+    /// Deliveries at a stable subscriber out of per-sender send order.
+    pub events_reordered: u64,
+    /// Deliveries to a non-subscriber, rejected or not yet admitted node.
+    pub events_misrouted: u64,
+    /// Targets reported failed in send outcomes.
+    pub events_failed_reported: u64,
+    /// Failed targets that had crashed or left (the expected kind).
+    pub failed_to_crashed: u64,
+    /// Sends (by live senders) whose outcome never arrived.
+    pub outcomes_missing: u64,
+    /// Outcomes that list a target as delivered although it never delivered the event.
+    pub outcomes_wrong: u64,
+    /// Stable subscribers the analysis covered.
+    pub stable_subscribers: u64,
+}
+
+impl EventLog {
+    /// Registers a new incarnation.
+    pub fn on_start(&mut self, slot: usize, gen: u32, id: NodeId) {
+        self.ids.insert(id, (slot, gen));
+    }
+
+    /// The incarnation in `slot` crashed or left now.
+    pub fn on_crash(&mut self, slot: usize, now: u64) {
+        let gen = self
+            .ids
+            .values()
+            .filter(|(s, _)| *s == slot)
+            .map(|(_, g)| *g)
+            .max();
+        if let Some(g) = gen {
+            self.ended.entry((slot, g)).or_insert(now);
+        }
+    }
+
+    /// Marks `[from, to]` (ns) as disturbed: events sent then are only expected where the
+    /// outcome says they were delivered.
+    pub fn disturbed(&mut self, from: u64, to: u64) {
+        self.disturbed.push((from, to));
+    }
+
+    /// A subscription change by a node.
+    pub fn on_subscribe(&mut self, slot: usize, gen: u32, name: &str, now: u64, on: bool) {
+        self.subs
+            .entry((slot, gen))
+            .or_default()
+            .push((now, name.to_string(), on));
+    }
+
+    /// Allocates the next send number and its payload for `sender`.
+    pub fn prepare(&mut self, slot: usize, gen: u32, len: usize) -> (u64, bytes::Bytes) {
+        let idx = self.sends.len() as u64;
+        (idx, payload(idx, slot, gen, len))
+    }
+
+    /// Records a successful `send` (its number must come from [`EventLog::prepare`]).
+    pub fn on_sent(&mut self, slot: usize, gen: u32, name: &str, now: u64, id: Option<SendId>) {
+        let inc = (slot, gen);
+        let seq = self.next_seq.entry(inc).or_default();
+        *seq += 1;
+        let idx = self.sends.len();
+        self.sends.push(Sent {
+            sender: inc,
+            name: name.to_string(),
+            at: now,
+            seq: *seq,
+            send_id: id,
+            outcome: None,
+        });
+        if let Some(id) = id {
+            self.by_send_id.insert((inc, id), idx);
+        }
+    }
+
+    /// Records a refused send.
+    pub fn on_send_error(&mut self, msg: String) {
+        self.send_errors += 1;
+        if self.send_error_examples.len() < 5 {
+            self.send_error_examples.push(msg);
+        }
+    }
+
+    /// A custom event delivered to the application of `(slot, gen)`.
+    pub fn on_custom(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        now: u64,
+        c: &CustomEvent,
+        subscribed: bool,
+        not_admitted: bool,
+    ) {
+        if c.request.is_some() {
+            return;
+        }
+        let Some(idx) = parse(&c.data).filter(|&i| (i as usize) < self.sends.len()) else {
+            self.foreign += 1;
+            return;
+        };
+        if !subscribed || not_admitted {
+            self.misrouted += 1;
+            if self.misrouted_examples.len() < 5 {
+                self.misrouted_examples.push(format!(
+                    "t={:.1}ms n{slot} got event #{idx} ({}) while {}",
+                    now as f64 / 1e6,
+                    c.name,
+                    if not_admitted {
+                        "not admitted"
+                    } else {
+                        "not subscribed"
+                    }
+                ));
+            }
+        }
+        self.deliveries
+            .entry((slot, gen))
+            .or_default()
+            .push((idx as usize, now));
+    }
+
+    /// A send outcome reported to the sender `(slot, gen)`.
+    pub fn on_outcome(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        o: SendOutcome,
+        _by_id: &HashMap<NodeId, usize>,
+    ) {
+        if let Some(&idx) = self.by_send_id.get(&((slot, gen), o.send)) {
+            self.sends[idx].outcome = Some(o);
+        }
+    }
+
+    /// Number of successful sends.
+    pub fn sent(&self) -> u64 {
+        self.sends.len() as u64
+    }
+
+    /// Total deliveries recorded.
+    pub fn delivered(&self) -> u64 {
+        self.deliveries.values().map(|v| v.len() as u64).sum()
+    }
+
+    /// The analysis. `stable(inc)` says whether an incarnation stayed alive and reachable to
+    /// the end; `grace` is how long after subscribing a subscriber is expected to be known
+    /// by every sender.
+    pub fn analyze(
+        &self,
+        stable: impl Fn(Incarnation) -> bool,
+        grace: u64,
+    ) -> (EventStats, Vec<String>) {
+        let mut st = EventStats {
+            events_sent: self.sent(),
+            events_delivered: self.delivered(),
+            events_misrouted: self.misrouted,
+            ..EventStats::default()
+        };
+        let mut problems = Vec::new();
+        let note = |problems: &mut Vec<String>, m: String| {
+            if problems.len() < 20 {
+                problems.push(m);
+            }
+        };
+        // Count deliveries per (receiver, send).
+        let mut count: HashMap<(Incarnation, usize), u32> = HashMap::new();
+        for (inc, v) in &self.deliveries {
+            for (idx, _) in v {
+                *count.entry((*inc, *idx)).or_default() += 1;
+            }
+        }
+        // Outcomes: failures, wrong claims, missing.
+        for (i, s) in self.sends.iter().enumerate() {
+            match &s.outcome {
+                None => {
+                    if !self.ended.contains_key(&s.sender) {
+                        st.outcomes_missing += 1;
+                    }
+                }
+                Some(o) => {
+                    for id in &o.failed {
+                        st.events_failed_reported += 1;
+                        if self
+                            .ids
+                            .get(id)
+                            .is_some_and(|inc| self.ended.contains_key(inc))
+                        {
+                            st.failed_to_crashed += 1;
+                        }
+                    }
+                    for id in &o.delivered {
+                        let Some(inc) = self.ids.get(id) else {
+                            continue;
+                        };
+                        if !count.contains_key(&(*inc, i)) {
+                            st.outcomes_wrong += 1;
+                            note(
+                                &mut problems,
+                                format!(
+                                    "event #{i} reported delivered to n{} but never delivered there",
+                                    inc.0
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Stable subscribers: exactly once, in order.
+        let id_of: HashMap<Incarnation, NodeId> =
+            self.ids.iter().map(|(id, inc)| (*inc, *id)).collect();
+        for (inc, hist) in &self.subs {
+            if !stable(*inc) || self.ended.contains_key(inc) {
+                continue;
+            }
+            let mut last: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+            for (t, name, on) in hist {
+                last.insert(name, (*t, *on));
+            }
+            let my_id = id_of.get(inc).copied();
+            for (name, (since, on)) in last {
+                if !on {
+                    continue;
+                }
+                st.stable_subscribers += 1;
+                for (i, s) in self.sends.iter().enumerate() {
+                    if s.name != name || s.sender == *inc {
+                        continue;
+                    }
+                    let reported_failed = s
+                        .outcome
+                        .as_ref()
+                        .is_some_and(|o| my_id.is_some_and(|id| o.failed.contains(&id)));
+                    let claimed = s
+                        .outcome
+                        .as_ref()
+                        .is_some_and(|o| my_id.is_some_and(|id| o.delivered.contains(&id)));
+                    let calm = !self
+                        .disturbed
+                        .iter()
+                        .any(|&(a, b)| s.at >= a && s.at <= b + grace);
+                    let expected = claimed || (s.at >= since + grace && calm);
+                    let c = count.get(&(*inc, i)).copied().unwrap_or(0);
+                    if c > 1 {
+                        st.events_duplicated += (c - 1) as u64;
+                    }
+                    if c == 0 && expected && !reported_failed {
+                        st.events_lost += 1;
+                        note(
+                            &mut problems,
+                            format!(
+                                "event #{i} ({name}, sent at {:.1}ms by n{}) lost at stable subscriber n{}",
+                                s.at as f64 / 1e6,
+                                s.sender.0,
+                                inc.0
+                            ),
+                        );
+                    }
+                }
+            }
+            // Order per sender incarnation.
+            if let Some(v) = self.deliveries.get(inc) {
+                let mut max_seq: HashMap<Incarnation, u64> = HashMap::new();
+                for (idx, _) in v {
+                    let s = &self.sends[*idx];
+                    let m = max_seq.entry(s.sender).or_default();
+                    if s.seq < *m {
+                        st.events_reordered += 1;
+                    }
+                    *m = (*m).max(s.seq);
+                }
+            }
+        }
+        if st.outcomes_missing > 0 {
+            note(
+                &mut problems,
+                format!(
+                    "{} sends by live senders never got an outcome",
+                    st.outcomes_missing
+                ),
+            );
+        }
+        (st, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trip() {
+        let p = payload(12345, 7, 2, 128);
+        assert_eq!(p.len(), 128);
+        assert_eq!(parse(&p), Some(12345));
+        assert_eq!(parse(b"nope"), None);
+        let mut bad = p.to_vec();
+        bad[13] ^= 1;
+        assert_eq!(parse(&bad), None);
+    }
+}

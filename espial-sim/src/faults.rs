@@ -1,0 +1,115 @@
+//! Scripted faults and commands, applied now or scheduled at a simulated time. Time-boxed
+//! faults schedule their own end.
+
+use crate::cluster::{NodeOpts, Sim};
+use espial_core::Metadata;
+use std::time::Duration;
+
+/// Something done to the cluster at a point in simulated time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start a new node in a new slot.
+    Join(NodeOpts),
+    /// Crash a node (gone at once, in-flight datagrams dropped).
+    Crash(usize),
+    /// Restart a slot: new node, new id, same address.
+    Restart(usize),
+    /// Graceful leave.
+    Leave(usize),
+    /// Pause a node for a while.
+    Pause(usize, Duration),
+    /// Split the nodes into groups (unlisted slots join the first group).
+    Partition(Vec<Vec<usize>>),
+    /// Cut the directed link `a → b`.
+    CutLink(usize, usize),
+    /// Remove every partition and cut link.
+    Heal,
+    /// Set the loss probability.
+    SetLoss(f64),
+    /// Set the duplication probability.
+    SetDuplicate(f64),
+    /// Set the reordering probability.
+    SetReorder(f64),
+    /// Call `promote()` on a node.
+    Promote(usize),
+    /// Replace a node's metadata.
+    SetMetadata(usize, Metadata),
+    /// Subscribe a node to a custom event name.
+    Subscribe(usize, String),
+    /// Unsubscribe a node from a custom event name.
+    Unsubscribe(usize, String),
+}
+
+impl Sim {
+    /// Applies an action now.
+    pub fn apply(&mut self, a: Action) {
+        let t = self.now().as_nanos() as u64;
+        match a {
+            Action::Join(opts) => {
+                self.add_node(opts);
+            }
+            Action::Crash(s) => self.crash(s),
+            Action::Restart(s) => self.restart(s),
+            Action::Leave(s) => self.leave(s),
+            Action::Pause(s, d) => self.pause(s, d),
+            Action::Partition(groups) => {
+                self.trace.fault(t, &format!("partition {groups:?}"));
+                self.net.partition.split(&groups);
+            }
+            Action::CutLink(a, b) => {
+                self.trace.fault(t, &format!("cut {a}->{b}"));
+                self.net.partition.cut_link(a, b);
+            }
+            Action::Heal => {
+                self.trace.fault(t, "heal");
+                self.net.partition.heal();
+            }
+            Action::SetLoss(p) => {
+                self.trace.fault(t, &format!("loss {p}"));
+                self.net.config.loss = p;
+            }
+            Action::SetDuplicate(p) => {
+                self.trace.fault(t, &format!("duplicate {p}"));
+                self.net.config.duplicate = p;
+            }
+            Action::SetReorder(p) => {
+                self.trace.fault(t, &format!("reorder {p}"));
+                self.net.config.reorder = p;
+            }
+            Action::Promote(s) => {
+                self.trace.fault(t, &format!("promote n{s}"));
+                let r = self.with_node(s, |n, now| n.promote(now));
+                if let Some(Err(e)) = r {
+                    self.trace.fault(t, &format!("promote n{s} refused: {e}"));
+                }
+            }
+            Action::SetMetadata(s, m) => {
+                self.trace.fault(t, &format!("metadata n{s}"));
+                let r = self.with_node(s, |n, now| n.set_metadata(now, m));
+                if let Some(Err(e)) = r {
+                    self.violation(format!("set_metadata on n{s} refused: {e}"));
+                }
+            }
+            Action::Subscribe(s, name) => {
+                self.trace.fault(t, &format!("subscribe n{s} {name}"));
+                let gen = self.slots.get(s).map(|x| x.gen).unwrap_or(0);
+                if let Some(Ok(())) = self.with_node(s, |n, now| n.subscribe(now, &name)) {
+                    self.events.on_subscribe(s, gen, &name, t, true);
+                }
+            }
+            Action::Unsubscribe(s, name) => {
+                self.trace.fault(t, &format!("unsubscribe n{s} {name}"));
+                let gen = self.slots.get(s).map(|x| x.gen).unwrap_or(0);
+                if let Some(Ok(())) = self.with_node(s, |n, now| n.unsubscribe(now, &name)) {
+                    self.events.on_subscribe(s, gen, &name, t, false);
+                }
+            }
+        }
+    }
+
+    /// Schedules `action` at `at` and `undo` at `at + d` (a time-boxed fault).
+    pub fn schedule_for(&mut self, at: Duration, d: Duration, action: Action, undo: Action) {
+        self.schedule(at, action);
+        self.schedule(at + d, undo);
+    }
+}

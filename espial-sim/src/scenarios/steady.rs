@@ -1,0 +1,37 @@
+//! `steady`: N nodes start at once; election and full-membership times, then idle traffic.
+
+use super::{settle_limit, start_and_elect, Out, Params};
+use crate::cluster::Sim;
+use crate::invariants::{check_settled, settle};
+use crate::metrics::TrafficWindow;
+use serde_json::json;
+use std::time::Duration;
+
+pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
+    start_and_elect(sim, p.nodes, out);
+    let s = settle(sim, settle_limit(p.nodes));
+    let settled_at = s.at;
+    out.settled("settle", s);
+    out.set_ms("settled_ms", settled_at);
+    // Idle window: until the requested duration (default 30 s), at least 5 s.
+    let total = p.duration.unwrap_or(Duration::from_secs(30));
+    let end = total.max(sim.now() + Duration::from_secs(5));
+    let w = TrafficWindow::start(sim);
+    let idle_start = sim.now();
+    let terms_before = sim.counters.election_events();
+    sim.run_until(end);
+    let rate = w.rate(sim);
+    out.set(
+        "bytes_per_node_per_s",
+        json!({"mean": rate.mean.round(), "max": rate.max.round()}),
+    );
+    out.set("idle_window_s", json!((end - idle_start).as_secs_f64()));
+    let changes = sim.counters.election_events() - terms_before;
+    out.set("idle_election_events", json!(changes));
+    if changes > 0 {
+        out.fail(format!("{changes} election events while idle"));
+    }
+    for v in check_settled(sim) {
+        out.fail(format!("end: {v}"));
+    }
+}

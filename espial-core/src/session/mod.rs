@@ -26,7 +26,7 @@ use crate::wire::{
     self, DecodeError, Hello, HelloAck, IdentityProof, Kind, Msg, SealedHeader, VERSION,
 };
 use crate::NodeId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,9 @@ pub struct Sessions {
     me: NodeId,
     cipher: Box<dyn Cipher>,
     peers: BTreeMap<NodeId, Peer>,
+    /// Peers with a confirmation retry or a previous session to expire (keeps
+    /// `poll_timeout` independent of the number of peers).
+    timed: BTreeSet<NodeId>,
     pending: BTreeMap<u64, Pending>,
     pending_by_addr: BTreeMap<SocketAddr, u64>,
     handshake_timeout: Duration,
@@ -141,6 +144,7 @@ impl Sessions {
             me,
             cipher,
             peers: BTreeMap::new(),
+            timed: BTreeSet::new(),
             pending: BTreeMap::new(),
             pending_by_addr: BTreeMap::new(),
             handshake_timeout: config.handshake_timeout,
@@ -182,6 +186,7 @@ impl Sessions {
     /// Forgets a peer (it left or failed); a later contact handshakes anew.
     pub fn remove_peer(&mut self, peer: NodeId) {
         self.peers.remove(&peer);
+        self.timed.remove(&peer);
         let stale: Vec<u64> = self
             .pending
             .iter()
@@ -446,6 +451,7 @@ impl Sessions {
                 );
             }
         }
+        self.timed.insert(hello.from);
         stats.handshakes_completed += 1;
         for batch in inherited {
             self.send(now, Some(hello.from), from, batch, rng, stats, out);
@@ -591,6 +597,7 @@ impl Sessions {
                 );
             }
         }
+        self.timed.insert(ack.from);
         stats.handshakes_completed += 1;
         // Confirm first, then what was queued.
         let Some(peer) = self.peers.get_mut(&ack.from) else {
@@ -753,7 +760,12 @@ impl Sessions {
             }
         }
         let me = self.me;
-        for peer in self.peers.values_mut() {
+        let mut idle = Vec::new();
+        for id in &self.timed {
+            let Some(peer) = self.peers.get_mut(id) else {
+                idle.push(*id);
+                continue;
+            };
             if let Some((at, tries)) = peer.confirm_retry {
                 if at <= now {
                     if tries >= MAX_HELLO_TRIES {
@@ -772,20 +784,23 @@ impl Sessions {
                     peer.previous = None;
                 }
             }
+            if peer.previous.is_none() && peer.confirm_retry.is_none() {
+                idle.push(*id);
+            }
+        }
+        for id in idle {
+            self.timed.remove(&id);
         }
     }
 
     /// Earliest retransmission or expiry deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.pending.values().map(|p| p.next_retry).min();
-        let b = self
-            .peers
-            .values()
+        let timed = || self.timed.iter().filter_map(|id| self.peers.get(id));
+        let b = timed()
             .filter_map(|p| p.confirm_retry.map(|(t, _)| t))
             .min();
-        let c = self
-            .peers
-            .values()
+        let c = timed()
             .filter_map(|p| p.previous.as_ref().map(|(_, t)| *t))
             .min();
         [a, b, c].into_iter().flatten().min()

@@ -1,0 +1,523 @@
+//! Receive side of one peer's stream: duplicate filter, reorder buffer, reassembly with
+//! accounted memory, in-order release, and the acknowledgement it owes.
+
+use super::config::{ENTRY_COST, FRAG_COST};
+use super::frame::{size_of, Ack, Head, MsgKind, PartialAck, Run, Segment};
+use super::DeliveryConfig;
+use crate::event::MAX_EVENT_NAME;
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Most runs per list in an ack we build (keeps each length prefix at one byte).
+const MAX_RUNS: usize = 127;
+
+/// Buffered memory over all peers, split into head-of-line messages (`seq == next`, always
+/// incomplete: complete ones are released at once) and out-of-order ones.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Mem {
+    pub hol: usize,
+    pub ooo: usize,
+}
+
+impl Mem {
+    pub(crate) fn total(&self) -> usize {
+        self.hol + self.ooo
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Partial {
+    frags: u32,
+    head: Option<Head>,
+    parts: BTreeMap<u32, Bytes>,
+    pub last: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Partial(Partial),
+    Complete { kind: MsgKind, data: Bytes },
+    Skip,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    cost: usize,
+}
+
+/// A message released in order.
+#[derive(Debug)]
+pub(crate) struct Released {
+    pub kind: MsgKind,
+    pub data: Bytes,
+}
+
+/// What to do with an arriving segment.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Already received (or released): drop, but acknowledge soon.
+    Duplicate,
+    /// Too far ahead of the reorder window.
+    BeyondWindow,
+    /// Invalid in itself: drop and count.
+    Malformed,
+    /// The message can never be delivered (abandoned by the sender, or its header is
+    /// invalid): record the sequence number as skipped. `malformed` tells which.
+    Skip { malformed: bool },
+    /// Store it; it costs this many accounted bytes.
+    Store { cost: usize },
+}
+
+/// The acknowledgement a receiver owes.
+#[derive(Debug, Default)]
+pub(crate) struct AckState {
+    pub pending: bool,
+    pub immediate: bool,
+    pub eliciting: u32,
+    pub since: Option<Instant>,
+    pub serial: u64,
+}
+
+/// Receive state for one sender stream.
+#[derive(Debug)]
+pub(crate) struct Rx {
+    pub stream: u64,
+    /// Lowest sequence number not yet released or skipped.
+    pub next: u64,
+    slots: BTreeMap<u64, Slot>,
+    pub hol: usize,
+    pub ooo: usize,
+    pub ack: AckState,
+}
+
+impl Rx {
+    pub(crate) fn new(stream: u64, next: u64) -> Self {
+        Rx {
+            stream,
+            next,
+            slots: BTreeMap::new(),
+            hol: 0,
+            ooo: 0,
+            ack: AckState::default(),
+        }
+    }
+
+    fn charge(&mut self, mem: &mut Mem, seq: u64, cost: usize) {
+        if seq == self.next {
+            self.hol += cost;
+            mem.hol += cost;
+        } else {
+            self.ooo += cost;
+            mem.ooo += cost;
+        }
+    }
+
+    fn uncharge(&mut self, mem: &mut Mem, seq: u64, cost: usize) {
+        if seq == self.next {
+            self.hol -= cost;
+            mem.hol -= cost;
+        } else {
+            self.ooo -= cost;
+            mem.ooo -= cost;
+        }
+    }
+
+    /// Moves `next` and re-files the new head-of-line slot's memory.
+    fn set_next(&mut self, mem: &mut Mem, next: u64) {
+        debug_assert_eq!(self.hol, 0, "the head-of-line slot is removed before moving on");
+        self.next = next;
+        if let Some(s) = self.slots.get(&next) {
+            let c = s.cost;
+            self.ooo -= c;
+            mem.ooo -= c;
+            self.hol += c;
+            mem.hol += c;
+        }
+    }
+
+    /// Judges a segment whose message is `seq`. Pure: nothing changes.
+    pub(crate) fn classify(&self, cfg: &DeliveryConfig, seq: u64, seg: &Segment) -> Verdict {
+        if seq < self.next {
+            return Verdict::Duplicate;
+        }
+        if seq - self.next >= 2 * cfg.window as u64 {
+            return Verdict::BeyondWindow;
+        }
+        if seg.frags == 0
+            || seg.frag >= seg.frags
+            || (seg.frag == 0) != seg.head.is_some()
+            || seg.data.len() > cfg.max_payload
+        {
+            return Verdict::Malformed;
+        }
+        let existing = self.slots.get(&seq);
+        match existing.map(|s| &s.entry) {
+            Some(Entry::Complete { .. }) | Some(Entry::Skip) => return Verdict::Duplicate,
+            // A tombstone replaces whatever part of the message arrived.
+            _ if matches!(&seg.head, Some(h) if h.kind == MsgKind::Skip) => {
+                return Verdict::Skip { malformed: false }
+            }
+            Some(Entry::Partial(p)) => {
+                if p.parts.contains_key(&seg.frag) {
+                    return Verdict::Duplicate;
+                }
+                if p.frags != seg.frags {
+                    return Verdict::Malformed;
+                }
+            }
+            None => {}
+        }
+        let mut name_len = 0;
+        if let Some(h) = &seg.head {
+            match &h.kind {
+                MsgKind::Skip => return Verdict::Skip { malformed: false },
+                MsgKind::Event { name, .. } => {
+                    if name.is_empty() || name.len() > MAX_EVENT_NAME {
+                        return Verdict::Skip { malformed: true };
+                    }
+                    name_len = name.len();
+                }
+                MsgKind::Reply { .. } => {}
+            }
+            if h.total_len as usize > cfg.max_payload
+                || (seg.frags == 1 && seg.data.len() != h.total_len as usize)
+            {
+                return Verdict::Skip { malformed: true };
+            }
+        }
+        let entry = if existing.is_none() { ENTRY_COST } else { 0 };
+        Verdict::Store {
+            cost: entry + name_len + FRAG_COST + seg.data.len(),
+        }
+    }
+
+    /// Records `seq` as skipped (replacing any partial).
+    pub(crate) fn mark_skip(&mut self, mem: &mut Mem, seq: u64) {
+        if let Some(old) = self.slots.remove(&seq) {
+            self.uncharge(mem, seq, old.cost);
+        }
+        self.slots.insert(
+            seq,
+            Slot {
+                entry: Entry::Skip,
+                cost: ENTRY_COST,
+            },
+        );
+        self.charge(mem, seq, ENTRY_COST);
+    }
+
+    /// Stores a segment judged `Store { cost }`. Returns `Some(false)` when the message
+    /// completed, `Some(true)` when it completed but failed validation (skipped), `None` when
+    /// it is still incomplete.
+    pub(crate) fn store(
+        &mut self,
+        now: Instant,
+        mem: &mut Mem,
+        seq: u64,
+        seg: Segment,
+        cost: usize,
+    ) -> Option<bool> {
+        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
+            entry: Entry::Partial(Partial {
+                frags: seg.frags,
+                head: None,
+                parts: BTreeMap::new(),
+                last: now,
+            }),
+            cost: 0,
+        });
+        slot.cost += cost;
+        let complete = match &mut slot.entry {
+            Entry::Partial(p) => {
+                p.last = now;
+                if seg.head.is_some() {
+                    p.head = seg.head;
+                }
+                p.parts.insert(seg.frag, seg.data);
+                p.head.is_some() && p.parts.len() as u64 == p.frags as u64
+            }
+            _ => false,
+        };
+        self.charge(mem, seq, cost);
+        if !complete {
+            return None;
+        }
+        let Some(slot) = self.slots.remove(&seq) else {
+            return None;
+        };
+        self.uncharge(mem, seq, slot.cost);
+        let Entry::Partial(p) = slot.entry else {
+            return None;
+        };
+        match assemble(p) {
+            Some((kind, data)) => {
+                let name = match &kind {
+                    MsgKind::Event { name, .. } => name.len(),
+                    _ => 0,
+                };
+                let cost = ENTRY_COST + name + data.len();
+                self.slots.insert(
+                    seq,
+                    Slot {
+                        entry: Entry::Complete { kind, data },
+                        cost,
+                    },
+                );
+                self.charge(mem, seq, cost);
+                Some(false)
+            }
+            None => {
+                self.mark_skip(mem, seq);
+                Some(true)
+            }
+        }
+    }
+
+    /// Releases complete messages from `next` on, in order.
+    pub(crate) fn release(&mut self, mem: &mut Mem, out: &mut Vec<Released>) {
+        while let Some(slot) = self.slots.get(&self.next) {
+            if matches!(slot.entry, Entry::Partial(_)) {
+                break;
+            }
+            let seq = self.next;
+            let Some(slot) = self.slots.remove(&seq) else {
+                break;
+            };
+            self.uncharge(mem, seq, slot.cost);
+            if let Entry::Complete { kind, data } = slot.entry {
+                out.push(Released { kind, data });
+            }
+            self.set_next(mem, seq + 1);
+        }
+    }
+
+    /// The sender says everything below `base` is finished: release what is complete below
+    /// it (in order), drop incomplete messages, and continue from `base`. Returns how many
+    /// sequence numbers were skipped without a message.
+    pub(crate) fn skip_to(&mut self, mem: &mut Mem, base: u64, out: &mut Vec<Released>) -> u64 {
+        if base <= self.next {
+            return 0;
+        }
+        let mut released = 0u64;
+        let below: Vec<u64> = self.slots.range(..base).map(|(s, _)| *s).collect();
+        for seq in below {
+            let Some(slot) = self.slots.remove(&seq) else {
+                continue;
+            };
+            self.uncharge(mem, seq, slot.cost);
+            match slot.entry {
+                Entry::Complete { kind, data } => {
+                    released += 1;
+                    out.push(Released { kind, data });
+                }
+                Entry::Skip => released += 1,
+                Entry::Partial(_) => {}
+            }
+        }
+        let skipped = (base - self.next).saturating_sub(released);
+        self.set_next(mem, base);
+        self.release(mem, out);
+        skipped
+    }
+
+    /// Incomplete messages: `(seq, last progress, cost)`.
+    pub(crate) fn partials(&self) -> impl Iterator<Item = (u64, Instant, usize)> + '_ {
+        self.slots.iter().filter_map(|(s, slot)| match &slot.entry {
+            Entry::Partial(p) => Some((*s, p.last, slot.cost)),
+            _ => None,
+        })
+    }
+
+    /// Drops an incomplete message to free memory.
+    pub(crate) fn evict(&mut self, mem: &mut Mem, seq: u64) -> bool {
+        match self.slots.get(&seq) {
+            Some(Slot {
+                entry: Entry::Partial(_),
+                ..
+            }) => {}
+            _ => return false,
+        }
+        if let Some(slot) = self.slots.remove(&seq) {
+            self.uncharge(mem, seq, slot.cost);
+        }
+        true
+    }
+
+    /// Frees everything (the stream is reset or the peer is gone).
+    pub(crate) fn clear(&mut self, mem: &mut Mem) {
+        mem.hol -= self.hol;
+        mem.ooo -= self.ooo;
+        self.hol = 0;
+        self.ooo = 0;
+        self.slots.clear();
+    }
+
+    /// Notes a received data frame for the acknowledgement policy.
+    pub(crate) fn note_data(&mut self, now: Instant, cfg: &DeliveryConfig, urgent: bool) {
+        let a = &mut self.ack;
+        a.pending = true;
+        a.since.get_or_insert(now);
+        a.eliciting += 1;
+        let gap = self.slots.range(self.next + 1..).next().is_some();
+        if urgent || gap || a.eliciting >= cfg.ack_every {
+            a.immediate = true;
+        }
+    }
+
+    /// When the owed acknowledgement must go out.
+    pub(crate) fn ack_deadline(&self, cfg: &DeliveryConfig) -> Option<Instant> {
+        let a = &self.ack;
+        if !a.pending {
+            return None;
+        }
+        let since = a.since?;
+        Some(if a.immediate {
+            since
+        } else {
+            since + cfg.ack_delay
+        })
+    }
+
+    /// True when the owed acknowledgement must go out now.
+    pub(crate) fn ack_due(&self, now: Instant, cfg: &DeliveryConfig) -> bool {
+        self.ack_deadline(cfg).is_some_and(|d| d <= now)
+    }
+
+    /// Builds the acknowledgement within `max_size` encoded bytes (`None` if even the
+    /// smallest does not fit) and clears what was owed.
+    pub(crate) fn build_ack(&mut self, now: Instant, max_size: usize) -> Option<Ack> {
+        let delay = self
+            .ack
+            .since
+            .map(|s| now.saturating_duration_since(s).as_micros() as u64)
+            .unwrap_or(0);
+        let mut ack = Ack {
+            stream: self.stream,
+            serial: self.ack.serial + 1,
+            delay_us: delay,
+            cumulative: self.next,
+            ranges: Vec::new(),
+            partials: Vec::new(),
+        };
+        let mut size = size_of(&ack);
+        if size > max_size {
+            return None;
+        }
+        // Runs of whole messages above `next`.
+        let mut prev_end = self.next;
+        let mut run: Option<(u64, u64)> = None;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (&seq, slot) in self.slots.range(self.next..) {
+            if matches!(slot.entry, Entry::Partial(_)) {
+                continue;
+            }
+            run = match run {
+                Some((s, e)) if e == seq => Some((s, e + 1)),
+                Some(r) => {
+                    runs.push(r);
+                    Some((seq, seq + 1))
+                }
+                None => Some((seq, seq + 1)),
+            };
+        }
+        runs.extend(run);
+        for (s, e) in runs {
+            let r = Run {
+                gap: s - prev_end,
+                len: e - s,
+            };
+            let add = size_of(&r);
+            if ack.ranges.len() >= MAX_RUNS || size + add > max_size {
+                break;
+            }
+            size += add;
+            ack.ranges.push(r);
+            prev_end = e;
+        }
+        // Incomplete messages with their fragments.
+        for (&seq, slot) in self.slots.range(self.next..) {
+            let Entry::Partial(p) = &slot.entry else {
+                continue;
+            };
+            if ack.partials.len() >= MAX_RUNS {
+                break;
+            }
+            let mut pa = PartialAck {
+                off: seq - self.next,
+                frags: Vec::new(),
+            };
+            let mut psize = size_of(&pa);
+            let mut prev = 0u64;
+            let mut cur: Option<(u64, u64)> = None;
+            let mut fruns = Vec::new();
+            for &f in p.parts.keys() {
+                let f = f as u64;
+                cur = match cur {
+                    Some((s, e)) if e == f => Some((s, e + 1)),
+                    Some(r) => {
+                        fruns.push(r);
+                        Some((f, f + 1))
+                    }
+                    None => Some((f, f + 1)),
+                };
+            }
+            fruns.extend(cur);
+            for (s, e) in fruns {
+                let r = Run {
+                    gap: s - prev,
+                    len: e - s,
+                };
+                let add = size_of(&r);
+                if pa.frags.len() >= MAX_RUNS || size + psize + add > max_size {
+                    break;
+                }
+                psize += add;
+                pa.frags.push(r);
+                prev = e;
+            }
+            if pa.frags.is_empty() || size + psize > max_size {
+                break;
+            }
+            size += psize;
+            ack.partials.push(pa);
+        }
+        self.ack = AckState {
+            serial: self.ack.serial + 1,
+            ..AckState::default()
+        };
+        debug_assert_eq!(size, size_of(&ack));
+        Some(ack)
+    }
+}
+
+/// Joins the fragments of a complete message, checking the sizes agree with the header.
+fn assemble(p: Partial) -> Option<(MsgKind, Bytes)> {
+    let head = p.head?;
+    let total = head.total_len as usize;
+    let n = p.parts.len();
+    let first = p.parts.get(&0)?.len();
+    let mut sum = 0usize;
+    for (i, (_, b)) in p.parts.iter().enumerate() {
+        let last = i + 1 == n;
+        if (!last && b.len() != first) || (last && (b.len() > first || (n > 1 && b.is_empty())))
+        {
+            return None;
+        }
+        sum += b.len();
+    }
+    if sum != total {
+        return None;
+    }
+    let data = if n == 1 {
+        p.parts.into_values().next().unwrap_or_default()
+    } else {
+        let mut buf = BytesMut::with_capacity(total);
+        for b in p.parts.values() {
+            buf.extend_from_slice(b);
+        }
+        buf.freeze()
+    };
+    Some((head.kind, data))
+}

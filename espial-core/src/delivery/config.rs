@@ -113,7 +113,9 @@ impl DeliveryConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: &str| Err(ConfigError(s.to_string()));
         if self.max_frame < MIN_FRAME {
-            return bad(&format!("delivery max_frame must be at least {MIN_FRAME} bytes"));
+            return bad(&format!(
+                "delivery max_frame must be at least {MIN_FRAME} bytes"
+            ));
         }
         if self.max_payload == 0 || self.max_payload > u32::MAX as usize / 2 {
             return bad("delivery max_payload must be between 1 byte and 2 GiB");

@@ -194,9 +194,16 @@ mod tests {
 
     #[test]
     fn runs_decode_with_overflow_guard() {
-        let runs = [Run { gap: 1, len: 2 }, Run { gap: 0, len: 0 }, Run { gap: 3, len: 1 }];
+        let runs = [
+            Run { gap: 1, len: 2 },
+            Run { gap: 0, len: 0 },
+            Run { gap: 3, len: 1 },
+        ];
         assert_eq!(decode_runs(10, &runs, 10), vec![(11, 13), (16, 17)]);
-        let bad = [Run { gap: u64::MAX, len: 5 }];
+        let bad = [Run {
+            gap: u64::MAX,
+            len: 5,
+        }];
         assert!(decode_runs(10, &bad, 10).is_empty());
         assert_eq!(decode_runs(0, &runs, 1), vec![(1, 3)]);
     }

@@ -1,11 +1,735 @@
-//! Reliable, ordered, exactly-once delivery of custom events (placeholder until the events
-//! issue lands: frames are defined so the wire format is stable).
+//! Reliable, ordered, exactly-once delivery of custom events and replies: a sans-IO engine
+//! the [`crate::Node`] owns.
+//!
+//! The engine knows nothing about sockets, sessions or membership. The node tells it who
+//! to send to ([`Delivery::send`]), who is gone ([`Delivery::peer_gone`]) or unsubscribed
+//! ([`Delivery::peer_unsubscribed`]), feeds it the [`Frame`]s that arrive inside sealed
+//! records as `Msg::Delivery(frame)` ([`Delivery::handle_frame`]) and carries the frames it
+//! produces ([`Delivery::poll_transmit`]).
+//!
+//! # Protocol
+//! - Each engine has a random *stream id* (from `stream_seed`). Messages to each peer are
+//!   numbered from a per-peer sequence counter. A receiver releases messages of a stream in
+//!   sequence order, exactly once, and resets when the sender's stream id changes (the
+//!   sender restarted, even under the same node id); frames of a replaced stream are
+//!   ignored.
+//! - Every frame carries the sender's *base*: everything below it is finished (acknowledged
+//!   or abandoned), so a receiver that restarted, or whose sender gave up on messages,
+//!   skips forward instead of waiting forever.
+//! - Acknowledgements are state, not messages: a receiver owes one ack per peer, made of a
+//!   cumulative sequence number, ranges of complete messages above it and, for incomplete
+//!   messages, the fragments received. It goes out after `ack_every` data frames, at once on
+//!   a gap or duplicate, otherwise after `ack_delay`; and it rides on any data frame going
+//!   the same way. Several small messages share one frame.
+//! - Loss: a fragment still unacknowledged when a frame sent three data frames later was
+//!   acknowledged is resent; otherwise a probe timeout (RTT-based: SRTT + 4·RTTVAR +
+//!   ack delay, exponential back-off, Karn's rule for samples) resends the oldest frame.
+//! - Window: at most `window` fragments in flight and `window` numbered messages per peer;
+//!   beyond that messages wait in a queue of `queue_limit` messages (and `queue_bytes`),
+//!   after which [`Delivery::send`] returns [`SendError::Backpressure`].
+//! - Fragmentation: payloads larger than [`DeliveryConfig::frag_size`] are split; the
+//!   receiver reassembles up to `max_payload` with accounted memory bounded per peer
+//!   (`reassembly_per_peer`) and in total (`reassembly_total`). Head-of-line messages get a
+//!   reserved share; incomplete messages may be evicted (counted) and are then resent.
+//!
+//! # How the node drives it
+//! - `send`/`reply`/`handle_frame`/`handle_timeout`/`peer_gone`/`peer_unsubscribed`
+//!   change state; after each of them (or after a batch of them at the same `now`) the node
+//!   *flushes*: `while let Some((peer, frame)) = d.poll_transmit(now, budget)` build one
+//!   datagram for `peer` starting with `Msg::Delivery(frame)`, optionally fill its leftover
+//!   room with `d.poll_transmit_to(now, peer, leftover)` (and with its own messages), seal
+//!   and send it. Then drain `d.poll_event()` and re-arm its timer with `d.poll_timeout()`.
+//! - `budget` is the room for the `Msg` in the sealed record: a returned frame always
+//!   satisfies `wire::msg_size(&Msg::Delivery(frame)) <= budget`. Pass the full room
+//!   (`max_frame`) for a fresh datagram, or else fragments may wait for the next call.
+//! - When the node sends any other datagram to a peer (a probe, gossip), it may call
+//!   `poll_transmit_to` with the leftover room: an owed ack rides along for free.
+//! - Frames from one datagram are fed in order; frames from the local node are ignored.
+//!
+//! ```
+//! use espial_core::delivery::{Delivery, DeliveryConfig};
+//! use espial_core::{Event, NodeId};
+//! use bytes::Bytes;
+//! use std::time::Instant;
+//!
+//! let now = Instant::now();
+//! let (a, b) = (NodeId(1), NodeId(2));
+//! let mut da = Delivery::new(DeliveryConfig::default(), a, 1);
+//! let mut db = Delivery::new(DeliveryConfig::default(), b, 2);
+//! da.send(now, "jobs", Bytes::from_static(b"hi"), &[b], None).unwrap();
+//! let budget = DeliveryConfig::default().max_frame;
+//! while let Some((to, frame)) = da.poll_transmit(now, budget) {
+//!     assert_eq!(to, b);
+//!     db.handle_frame(now, a, frame);
+//! }
+//! while let Some((_, frame)) = db.poll_transmit(now, budget) {
+//!     da.handle_frame(now, b, frame); // not due yet: the ack waits for `ack_delay`
+//! }
+//! assert!(matches!(db.poll_event(), Some(Event::Custom(e)) if e.data == "hi"));
+//! let later = db.poll_timeout().unwrap();
+//! db.handle_timeout(later);
+//! while let Some((_, frame)) = db.poll_transmit(later, budget) {
+//!     da.handle_frame(later, b, frame);
+//! }
+//! assert!(matches!(da.poll_event(), Some(Event::SendOutcome(o)) if o.delivered == [b]));
+//! ```
 
-use serde::{Deserialize, Serialize};
+mod config;
+mod frame;
+mod rtt;
+mod rx;
+mod stats;
+mod track;
+mod tx;
 
-/// A delivery frame carried in `Msg::Delivery`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Frame {
-    /// Reserved.
-    Reserved,
+#[cfg(test)]
+mod tests;
+
+pub use config::{DeliveryConfig, DATAGRAM_OVERHEAD, MIN_FRAME};
+pub use frame::{Ack, Frame, Head, MsgKind, PartialAck, Run, Segment};
+pub use stats::DeliveryStats;
+
+use crate::error::SendError;
+use crate::event::{check_event_name, CustomEvent, Event, RequestId, SendId};
+use crate::NodeId;
+use bytes::Bytes;
+use frame::{size_of, varint_len};
+use rx::{Mem, Released, Rx, Verdict};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::time::{Duration, Instant};
+use track::{ReplyFate, Tracker};
+use tx::{Queued, Tx};
+
+/// Streams of one peer remembered as replaced (their late frames are ignored).
+const RETIRED_STREAMS: usize = 4;
+/// Peers whose receive position is remembered after `peer_gone`.
+const GRAVEYARD: usize = 1024;
+
+#[derive(Debug)]
+struct Peer {
+    tx: Tx,
+    rx: Option<Rx>,
+    retired: Vec<u64>,
+}
+
+/// The delivery engine: per-peer reliable streams, fragmentation, acks, outcomes and
+/// requests. Pure and deterministic: time comes in as `now`, randomness as `stream_seed`.
+#[derive(Debug)]
+pub struct Delivery {
+    cfg: DeliveryConfig,
+    local: NodeId,
+    stream: u64,
+    peers: BTreeMap<NodeId, Peer>,
+    mem: Mem,
+    seq_floor: u64,
+    graveyard: BTreeMap<NodeId, (u64, u64)>,
+    grave_order: VecDeque<(NodeId, u64)>,
+    tracker: Tracker,
+    next_send: u64,
+    events: VecDeque<Event>,
+    stats: DeliveryStats,
+    rr: Option<NodeId>,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Delivery {
+    /// Creates an engine for the local node. `stream_seed` must differ between runs of the
+    /// same node id (the node passes a value from its seeded generator); memory limits below
+    /// workable minimums are raised (see [`DeliveryConfig`]).
+    pub fn new(cfg: DeliveryConfig, local: NodeId, stream_seed: u64) -> Self {
+        let stream = splitmix(stream_seed).max(1);
+        Delivery {
+            cfg: cfg.normalized(),
+            local,
+            stream,
+            peers: BTreeMap::new(),
+            mem: Mem::default(),
+            seq_floor: 0,
+            graveyard: BTreeMap::new(),
+            grave_order: VecDeque::new(),
+            tracker: Tracker::default(),
+            next_send: 1,
+            events: VecDeque::new(),
+            stats: DeliveryStats::default(),
+            rr: None,
+        }
+    }
+
+    /// The configuration in force (after normalization).
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.cfg
+    }
+
+    /// This engine's stream id.
+    pub fn stream_id(&self) -> u64 {
+        self.stream
+    }
+
+    fn peer_mut(&mut self, id: NodeId) -> &mut Peer {
+        let floor = self.seq_floor;
+        let cfg = &self.cfg;
+        self.peers.entry(id).or_insert_with(|| Peer {
+            tx: Tx::new(floor, cfg),
+            rx: None,
+            retired: Vec::new(),
+        })
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), SendError> {
+        if len > self.cfg.max_payload {
+            return Err(SendError::TooLarge {
+                size: len,
+                limit: self.cfg.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues one message to each target (duplicates ignored); all or nothing. Fails with
+    /// `TooLarge` over `max_payload`, `Backpressure(n)` when `n` targets' queues are full,
+    /// `Name` for an unusable name. The outcome comes later as [`Event::SendOutcome`] (at
+    /// once for no targets). The local node among the targets is reported failed (the node
+    /// delivers to itself if it wants to). With `request = Some((id, timeout))` the message
+    /// is a request: replies come as [`Event::Reply`], and [`Event::RequestDone`] summarizes
+    /// at the timeout, or earlier once no target can still answer (all answered, or the rest
+    /// are gone or failed).
+    pub fn send(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: Bytes,
+        targets: &[NodeId],
+        request: Option<(RequestId, Duration)>,
+    ) -> Result<SendId, SendError> {
+        check_event_name(name)?;
+        self.check_size(payload.len())?;
+        let mut remote: Vec<NodeId> = Vec::with_capacity(targets.len());
+        let mut failed = Vec::new();
+        for &t in targets {
+            if remote.contains(&t) || failed.contains(&t) {
+                continue;
+            }
+            if t == self.local {
+                failed.push(t);
+            } else {
+                remote.push(t);
+            }
+        }
+        let full = remote
+            .iter()
+            .filter(|t| {
+                self.peers
+                    .get(t)
+                    .is_some_and(|p| !p.tx.can_queue(&self.cfg, payload.len()))
+            })
+            .count();
+        if full > 0 {
+            return Err(SendError::Backpressure(full));
+        }
+        let id = SendId(self.next_send);
+        self.next_send += 1;
+        for &t in &remote {
+            let q = Queued {
+                send: Some(id),
+                kind: MsgKind::Event {
+                    name: name.to_string(),
+                    request: request.map(|r| r.0),
+                },
+                payload: payload.clone(),
+            };
+            self.peer_mut(t).tx.enqueue(q);
+            self.stats.messages_queued += 1;
+        }
+        self.stats.messages_failed += failed.len() as u64;
+        let req = request.map(|(r, d)| (r, now + d));
+        self.tracker
+            .start(&mut self.events, id, &remote, failed, req);
+        Ok(id)
+    }
+
+    /// Queues a reply to request `request` of node `to` (no outcome is reported for
+    /// replies; the requester reports who answered).
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        request: RequestId,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let _ = now;
+        self.check_size(payload.len())?;
+        if to == self.local {
+            return Err(SendError::UnknownTarget(to));
+        }
+        if self
+            .peers
+            .get(&to)
+            .is_some_and(|p| !p.tx.can_queue(&self.cfg, payload.len()))
+        {
+            return Err(SendError::Backpressure(1));
+        }
+        self.peer_mut(to).tx.enqueue(Queued {
+            send: None,
+            kind: MsgKind::Reply { request },
+            payload,
+        });
+        self.stats.messages_queued += 1;
+        Ok(())
+    }
+
+    fn resolve(&mut self, send: Option<SendId>, target: NodeId, delivered: bool) {
+        if delivered {
+            self.stats.messages_acked += 1;
+        } else {
+            self.stats.messages_failed += 1;
+        }
+        if let Some(id) = send {
+            self.tracker
+                .resolve(&mut self.events, id, target, delivered);
+        }
+    }
+
+    /// Feeds a frame that arrived from `from`. Invalid content is dropped and counted in
+    /// [`Delivery::stats`]; this never panics and never allocates beyond the configured
+    /// limits.
+    pub fn handle_frame(&mut self, now: Instant, from: NodeId, frame: Frame) {
+        self.stats.frames_in += 1;
+        if from == self.local {
+            self.stats.malformed += 1;
+            return;
+        }
+        if !self.adopt_stream(from, frame.stream, frame.base) {
+            self.stats.stale_stream += 1;
+            return;
+        }
+        let mut released = Vec::new();
+        if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
+            self.stats.skipped += rx.skip_to(&mut self.mem, frame.base, &mut released);
+        }
+        if let Some(ack) = &frame.ack {
+            if ack.stream == self.stream {
+                let finished = match self.peers.get_mut(&from) {
+                    Some(p) => p.tx.on_ack(now, &self.cfg, ack).finished,
+                    None => Vec::new(),
+                };
+                for send in finished {
+                    self.resolve(send, from, true);
+                }
+            } else {
+                self.stats.foreign_acks += 1;
+            }
+        }
+        let eliciting = !frame.segs.is_empty();
+        let mut urgent = false;
+        for seg in frame.segs {
+            urgent |= self.on_segment(now, from, frame.base, seg);
+        }
+        if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
+            rx.release(&mut self.mem, &mut released);
+            if eliciting {
+                rx.note_data(now, &self.cfg, urgent);
+            }
+        }
+        let total = self.mem.total() as u64;
+        self.stats.reassembly_peak = self.stats.reassembly_peak.max(total);
+        self.emit(from, released);
+    }
+
+    /// Makes sure the receive state of `from` follows `stream`. Returns false for a frame of
+    /// a replaced stream.
+    fn adopt_stream(&mut self, from: NodeId, stream: u64, base: u64) -> bool {
+        let grave = self.graveyard.get(&from).copied();
+        let floor = self.seq_floor;
+        let cfg = &self.cfg;
+        let peer = self.peers.entry(from).or_insert_with(|| Peer {
+            tx: Tx::new(floor, cfg),
+            rx: None,
+            retired: Vec::new(),
+        });
+        if peer.retired.contains(&stream) {
+            return false;
+        }
+        if let Some(rx) = &mut peer.rx {
+            if rx.stream == stream {
+                return true;
+            }
+            // The peer restarted: forget its old stream for good.
+            rx.clear(&mut self.mem);
+            peer.retired.push(rx.stream);
+            if peer.retired.len() > RETIRED_STREAMS {
+                peer.retired.remove(0);
+            }
+            peer.tx.last_serial = 0;
+            self.stats.stream_resets += 1;
+        }
+        let next = match grave {
+            Some((s, n)) if s == stream => n.max(base),
+            _ => base,
+        };
+        self.graveyard.remove(&from);
+        peer.rx = Some(Rx::new(stream, next));
+        true
+    }
+
+    /// Handles one segment; returns true when the ack should go out at once (duplicate).
+    fn on_segment(&mut self, now: Instant, from: NodeId, base: u64, seg: Segment) -> bool {
+        let Some(seq) = base.checked_add(seg.off) else {
+            self.stats.malformed += 1;
+            return false;
+        };
+        let Some(rx) = self.peers.get(&from).and_then(|p| p.rx.as_ref()) else {
+            return false;
+        };
+        match rx.classify(&self.cfg, seq, &seg) {
+            Verdict::Duplicate => {
+                self.stats.duplicates += 1;
+                true
+            }
+            Verdict::BeyondWindow => {
+                self.stats.beyond_window += 1;
+                false
+            }
+            Verdict::Malformed => {
+                self.stats.malformed += 1;
+                false
+            }
+            Verdict::Skip { malformed } => {
+                let new = rx.slot_cost(seq).is_none();
+                if new && !self.make_room(now, from, seq, config::ENTRY_COST) {
+                    self.stats.reassembly_refused += 1;
+                    return false;
+                }
+                if malformed {
+                    self.stats.malformed += 1;
+                }
+                if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
+                    rx.mark_skip(&mut self.mem, seq);
+                }
+                false
+            }
+            Verdict::Store { cost } => {
+                if !self.make_room(now, from, seq, cost) {
+                    self.stats.reassembly_refused += 1;
+                    return false;
+                }
+                if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
+                    if rx.store(now, &mut self.mem, seq, seg, cost) == Some(true) {
+                        self.stats.malformed += 1;
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Ensures `cost` more accounted bytes for message `seq` of `from` fit the limits,
+    /// evicting incomplete messages of lower priority if needed.
+    fn make_room(&mut self, now: Instant, from: NodeId, seq: u64, cost: usize) -> bool {
+        let cap = self.cfg.message_cap();
+        let per_peer_ooo = self.cfg.reassembly_per_peer - cap;
+        let total_ooo = self.cfg.reassembly_total - cap;
+        loop {
+            let Some(rx) = self.peers.get(&from).and_then(|p| p.rx.as_ref()) else {
+                return false;
+            };
+            let hol = seq == rx.next;
+            if rx.slot_cost(seq).unwrap_or(0) + cost > cap {
+                return false;
+            }
+            let fits_total = self.mem.total() + cost <= self.cfg.reassembly_total;
+            let fits = if hol {
+                fits_total
+            } else {
+                fits_total && rx.ooo + cost <= per_peer_ooo && self.mem.ooo + cost <= total_ooo
+            };
+            if fits {
+                return true;
+            }
+            let own_full = !hol && rx.ooo + cost > per_peer_ooo;
+            // Victims, most expendable first: this peer's incomplete messages after `seq`;
+            // then (unless only this peer's share is exhausted) other incomplete out-of-order
+            // messages; then, for a head-of-line message, stalled ones of other peers.
+            let own = rx.partials().filter(|(s, _, _)| *s > seq).last();
+            let victim = own.map(|(s, _, _)| (from, s)).or_else(|| {
+                if own_full {
+                    return None;
+                }
+                let idle = self.cfg.reassembly_idle;
+                let mut best: Option<(Instant, NodeId, u64)> = None;
+                for (&pid, p) in &self.peers {
+                    let Some(prx) = &p.rx else { continue };
+                    for (s, last, _) in prx.partials() {
+                        let is_hol = s == prx.next;
+                        let stalled = now.saturating_duration_since(last) >= idle;
+                        let ok = if pid == from {
+                            false
+                        } else if is_hol {
+                            hol && stalled
+                        } else {
+                            hol || stalled
+                        };
+                        if ok && best.map_or(true, |(l, _, _)| last < l) {
+                            best = Some((last, pid, s));
+                        }
+                    }
+                }
+                best.map(|(_, p, s)| (p, s))
+            });
+            let Some((vp, vs)) = victim else {
+                return false;
+            };
+            let evicted = self
+                .peers
+                .get_mut(&vp)
+                .and_then(|p| p.rx.as_mut())
+                .is_some_and(|r| r.evict(&mut self.mem, vs));
+            if !evicted {
+                return false;
+            }
+            self.stats.reassembly_evicted += 1;
+        }
+    }
+
+    fn emit(&mut self, from: NodeId, released: Vec<Released>) {
+        for r in released {
+            match r.kind {
+                MsgKind::Event { name, request } => {
+                    self.stats.events_delivered += 1;
+                    self.events.push_back(Event::Custom(CustomEvent {
+                        name,
+                        from,
+                        data: r.data,
+                        request,
+                    }));
+                }
+                MsgKind::Reply { request } => {
+                    match self.tracker.reply(&mut self.events, request, from, r.data) {
+                        ReplyFate::Accepted => self.stats.replies_delivered += 1,
+                        ReplyFate::Dropped => self.stats.replies_dropped += 1,
+                    }
+                }
+                MsgKind::Skip => {}
+            }
+        }
+    }
+
+    /// The next frame to send, to some peer, within `budget` bytes (measured as
+    /// `wire::msg_size(&Msg::Delivery(frame))`). Peers are served round-robin. Call until
+    /// `None` after every input.
+    pub fn poll_transmit(&mut self, now: Instant, budget: usize) -> Option<(NodeId, Frame)> {
+        let order: Vec<NodeId> = match self.rr {
+            Some(r) => self
+                .peers
+                .range((Bound::Excluded(r), Bound::Unbounded))
+                .chain(self.peers.range(..=r))
+                .map(|(id, _)| *id)
+                .collect(),
+            None => self.peers.keys().copied().collect(),
+        };
+        for id in order {
+            let ready = self.peers.get(&id).is_some_and(|p| {
+                p.tx.has_data(&self.cfg)
+                    || p.rx.as_ref().is_some_and(|rx| rx.ack_due(now, &self.cfg))
+            });
+            if !ready {
+                continue;
+            }
+            if let Some(f) = self.build_frame(now, id, budget, false) {
+                self.rr = Some(id);
+                return Some((id, f));
+            }
+        }
+        None
+    }
+
+    /// A frame for `peer` within `budget` bytes, to fill the leftover room of a datagram
+    /// the node is sending to `peer` anyway: data if any is ready, and any owed ack even if
+    /// not yet due.
+    pub fn poll_transmit_to(&mut self, now: Instant, peer: NodeId, budget: usize) -> Option<Frame> {
+        self.build_frame(now, peer, budget, true)
+    }
+
+    fn build_frame(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        budget: usize,
+        piggyback: bool,
+    ) -> Option<Frame> {
+        let stream = self.stream;
+        let cfg = &self.cfg;
+        let peer = self.peers.get_mut(&id)?;
+        let base = peer.tx.base();
+        // Msg tag, stream, base, Option tag of the ack, length of the segment vector.
+        let fixed = 1 + varint_len(stream) + varint_len(base) + 1 + 1;
+        if fixed > budget {
+            return None;
+        }
+        let has_data = peer.tx.has_data(cfg);
+        let (owed, due) = match &peer.rx {
+            Some(rx) => (rx.ack.pending, rx.ack_due(now, cfg)),
+            None => (false, false),
+        };
+        let want_ack = owed && (due || piggyback || has_data);
+        if !want_ack && !has_data {
+            return None;
+        }
+        let room = budget - fixed;
+        let ack = if want_ack {
+            let limit = if has_data { room / 2 } else { room };
+            peer.rx.as_mut().and_then(|rx| rx.build_ack(now, limit))
+        } else {
+            None
+        };
+        let ack_size = ack.as_ref().map_or(0, size_of);
+        let (segs, retransmits) = if has_data {
+            peer.tx.build(now, cfg, room - ack_size, base)
+        } else {
+            (Vec::new(), 0)
+        };
+        if ack.is_none() && segs.is_empty() {
+            return None;
+        }
+        self.stats.frames_out += 1;
+        self.stats.segments_out += segs.len() as u64;
+        self.stats.retransmits += retransmits;
+        if ack.is_some() {
+            self.stats.acks_out += 1;
+        }
+        if segs.is_empty() {
+            self.stats.ack_only_frames_out += 1;
+        }
+        let frame = Frame {
+            stream,
+            base,
+            ack,
+            segs,
+        };
+        debug_assert!(size_of(&frame) + 1 <= budget, "frame exceeds its budget");
+        Some(frame)
+    }
+
+    /// Advances timers: owed acks come due, lost fragments are resent (probe timeout with
+    /// back-off), peers silent for `give_up_after` are given up on, requests time out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let (give_up, probed) = peer.tx.on_timeout(now, &self.cfg);
+            if probed {
+                self.stats.probe_timeouts += 1;
+            }
+            if give_up {
+                let failed = peer.tx.fail_all();
+                self.stats.gave_up += 1;
+                for s in failed {
+                    self.resolve(Some(s), id, false);
+                }
+            }
+        }
+        self.tracker.on_timeout(&mut self.events, now);
+    }
+
+    /// The earliest instant at which [`Delivery::handle_timeout`] must run (`None` when
+    /// idle). It may be in the past when an ack is owed at once: call `handle_timeout` and
+    /// flush.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.tracker.deadline();
+        let mut take = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |x| x.min(d)));
+            }
+        };
+        for p in self.peers.values() {
+            take(p.tx.deadline(&self.cfg));
+            take(p.rx.as_ref().and_then(|rx| rx.ack_deadline(&self.cfg)));
+        }
+        t
+    }
+
+    /// Next event for the application: [`Event::Custom`], [`Event::SendOutcome`],
+    /// [`Event::Reply`], [`Event::RequestDone`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The peer died or left: every unacknowledged send to it is reported failed, its
+    /// reassembly buffers and stream state are dropped, it no longer counts for requests.
+    /// If it comes back under the same stream, its messages resume where they stopped.
+    pub fn peer_gone(&mut self, now: Instant, peer: NodeId) {
+        let _ = now;
+        if let Some(mut p) = self.peers.remove(&peer) {
+            let failed = p.tx.fail_all();
+            self.seq_floor = self.seq_floor.max(p.tx.next_seq);
+            if let Some(mut rx) = p.rx.take() {
+                rx.clear(&mut self.mem);
+                self.graveyard.insert(peer, (rx.stream, rx.next));
+                self.grave_order.push_back((peer, rx.stream));
+                while self.grave_order.len() > GRAVEYARD {
+                    if let Some((id, s)) = self.grave_order.pop_front() {
+                        if self.graveyard.get(&id).is_some_and(|g| g.0 == s) {
+                            self.graveyard.remove(&id);
+                        }
+                    }
+                }
+            }
+            for s in failed {
+                self.resolve(Some(s), peer, false);
+            }
+        }
+        self.tracker.peer_gone(&mut self.events, peer);
+    }
+
+    /// The peer unsubscribed from `name`: unacknowledged events of that name to it are
+    /// reported failed and abandoned (it will skip them).
+    pub fn peer_unsubscribed(&mut self, now: Instant, peer: NodeId, name: &str) {
+        let _ = now;
+        let failed = match self.peers.get_mut(&peer) {
+            Some(p) => p.tx.abandon_name(name),
+            None => return,
+        };
+        for s in failed {
+            self.resolve(Some(s), peer, false);
+        }
+    }
+
+    /// Messages queued or in transmission to `peer`.
+    pub fn outstanding(&self, peer: NodeId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.tx.outstanding())
+    }
+
+    /// Fragments in flight to `peer`.
+    pub fn in_flight(&self, peer: NodeId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.tx.inflight())
+    }
+
+    /// Sends awaiting their outcome and requests awaiting their summary.
+    pub fn open(&self) -> (usize, usize) {
+        self.tracker.open()
+    }
+
+    /// True when nothing is queued, in flight, owed or awaited.
+    pub fn is_idle(&self) -> bool {
+        self.tracker.open() == (0, 0)
+            && self.peers.values().all(|p| {
+                p.tx.outstanding() == 0 && p.rx.as_ref().map_or(true, |rx| !rx.ack.pending)
+            })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> DeliveryStats {
+        DeliveryStats {
+            reassembly_bytes: self.mem.total() as u64,
+            ..self.stats.clone()
+        }
+    }
 }

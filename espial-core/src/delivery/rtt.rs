@@ -60,7 +60,8 @@ impl Rtt {
     pub(crate) fn rto(&self, cfg: &DeliveryConfig, backoff: u32) -> Duration {
         let base = self.srtt + (self.rttvar * 4).max(Duration::from_millis(1)) + cfg.ack_delay;
         let base = base.clamp(cfg.min_rto, cfg.max_rto);
-        base.saturating_mul(1u32 << backoff.min(16)).min(cfg.max_rto)
+        base.saturating_mul(1u32 << backoff.min(16))
+            .min(cfg.max_rto)
     }
 }
 
@@ -77,7 +78,10 @@ mod tests {
         }
         assert!(r.srtt() >= Duration::from_millis(9) && r.srtt() <= Duration::from_millis(11));
         let rto = r.rto(&cfg, 0);
-        assert!(rto >= cfg.min_rto && rto < Duration::from_millis(40), "{rto:?}");
+        assert!(
+            rto >= cfg.min_rto && rto < Duration::from_millis(40),
+            "{rto:?}"
+        );
         assert!(r.rto(&cfg, 1) > rto);
         assert_eq!(r.rto(&cfg, 40), cfg.max_rto);
     }

@@ -126,7 +126,10 @@ impl Rx {
 
     /// Moves `next` and re-files the new head-of-line slot's memory.
     fn set_next(&mut self, mem: &mut Mem, next: u64) {
-        debug_assert_eq!(self.hol, 0, "the head-of-line slot is removed before moving on");
+        debug_assert_eq!(
+            self.hol, 0,
+            "the head-of-line slot is removed before moving on"
+        );
         self.next = next;
         if let Some(s) = self.slots.get(&next) {
             let c = s.cost;
@@ -135,6 +138,11 @@ impl Rx {
             self.hol += c;
             mem.hol += c;
         }
+    }
+
+    /// Accounted bytes of message `seq`, if any part of it is buffered.
+    pub(crate) fn slot_cost(&self, seq: u64) -> Option<usize> {
+        self.slots.get(&seq).map(|s| s.cost)
     }
 
     /// Judges a segment whose message is `seq`. Pure: nothing changes.
@@ -501,8 +509,7 @@ fn assemble(p: Partial) -> Option<(MsgKind, Bytes)> {
     let mut sum = 0usize;
     for (i, (_, b)) in p.parts.iter().enumerate() {
         let last = i + 1 == n;
-        if (!last && b.len() != first) || (last && (b.len() > first || (n > 1 && b.is_empty())))
-        {
+        if (!last && b.len() != first) || (last && (b.len() > first || (n > 1 && b.is_empty()))) {
             return None;
         }
         sum += b.len();

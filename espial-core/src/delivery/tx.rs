@@ -28,11 +28,19 @@ pub(crate) struct Queued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FragTx {
     Unsent,
-    InFlight { tx: u64, sent: Instant, count: u32 },
-    Lost { count: u32 },
+    InFlight {
+        tx: u64,
+        sent: Instant,
+        count: u32,
+    },
+    Lost {
+        count: u32,
+    },
     /// Reported received inside an incomplete message (may be withdrawn if the receiver
     /// evicts the partial message).
-    Acked { count: u32 },
+    Acked {
+        count: u32,
+    },
 }
 
 /// A message with a sequence number, being transmitted.
@@ -122,7 +130,8 @@ impl Tx {
         if self.queue.is_empty() {
             return true;
         }
-        self.queue.len() < cfg.queue_limit && self.queue_bytes.saturating_add(len) <= cfg.queue_bytes
+        self.queue.len() < cfg.queue_limit
+            && self.queue_bytes.saturating_add(len) <= cfg.queue_bytes
     }
 
     pub(crate) fn enqueue(&mut self, q: Queued) {
@@ -196,7 +205,9 @@ impl Tx {
 
     fn segment(&self, seq: u64, frag: u32, base: u64) -> Option<Segment> {
         let m = self.active.get(&seq)?;
-        let start = (frag as usize).saturating_mul(m.frag_size).min(m.payload.len());
+        let start = (frag as usize)
+            .saturating_mul(m.frag_size)
+            .min(m.payload.len());
         let end = start.saturating_add(m.frag_size).min(m.payload.len());
         Some(Segment {
             off: seq - base,

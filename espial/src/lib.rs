@@ -1,1 +1,71 @@
-//! placeholder
+//! # espial
+//!
+//! A secure distributed event layer that your application links in: nodes find each other
+//! (multicast, static peers or your own discovery), form a cluster, elect one master, and
+//! exchange application events, every pair of nodes over its own encrypted session. No
+//! server to run.
+//!
+//! ```no_run
+//! use espial::{Espial, Event};
+//! use futures::StreamExt;
+//!
+//! # async fn f() -> espial::Result<()> {
+//! let espial = Espial::builder()
+//!     .name("api-1")
+//!     .metadata([("role", "api")])
+//!     .multicast_default() // or .peers(["10.0.0.5:27272"]) or .discovery(MyDiscovery)
+//!     .connection_filter(|req| async move { req.name.ends_with("org.internal") })
+//!     .start()
+//!     .await?;
+//! let mut events = espial.events();
+//! espial.join("jobs")?;
+//! espial.send("jobs", "build #42").await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Custom(e) = &event {
+//!         println!("{} from {}: {:?}", e.name, e.from, e.data);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Events
+//!
+//! [`Event`] names follow the original package: `listening`, `added_node`, `removed_node`,
+//! `node_accepted`, `node_rejected`, `new_master`, `promotion`, `demotion`, plus custom
+//! events, metadata updates and delivery reports. Each [`Espial::events`] stream is an
+//! independent listener; a slow listener never blocks the node (see [`EventStream`]).
+//!
+//! ## Security
+//!
+//! Every pair of nodes runs an ephemeral X25519 exchange and talks over AES-GCM with keys
+//! unique to the pair and to the run. Without a pre-shared key the exchange is not
+//! authenticated: an active man in the middle on the path can impersonate nodes. With
+//! [`Builder::psk`] the key is mixed into every session and authenticates multicast
+//! beacons; with [`Builder::identity`] each node proves a static key that connection
+//! filters can check. A node that is not admitted learns nothing beyond its rejection.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod error;
+mod events;
+mod filter;
+mod handle;
+pub mod jsonl;
+
+pub use builder::Builder;
+pub use error::{Error, Result};
+pub use events::EventStream;
+pub use filter::{ConnectionRequest, IntoAdmission};
+pub use handle::{decode_json, Espial, Stats};
+
+pub use espial_core::{
+    Admission, Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RemovalReason, RequestId,
+    SendId, SendOutcome,
+};
+pub use espial_crypto::IdentityKey;
+pub use espial_net::driver::{RequestReplies, Snapshot};
+pub use espial_net::{Discovery, MulticastConfig, MulticastInterface, Transport};
+
+/// Re-exported so custom [`Discovery`] backends can use `#[espial::async_trait]`.
+pub use async_trait::async_trait;

@@ -1,0 +1,388 @@
+//! [`Espial`]: the handle on a running node.
+
+use crate::builder::Builder;
+use crate::error::{Error, Result};
+use crate::events::EventStream;
+use bytes::Bytes;
+use espial_core::event::check_event_name;
+use espial_core::{
+    Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target,
+};
+use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
+use espial_net::NodeHandle;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+/// A running espial node. Cheap to clone (all clones control the same node).
+///
+/// Queries (`nodes`, `master`, `is_master`, `node_info`, `stats`) read a snapshot the
+/// node's task refreshes after every change: they never wait. Commands go to the task
+/// through a channel. Dropping the last clone leaves the cluster gracefully in the
+/// background; call [`Espial::shutdown`] to wait until peers were told.
+///
+/// ```no_run
+/// # async fn f() -> espial::Result<()> {
+/// use espial::{Espial, Event};
+/// use futures::StreamExt;
+///
+/// let espial = Espial::builder().name("api-1").multicast_default().start().await?;
+/// let mut events = espial.events();
+/// espial.join("jobs")?;
+/// espial.send("jobs", "build #42").await?;
+/// while let Some(event) = events.next().await {
+///     match event {
+///         Event::NewMaster { master, .. } => println!("master is now {master}"),
+///         Event::Custom(e) => println!("{} from {}: {:?}", e.name, e.from, e.data),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Espial {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeHandle,
+    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    config: Config,
+    bound: SocketAddr,
+}
+
+/// Counters of a node: the core's (traffic, drops by cause, probes, deliveries) and the
+/// driver's (I/O errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// The core's counters: every dropped datagram is counted under its cause.
+    pub core: espial_core::Stats,
+    /// Datagrams the socket failed to send.
+    pub send_errors: u64,
+    /// Socket receive errors.
+    pub recv_errors: u64,
+    /// Join requests rejected because the connection filter panicked or timed out.
+    pub filter_failures: u64,
+}
+
+impl Espial {
+    /// Starts configuring a node.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn new(spawned: Spawned, config: Config, bound: SocketAddr) -> Self {
+        Espial {
+            inner: Arc::new(Inner {
+                node: spawned.handle,
+                first_events: Mutex::new(Some(spawned.first_events)),
+                task: Mutex::new(Some(spawned.task)),
+                config,
+                bound,
+            }),
+        }
+    }
+
+    /// A new, independent event listener. The **first** call returns a stream that starts
+    /// at the node's start (so it sees `listening`); later calls see events from the moment
+    /// of the call. See [`EventStream`] for what happens to a listener that falls behind.
+    pub fn events(&self) -> EventStream {
+        let first = self
+            .inner
+            .first_events
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take());
+        EventStream::new(first.unwrap_or_else(|| self.inner.node.subscribe()))
+    }
+
+    /// Subscribes to a custom event name: sends to that name reach this node from now on
+    /// (the subscription is gossiped to every member). Core event names are refused.
+    pub fn join(&self, name: &str) -> Result<()> {
+        check_event_name(name)?;
+        let (tx, _rx) = oneshot::channel();
+        self.command(Command::Subscribe(name.to_string(), tx))
+    }
+
+    /// Unsubscribes from a custom event name.
+    pub fn leave(&self, name: &str) -> Result<()> {
+        check_event_name(name)?;
+        let (tx, _rx) = oneshot::channel();
+        self.command(Command::Unsubscribe(name.to_string(), tx))
+    }
+
+    /// Publishes a custom event to every subscriber of `name`. Returns once queued;
+    /// delivery is reliable, exactly once and in order per sender to subscribers that stay
+    /// alive; the outcome is reported as [`Event::SendOutcome`] (or use
+    /// [`Espial::send_confirmed`]).
+    pub async fn send(&self, name: &str, payload: impl Into<Bytes>) -> Result<SendId> {
+        self.send_target(name, payload.into(), Target::Subscribers, None)
+            .await
+    }
+
+    /// Sends a custom event to these nodes (they need not be subscribed).
+    pub async fn send_to(
+        &self,
+        ids: impl IntoIterator<Item = NodeId>,
+        name: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<SendId> {
+        let target = Target::Nodes(ids.into_iter().collect());
+        self.send_target(name, payload.into(), target, None).await
+    }
+
+    /// Sends a custom event to the current master.
+    pub async fn send_to_master(&self, name: &str, payload: impl Into<Bytes>) -> Result<SendId> {
+        self.send_target(name, payload.into(), Target::Master, None)
+            .await
+    }
+
+    /// Sends to the subscribers of `name` and waits for the delivery report: which
+    /// targets acknowledged and which failed (died or left before acknowledging).
+    pub async fn send_confirmed(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<SendOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.send_target(name, payload.into(), Target::Subscribers, Some(tx))
+            .await?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Serializes `value` as JSON and sends it to the subscribers of `name`.
+    pub async fn send_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<SendId> {
+        let data = serde_json::to_vec(value)?;
+        self.send(name, data).await
+    }
+
+    /// Serializes `value` as JSON and sends it to these nodes.
+    pub async fn send_json_to<T: Serialize + ?Sized>(
+        &self,
+        ids: impl IntoIterator<Item = NodeId>,
+        name: &str,
+        value: &T,
+    ) -> Result<SendId> {
+        let data = serde_json::to_vec(value)?;
+        self.send_to(ids, name, data).await
+    }
+
+    async fn send_target(
+        &self,
+        name: &str,
+        payload: Bytes,
+        target: Target,
+        outcome: Option<oneshot::Sender<SendOutcome>>,
+    ) -> Result<SendId> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Send {
+            name: name.to_string(),
+            payload,
+            target,
+            reply: tx,
+            outcome,
+        })?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+    }
+
+    /// Sends a request to the subscribers of `name` and collects their replies for
+    /// `timeout` (like a serf query). Receivers see a [`CustomEvent`] whose `request` is set
+    /// and answer with [`Espial::reply`].
+    pub async fn request(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<RequestReplies> {
+        let (tx, rx) = oneshot::channel();
+        let (rtx, rrx) = oneshot::channel();
+        self.command(Command::Request {
+            name: name.to_string(),
+            payload: payload.into(),
+            timeout,
+            reply: tx,
+            replies: rtx,
+        })?;
+        rx.await.map_err(|_| Error::Shutdown)??;
+        rrx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Answers a request received as a custom event (`event.request` is set). Does nothing
+    /// for plain events.
+    pub async fn reply(&self, event: &CustomEvent, payload: impl Into<Bytes>) -> Result<()> {
+        let Some(request) = event.request else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Respond {
+            to: event.from,
+            request,
+            payload: payload.into(),
+            reply: tx,
+        })?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+    }
+
+    /// Live members of the cluster (alive or suspected), this node included, sorted by id.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.snapshot().members.as_ref().clone()
+    }
+
+    /// Live members other than this node.
+    pub fn peers(&self) -> Vec<NodeInfo> {
+        let s = self.snapshot();
+        s.members
+            .iter()
+            .filter(|n| n.id != s.me.id)
+            .cloned()
+            .collect()
+    }
+
+    /// A member by id (this node included).
+    pub fn node(&self, id: NodeId) -> Option<NodeInfo> {
+        self.snapshot().member(id).cloned()
+    }
+
+    /// The current master, if one is known and alive.
+    pub fn master(&self) -> Option<NodeInfo> {
+        let s = self.snapshot();
+        s.master.and_then(|m| s.member(m).cloned())
+    }
+
+    /// The current master's id, if one is known and alive.
+    pub fn master_id(&self) -> Option<NodeId> {
+        self.snapshot().master
+    }
+
+    /// True when this node is the master.
+    pub fn is_master(&self) -> bool {
+        let s = self.snapshot();
+        s.master == Some(s.me.id)
+    }
+
+    /// Takes over as master with a higher election term. Fails when the node is not
+    /// master-eligible or, in quorum mode, sees too few members.
+    pub async fn promote(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Promote(tx))?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+    }
+
+    /// Replaces this node's metadata; every member sees it shortly after (gossip).
+    pub async fn set_metadata<K, V>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let m = Metadata::from_pairs(pairs, self.inner.config.max_metadata_bytes)?;
+        self.set_metadata_map(m).await
+    }
+
+    /// Replaces this node's metadata with a prepared [`Metadata`].
+    pub async fn set_metadata_map(&self, metadata: Metadata) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::SetMetadata(metadata, tx))?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+    }
+
+    /// This node's own entry (id, name, advertised address, metadata, subscriptions...).
+    pub fn node_info(&self) -> NodeInfo {
+        self.snapshot().me
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.snapshot().me.id
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.bound
+    }
+
+    /// The address other nodes send to.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.snapshot().me.addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Counters: traffic, drops by cause, I/O errors.
+    pub fn stats(&self) -> Stats {
+        let c = self.inner.node.counters();
+        Stats {
+            core: self.snapshot().stats,
+            send_errors: c.send_errors.load(Ordering::Relaxed),
+            recv_errors: c.recv_errors.load(Ordering::Relaxed),
+            filter_failures: c.filter_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The full snapshot the queries read.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.node.snapshot()
+    }
+
+    /// True once the node has shut down (or was killed).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.node.is_stopped()
+    }
+
+    /// Leaves the cluster gracefully and stops the node: members are told at once (they
+    /// emit `removed_node` with reason `left`), the leave datagrams are sent before this
+    /// returns. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.node.command(Command::Leave(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// Stops the node at once **without** telling anyone, as a crash would: peers notice by
+    /// failure detection. For demos and failure tests.
+    pub fn kill(&self) {
+        self.inner.node.kill();
+    }
+
+    fn command(&self, cmd: Command) -> Result<()> {
+        self.inner.node.command(cmd).map_err(|_| Error::Shutdown)
+    }
+}
+
+impl std::fmt::Debug for Espial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Espial")
+            .field("id", &s.me.id)
+            .field("name", &s.me.name)
+            .field("addr", &s.me.addr)
+            .field("members", &s.members.len())
+            .field("master", &s.master)
+            .finish()
+    }
+}
+
+/// Decodes a custom event's JSON payload (the counterpart of [`Espial::send_json`]).
+///
+/// ```
+/// use espial::{decode_json, CustomEvent, NodeId};
+/// let e = CustomEvent { name: "jobs".into(), from: NodeId(1), data: br#"{"n":3}"#.to_vec().into(), request: None };
+/// #[derive(serde::Deserialize)] struct Job { n: u32 }
+/// assert_eq!(decode_json::<Job>(&e).unwrap().n, 3);
+/// ```
+pub fn decode_json<T: serde::de::DeserializeOwned>(event: &CustomEvent) -> Result<T> {
+    Ok(serde_json::from_slice(&event.data)?)
+}

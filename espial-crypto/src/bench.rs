@@ -221,12 +221,12 @@ fn raw_bulk(key: &LessSafeKey, aad: &[u8], len: usize, iters: u64, errors: &mut 
     start.elapsed().as_secs_f64()
 }
 
-/// Runs the benchmark. `quick` takes well under a second (for tests and smoke runs); the
-/// full run takes a few seconds and gives steadier figures.
+/// Runs the benchmark. `quick` takes well under a second in a release build (for tests and
+/// smoke runs); the full run takes one to a few seconds and gives steadier figures.
 pub fn run(quick: bool) -> CryptoBenchReport {
     let trials = if quick { 5 } else { 11 };
-    let small_iters: u64 = if quick { 5_000 } else { 50_000 };
-    let bulk_bytes: u64 = if quick { 8 << 20 } else { 64 << 20 };
+    let small_iters: u64 = if quick { 5_000 } else { 200_000 };
+    let bulk_bytes: u64 = if quick { 8 << 20 } else { 256 << 20 };
 
     let key_bytes = [0x42u8; 16];
     let aad = [0xa5u8; AAD_LEN];
@@ -308,6 +308,21 @@ pub fn run(quick: bool) -> CryptoBenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_run_reports_sane_figures() {
+        let r = run(true);
+        assert_eq!(r.errors, 0);
+        assert!(r.seal_open_ns > 0.0 && r.raw_seal_open_ns > 0.0);
+        assert_eq!(r.bulk.len(), 2);
+        assert!(r.bulk.iter().all(|b| b.ours_gbps > 0.0 && b.raw_gbps > 0.0));
+        let json = r.to_json();
+        assert!(
+            json.starts_with('{') && json.contains("\"bulk_ratio_min\""),
+            "{json}"
+        );
+        assert!(r.to_string().contains("GB/s"));
+    }
 
     #[test]
     fn median_of_odd_and_even() {

@@ -3,6 +3,16 @@
 //! Every test that opens a socket starts with [`require_netns!`]: outside a private network
 //! namespace (made by `bash scripts/netns` / `bash scripts/test`) it prints the marker
 //! `ESPIAL-NETNS-SKIP` and returns without touching the network; CI fails on that marker.
+//!
+//! Address plan (tests run in parallel in one namespace, so each owns its addresses):
+//! `127.0.<net>.<host>` with a distinct `<net>` per test, see [`ip`].
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod cluster;
+pub mod nft;
+
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// True when this process runs in a private network namespace whose only interface is `lo`.
 pub fn in_private_netns() -> bool {
@@ -24,8 +34,21 @@ pub fn in_private_netns() -> bool {
 macro_rules! require_netns {
     () => {
         if !$crate::in_private_netns() {
-            println!("ESPIAL-NETNS-SKIP: {} needs `bash scripts/netns`", module_path!());
+            println!(
+                "ESPIAL-NETNS-SKIP: {} needs `bash scripts/netns`",
+                module_path!()
+            );
             return;
         }
     };
+}
+
+/// `127.0.<net>.<host>`: loopback only.
+pub fn ip(net: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, net, host)
+}
+
+/// `127.0.<net>.<host>:<port>`.
+pub fn addr(net: u8, host: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((ip(net, host), port))
 }

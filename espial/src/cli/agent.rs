@@ -225,7 +225,15 @@ async fn command(espial: &Espial, line: &str) -> bool {
             .map(|()| json!({"reply": "leave", "name": rest}))
             .map_err(|e| e.to_string()),
         "nodes" => {
-            let nodes: Vec<Value> = espial.nodes().iter().map(node_json).collect();
+            let nodes: Vec<Value> = espial
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let mut v = node_json(n);
+                    v["subscriptions"] = json!(n.subscriptions);
+                    v
+                })
+                .collect();
             Ok(json!({"reply": "nodes", "nodes": nodes}))
         }
         "master" => Ok(json!({

@@ -103,6 +103,9 @@ use tx::{Queued, Tx};
 
 /// Streams of one peer remembered as replaced (their late frames are ignored).
 const RETIRED_STREAMS: usize = 4;
+/// Sequence numbers (and bases) from the network at or above this are malformed: no real
+/// stream gets there, and it keeps all arithmetic far from overflow.
+const MAX_SEQ: u64 = 1 << 62;
 /// Peers whose receive position is remembered after `peer_gone`.
 const GRAVEYARD: usize = 1024;
 
@@ -130,6 +133,20 @@ pub struct Delivery {
     events: VecDeque<Event>,
     stats: DeliveryStats,
     rr: Option<NodeId>,
+}
+
+/// The state of peer `id`, created on first use (its sequence numbers start at `floor`).
+fn peer_entry<'a>(
+    peers: &'a mut BTreeMap<NodeId, Peer>,
+    id: NodeId,
+    floor: u64,
+    cfg: &DeliveryConfig,
+) -> &'a mut Peer {
+    peers.entry(id).or_insert_with(|| Peer {
+        tx: Tx::new(floor, cfg),
+        rx: None,
+        retired: Vec::new(),
+    })
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -170,16 +187,6 @@ impl Delivery {
     /// This engine's stream id.
     pub fn stream_id(&self) -> u64 {
         self.stream
-    }
-
-    fn peer_mut(&mut self, id: NodeId) -> &mut Peer {
-        let floor = self.seq_floor;
-        let cfg = &self.cfg;
-        self.peers.entry(id).or_insert_with(|| Peer {
-            tx: Tx::new(floor, cfg),
-            rx: None,
-            retired: Vec::new(),
-        })
     }
 
     fn check_size(&self, len: usize) -> Result<(), SendError> {
@@ -244,7 +251,9 @@ impl Delivery {
                 },
                 payload: payload.clone(),
             };
-            self.peer_mut(t).tx.enqueue(q);
+            peer_entry(&mut self.peers, t, self.seq_floor, &self.cfg)
+                .tx
+                .enqueue(q, &self.cfg);
             self.stats.messages_queued += 1;
         }
         self.stats.messages_failed += failed.len() as u64;
@@ -275,11 +284,16 @@ impl Delivery {
         {
             return Err(SendError::Backpressure(1));
         }
-        self.peer_mut(to).tx.enqueue(Queued {
-            send: None,
-            kind: MsgKind::Reply { request },
-            payload,
-        });
+        peer_entry(&mut self.peers, to, self.seq_floor, &self.cfg)
+            .tx
+            .enqueue(
+                Queued {
+                    send: None,
+                    kind: MsgKind::Reply { request },
+                    payload,
+                },
+                &self.cfg,
+            );
         self.stats.messages_queued += 1;
         Ok(())
     }
@@ -301,7 +315,7 @@ impl Delivery {
     /// limits.
     pub fn handle_frame(&mut self, now: Instant, from: NodeId, frame: Frame) {
         self.stats.frames_in += 1;
-        if from == self.local {
+        if from == self.local || frame.base >= MAX_SEQ {
             self.stats.malformed += 1;
             return;
         }
@@ -311,7 +325,11 @@ impl Delivery {
         }
         let mut released = Vec::new();
         if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
-            self.stats.skipped += rx.skip_to(&mut self.mem, frame.base, &mut released);
+            self.stats.skipped = self.stats.skipped.saturating_add(rx.skip_to(
+                &mut self.mem,
+                frame.base,
+                &mut released,
+            ));
         }
         if let Some(ack) = &frame.ack {
             if ack.stream == self.stream {
@@ -346,13 +364,7 @@ impl Delivery {
     /// a replaced stream.
     fn adopt_stream(&mut self, from: NodeId, stream: u64, base: u64) -> bool {
         let grave = self.graveyard.get(&from).copied();
-        let floor = self.seq_floor;
-        let cfg = &self.cfg;
-        let peer = self.peers.entry(from).or_insert_with(|| Peer {
-            tx: Tx::new(floor, cfg),
-            rx: None,
-            retired: Vec::new(),
-        });
+        let peer = peer_entry(&mut self.peers, from, self.seq_floor, &self.cfg);
         if peer.retired.contains(&stream) {
             return false;
         }
@@ -380,9 +392,12 @@ impl Delivery {
 
     /// Handles one segment; returns true when the ack should go out at once (duplicate).
     fn on_segment(&mut self, now: Instant, from: NodeId, base: u64, seg: Segment) -> bool {
-        let Some(seq) = base.checked_add(seg.off) else {
-            self.stats.malformed += 1;
-            return false;
+        let seq = match base.checked_add(seg.off) {
+            Some(s) if s < MAX_SEQ => s,
+            _ => {
+                self.stats.malformed += 1;
+                return false;
+            }
         };
         let Some(rx) = self.peers.get(&from).and_then(|p| p.rx.as_ref()) else {
             return false;
@@ -475,7 +490,7 @@ impl Delivery {
                         } else {
                             hol || stalled
                         };
-                        if ok && best.map_or(true, |(l, _, _)| last < l) {
+                        if ok && best.is_none_or(|(l, _, _)| last < l) {
                             best = Some((last, pid, s));
                         }
                     }
@@ -612,7 +627,7 @@ impl Delivery {
             ack,
             segs,
         };
-        debug_assert!(size_of(&frame) + 1 <= budget, "frame exceeds its budget");
+        debug_assert!(size_of(&frame) < budget, "frame exceeds its budget");
         Some(frame)
     }
 
@@ -720,9 +735,10 @@ impl Delivery {
     /// True when nothing is queued, in flight, owed or awaited.
     pub fn is_idle(&self) -> bool {
         self.tracker.open() == (0, 0)
-            && self.peers.values().all(|p| {
-                p.tx.outstanding() == 0 && p.rx.as_ref().map_or(true, |rx| !rx.ack.pending)
-            })
+            && self
+                .peers
+                .values()
+                .all(|p| p.tx.outstanding() == 0 && p.rx.as_ref().is_none_or(|rx| !rx.ack.pending))
     }
 
     /// A snapshot of the counters.

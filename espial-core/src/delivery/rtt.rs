@@ -10,6 +10,7 @@ pub(crate) struct Rtt {
     srtt: Duration,
     rttvar: Duration,
     min: Option<Duration>,
+    latest: Duration,
     sampled: bool,
 }
 
@@ -19,6 +20,7 @@ impl Rtt {
             srtt: initial,
             rttvar: initial / 2,
             min: None,
+            latest: initial,
             sampled: false,
         }
     }
@@ -36,17 +38,14 @@ impl Rtt {
         } else {
             rtt
         };
+        self.latest = adjusted;
         if !self.sampled {
             self.sampled = true;
             self.srtt = adjusted;
             self.rttvar = adjusted / 2;
             return;
         }
-        let diff = if self.srtt > adjusted {
-            self.srtt - adjusted
-        } else {
-            adjusted - self.srtt
-        };
+        let diff = self.srtt.abs_diff(adjusted);
         self.rttvar = (self.rttvar * 3 + diff) / 4;
         self.srtt = (self.srtt * 7 + adjusted) / 8;
     }
@@ -54,6 +53,16 @@ impl Rtt {
     /// Smoothed RTT.
     pub(crate) fn srtt(&self) -> Duration {
         self.srtt
+    }
+
+    /// Most recent sample (ack delay removed).
+    pub(crate) fn latest(&self) -> Duration {
+        self.latest
+    }
+
+    /// Smallest sample seen (the initial RTT before any).
+    pub(crate) fn min_rtt(&self) -> Duration {
+        self.min.unwrap_or(self.srtt)
     }
 
     /// Retransmission timeout after `backoff` consecutive expiries.

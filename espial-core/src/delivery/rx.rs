@@ -252,9 +252,7 @@ impl Rx {
         if !complete {
             return None;
         }
-        let Some(slot) = self.slots.remove(&seq) else {
-            return None;
-        };
+        let slot = self.slots.remove(&seq)?;
         self.uncharge(mem, seq, slot.cost);
         let Entry::Partial(p) = slot.entry else {
             return None;

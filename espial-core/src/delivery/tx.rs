@@ -87,6 +87,11 @@ pub(crate) struct Tx {
     frames: BTreeMap<u64, SentFrame>,
     next_tx: u64,
     largest_acked_tx: Option<u64>,
+    /// When the oldest frame past the packet threshold becomes old enough to call lost.
+    loss_at: Option<Instant>,
+    /// Reordering tolerance in quarters of the minimum RTT; grows on each spurious
+    /// retransmission detected.
+    reo_steps: u32,
     pub rtt: Rtt,
     backoff: u32,
     pub last_serial: u64,
@@ -108,6 +113,8 @@ impl Tx {
             frames: BTreeMap::new(),
             next_tx: 0,
             largest_acked_tx: None,
+            loss_at: None,
+            reo_steps: 1,
             rtt: Rtt::new(cfg.initial_rtt),
             backoff: 0,
             last_serial: 0,
@@ -134,9 +141,11 @@ impl Tx {
             && self.queue_bytes.saturating_add(len) <= cfg.queue_bytes
     }
 
-    pub(crate) fn enqueue(&mut self, q: Queued) {
+    /// Queues a message and numbers what the window admits.
+    pub(crate) fn enqueue(&mut self, q: Queued, cfg: &DeliveryConfig) {
         self.queue_bytes += q.payload.len();
         self.queue.push_back(q);
+        while self.admit_one(cfg) {}
     }
 
     /// Messages queued or in transmission.
@@ -326,6 +335,12 @@ impl Tx {
         }
         let mut newest: Option<(u64, Instant, bool)> = None; // (tx, sent, first transmission)
         let mut progress = false;
+        // An ack that comes back faster than any round trip answers an earlier copy: the
+        // retransmission was spurious (reordering, not loss).
+        let min_rtt = self.rtt.min_rtt();
+        let mut spurious = false;
+        let too_soon =
+            |sent: Instant, count: u32| count > 1 && now.saturating_duration_since(sent) < min_rtt;
 
         // Whole messages: cumulative, then selective ranges.
         let cum = ack.cumulative.min(self.next_seq);
@@ -340,8 +355,13 @@ impl Tx {
         for seq in done {
             if let Some(m) = self.active.get(&seq) {
                 for f in &m.frags {
-                    if let FragTx::InFlight { tx, sent, count } = *f {
-                        note(tx, sent, count, &mut newest);
+                    match *f {
+                        FragTx::InFlight { tx, sent, count } => {
+                            note(tx, sent, count, &mut newest);
+                            spurious |= too_soon(sent, count);
+                        }
+                        FragTx::Lost { .. } => spurious = true,
+                        _ => {}
                     }
                 }
             }
@@ -373,12 +393,14 @@ impl Tx {
                 match *f {
                     FragTx::InFlight { tx, sent, count } if has => {
                         note(tx, sent, count, &mut newest);
+                        spurious |= too_soon(sent, count);
                         *f = FragTx::Acked { count };
                         self.inflight -= 1;
                         released.push(tx);
                         progress = true;
                     }
                     FragTx::Lost { count } if has => {
+                        spurious = true;
                         *f = FragTx::Acked { count };
                         self.lost.remove(&(seq, i as u32));
                         progress = true;
@@ -408,21 +430,33 @@ impl Tx {
             self.last_ack_at = Some(now);
             self.waiting_since = Some(now);
         }
-        self.detect_lost();
+        if spurious {
+            self.reo_steps = (self.reo_steps + 1).min(16);
+        }
+        self.detect_lost(now);
         if self.active.is_empty() {
             self.waiting_since = None;
         }
         out
     }
 
-    /// Declares lost every fragment still in flight in a frame sent `PACKET_THRESHOLD` data
-    /// frames before the newest acknowledged one.
-    fn detect_lost(&mut self) {
+    /// Declares lost the fragments still in flight in frames sent at least
+    /// `PACKET_THRESHOLD` data frames before the newest acknowledged one, once they are also
+    /// older than the RTT plus a reordering window (RACK-like: reordering is not loss).
+    /// Arms `loss_at` for the next frame that meets the first rule but not yet the second.
+    fn detect_lost(&mut self, now: Instant) {
+        self.loss_at = None;
         let Some(largest) = self.largest_acked_tx else {
             return;
         };
-        while let Some((&tx, _)) = self.frames.first_key_value() {
+        let reo = (self.rtt.min_rtt() / 4 * self.reo_steps).min(self.rtt.srtt());
+        let wait = self.rtt.latest().max(self.rtt.srtt()) + reo;
+        while let Some((&tx, f)) = self.frames.first_key_value() {
             if tx + PACKET_THRESHOLD > largest {
+                break;
+            }
+            if now < f.sent + wait {
+                self.loss_at = Some(f.sent + wait);
                 break;
             }
             self.declare_frame_lost(tx);
@@ -454,7 +488,7 @@ impl Tx {
     pub(crate) fn deadline(&self, cfg: &DeliveryConfig) -> Option<Instant> {
         let rto = self.rtt.rto(cfg, self.backoff);
         let probe = if let Some((_, f)) = self.frames.first_key_value() {
-            Some(f.sent + rto)
+            Some(self.loss_at.map_or(f.sent + rto, |l| l.min(f.sent + rto)))
         } else if self.lost.is_empty() && self.unsent == 0 && !self.active.is_empty() {
             self.last_ack_at.or(self.waiting_since).map(|t| t + rto)
         } else {
@@ -476,6 +510,9 @@ impl Tx {
             if !self.active.is_empty() && now >= w + g {
                 return (true, false);
             }
+        }
+        if self.loss_at.is_some_and(|l| now >= l) {
+            self.detect_lost(now);
         }
         let rto = self.rtt.rto(cfg, self.backoff);
         if let Some((&tx, f)) = self.frames.first_key_value() {
@@ -522,6 +559,7 @@ impl Tx {
         self.inflight = 0;
         self.lost.clear();
         self.frames.clear();
+        self.loss_at = None;
         self.waiting_since = None;
         self.last_ack_at = None;
         self.backoff = 0;
@@ -579,7 +617,7 @@ impl Tx {
 
 /// Remembers the most recently sent fragment among those newly acknowledged.
 fn note(tx: u64, sent: Instant, count: u32, newest: &mut Option<(u64, Instant, bool)>) {
-    if newest.map_or(true, |(t, _, _)| tx > t) {
+    if newest.is_none_or(|(t, _, _)| tx > t) {
         *newest = Some((tx, sent, count == 1));
     }
 }

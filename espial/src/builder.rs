@@ -347,6 +347,7 @@ impl Builder {
 
         let mut discoveries = self.discoveries;
         let explicit = self.peers.is_some() || !discoveries.is_empty();
+        let mut beacons = None;
         let multicast = match self.multicast {
             Some(m) => Some(m),
             None if !explicit => Some(MulticastConfig::default()),
@@ -361,6 +362,7 @@ impl Builder {
                 None => None,
             };
             let d = MulticastDiscovery::new(m, id, auth).map_err(Error::Multicast)?;
+            beacons = Some(d.counters());
             discoveries.push(Box::new(d));
         }
         if let Some(peers) = self.peers {
@@ -379,7 +381,7 @@ impl Builder {
         };
         let spawned = espial_net::spawn(node, transport, discoveries, opts)?;
         tracing::debug!(%bound, %advertised, "espial node started");
-        Ok(Espial::new(spawned, config, bound))
+        Ok(Espial::new(spawned, config, bound, beacons))
     }
 }
 

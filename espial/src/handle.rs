@@ -9,10 +9,11 @@ use espial_core::{
     Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target,
 };
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
+use espial_net::multicast::BeaconCounters;
 use espial_net::NodeHandle;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
@@ -54,6 +55,7 @@ struct Inner {
     task: Mutex<Option<JoinHandle<()>>>,
     config: Config,
     bound: SocketAddr,
+    beacons: Option<Arc<BeaconCounters>>,
 }
 
 /// Counters of a node: the core's (traffic, drops by cause, probes, deliveries) and the
@@ -68,6 +70,12 @@ pub struct Stats {
     pub recv_errors: u64,
     /// Join requests rejected because the connection filter panicked or timed out.
     pub filter_failures: u64,
+    /// Multicast beacons sent (0 without multicast discovery).
+    pub beacons_sent: u64,
+    /// Valid multicast beacons received from other nodes of the cluster.
+    pub beacons_received: u64,
+    /// Multicast beacons ignored: undecodable, another cluster, missing or wrong MAC.
+    pub beacons_ignored: u64,
 }
 
 impl Espial {
@@ -76,7 +84,12 @@ impl Espial {
         Builder::default()
     }
 
-    pub(crate) fn new(spawned: Spawned, config: Config, bound: SocketAddr) -> Self {
+    pub(crate) fn new(
+        spawned: Spawned,
+        config: Config,
+        bound: SocketAddr,
+        beacons: Option<Arc<BeaconCounters>>,
+    ) -> Self {
         Espial {
             inner: Arc::new(Inner {
                 node: spawned.handle,
@@ -84,6 +97,7 @@ impl Espial {
                 task: Mutex::new(Some(spawned.task)),
                 config,
                 bound,
+                beacons,
             }),
         }
     }
@@ -318,11 +332,20 @@ impl Espial {
     /// Counters: traffic, drops by cause, I/O errors.
     pub fn stats(&self) -> Stats {
         let c = self.inner.node.counters();
+        let b = |f: fn(&BeaconCounters) -> &AtomicU64| {
+            self.inner
+                .beacons
+                .as_ref()
+                .map_or(0, |bc| f(bc).load(Ordering::Relaxed))
+        };
         Stats {
             core: self.snapshot().stats,
             send_errors: c.send_errors.load(Ordering::Relaxed),
             recv_errors: c.recv_errors.load(Ordering::Relaxed),
             filter_failures: c.filter_failures.load(Ordering::Relaxed),
+            beacons_sent: b(|x| &x.sent),
+            beacons_received: b(|x| &x.received),
+            beacons_ignored: b(|x| &x.ignored),
         }
     }
 

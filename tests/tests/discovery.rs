@@ -141,3 +141,54 @@ async fn ipv6_nodes_on_loopback() {
     assert_eq!(c.nodes[0].advertised_addr(), a);
     c.shutdown_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multicast_beacons_are_authenticated_with_the_cluster_key() {
+    require_netns!();
+    let group = IpAddr::V4(Ipv4Addr::new(239, 192, 27, 2));
+    let mc = || MulticastConfig {
+        interface: MulticastInterface::V4(Ipv4Addr::LOCALHOST),
+        ..MulticastConfig::with_group(group, 27302)
+    };
+    let mut c = Cluster::new();
+    for h in 1..=4u8 {
+        // Nodes 1-3 share a key; node 4 has another one (same group, same cluster name).
+        let key: &[u8] = if h <= 3 {
+            b"the right cluster key, 32 bytes!"
+        } else {
+            b"some other cluster key, 32 bytes"
+        };
+        let node = Espial::builder()
+            .name(format!("psk-{h}"))
+            .bind(SocketAddr::from((ip(9, h), 0)))
+            .multicast_config(mc())
+            .psk(key.to_vec())
+            .start()
+            .await
+            .expect("start");
+        c.add(node);
+    }
+    c.wait(
+        "the 3 key holders form a cluster; the 4th ignores their beacons",
+        Duration::from_secs(15),
+        |c| {
+            c.members_are(&[0, 1, 2])
+                && c.agreed_master_among(&[0, 1, 2]).is_some()
+                && c.nodes[3].stats().beacons_ignored >= 3
+                && (0..3).all(|i| c.nodes[i].stats().beacons_ignored >= 1)
+        },
+    )
+    .await;
+    let stranger = c.nodes[3].id();
+    for i in 0..3 {
+        assert!(c.nodes[i].nodes().iter().all(|n| n.id != stranger));
+        assert!(c.nodes[i].stats().beacons_received >= 2);
+    }
+    assert_eq!(c.nodes[3].nodes().len(), 1);
+    assert_eq!(
+        c.nodes[3].stats().beacons_received,
+        0,
+        "no valid beacon for the wrong key"
+    );
+    c.shutdown_all().await;
+}

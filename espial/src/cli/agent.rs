@@ -60,7 +60,7 @@ pub(crate) struct AgentArgs {
 }
 
 fn print(v: Value) {
-    println!("{v}");
+    super::out(v);
 }
 
 fn error(msg: impl std::fmt::Display) {

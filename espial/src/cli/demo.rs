@@ -321,7 +321,7 @@ impl Demo {
             let me = m.espial.node_info();
             let mut v = event_json(e, &me, |id| self.lookup(id));
             v["at"] = Value::String(m.name.clone());
-            println!("{v}");
+            super::out(v);
             return;
         }
         let text = match e {
@@ -351,11 +351,11 @@ impl Demo {
             // Metadata/subscription updates and delivery reports are left to --json.
             _ => return,
         };
-        println!(
+        super::out(format!(
             "{:>8.3}s  {:<8} {text}",
             self.t0.elapsed().as_secs_f64(),
             m.name
-        );
+        ));
     }
 
     fn say(&self, step: &str, text: String, extra: Value) {
@@ -364,13 +364,13 @@ impl Demo {
             if let (Value::Object(o), Value::Object(x)) = (&mut v, extra) {
                 o.extend(x);
             }
-            println!("{v}");
+            super::out(v);
         } else {
-            println!(
+            super::out(format!(
                 "{:>8.3}s  {:<8} {text}",
                 self.t0.elapsed().as_secs_f64(),
                 "[demo]"
-            );
+            ));
         }
     }
 

@@ -71,10 +71,18 @@ pub fn main() -> ExitCode {
         Cmd::Demo(args) => rt.block_on(demo::run(args)),
         Cmd::Agent(args) => rt.block_on(agent::run(*args)),
         Cmd::Bench => {
-            eprintln!("espial bench: not implemented yet");
+            out("espial bench: not implemented yet");
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes one line to stdout, ignoring a closed pipe (`espial demo | head` must not panic).
+pub(crate) fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
 }
 
 /// Logs go to stderr (stdout carries the JSON lines). `RUST_LOG` overrides the level.

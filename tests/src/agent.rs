@@ -132,6 +132,26 @@ impl Agents {
         let _ = self.agents[i].child.wait().await;
     }
 
+    /// Closes agent `i`'s stdin (end of input).
+    pub fn close_stdin(&mut self, i: usize) {
+        self.agents[i].stdin = None;
+    }
+
+    /// Sends SIGTERM to agent `i` and waits (at most `limit`) for its exit status.
+    pub async fn sigterm(&mut self, i: usize, limit: Duration) -> std::process::ExitStatus {
+        let pid = self.agents[i].child.id().expect("agent still running");
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {pid} failed");
+        tokio::time::timeout(limit, self.agents[i].child.wait())
+            .await
+            .expect("agent exits after SIGTERM")
+            .expect("wait")
+    }
+
     /// Sends `quit` to every agent still running and waits (bounded) for them to exit.
     pub async fn quit_all(&mut self) {
         for i in 0..self.agents.len() {

@@ -218,5 +218,38 @@ async fn kill_9_of_the_master_agent_and_failover_time() {
          (target <= 1500 ms, LAN profile)"
     );
     assert!(failover <= 3000, "failover took {failover} ms");
+
+    // End of stdin does not stop an agent; SIGTERM stops it gracefully.
+    let x = survivors[0];
+    let y = survivors[1];
+    a.close_stdin(x);
+    a.cmd(y, "meta phase=2").await;
+    let y_id = a.agents[y].id().unwrap();
+    a.wait(
+        "the agent whose stdin closed still prints events",
+        Duration::from_secs(5),
+        |a| {
+            a.agents[x]
+                .events("updated_node")
+                .any(|v| v["node"]["id"] == y_id.as_str() && v["node"]["metadata"]["phase"] == "2")
+        },
+    )
+    .await;
+    let x_id = a.agents[x].id().unwrap();
+    let status = a.sigterm(x, Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let rest: Vec<usize> = survivors.iter().copied().filter(|i| *i != x).collect();
+    a.wait(
+        "removed_node (left) after SIGTERM",
+        Duration::from_secs(5),
+        |a| {
+            rest.iter().all(|i| {
+                a.agents[*i]
+                    .events("removed_node")
+                    .any(|v| v["node"]["id"] == x_id.as_str() && v["reason"] == "left")
+            })
+        },
+    )
+    .await;
     a.quit_all().await;
 }

@@ -40,8 +40,8 @@ struct Member {
 struct Demo {
     json: bool,
     t0: Instant,
-    rx: mpsc::UnboundedReceiver<(usize, Event)>,
-    tx: mpsc::UnboundedSender<(usize, Event)>,
+    rx: mpsc::UnboundedReceiver<(usize, Instant, Event)>,
+    tx: mpsc::UnboundedSender<(usize, Instant, Event)>,
     nodes: Vec<Member>,
     names: HashMap<NodeId, String>,
     /// Custom events received: (receiver index, event name, sender id, payload).
@@ -118,7 +118,7 @@ impl Demo {
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 while let Some(e) = events.next().await {
-                    if tx.send((i, e)).is_err() {
+                    if tx.send((i, Instant::now(), e)).is_err() {
                         break;
                     }
                 }
@@ -285,14 +285,14 @@ impl Demo {
     ) -> Step<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            while let Ok((i, e)) = self.rx.try_recv() {
-                self.record(i, e);
+            while let Ok((i, at, e)) = self.rx.try_recv() {
+                self.record(i, at, e);
             }
             if cond(self) {
                 return Ok(());
             }
             tokio::select! {
-                Some((i, e)) = self.rx.recv() => self.record(i, e),
+                Some((i, at, e)) = self.rx.recv() => self.record(i, at, e),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(format!("timed out after {} s waiting for {what}", limit.as_secs()));
@@ -301,7 +301,7 @@ impl Demo {
         }
     }
 
-    fn record(&mut self, i: usize, e: Event) {
+    fn record(&mut self, i: usize, at: Instant, e: Event) {
         match &e {
             Event::Custom(c) => self.customs.push((
                 i,
@@ -312,10 +312,10 @@ impl Demo {
             Event::NodeRemoved { node, reason } => self.removals.push((i, node.id, *reason)),
             _ => {}
         }
-        self.show(i, &e);
+        self.show(i, at, &e);
     }
 
-    fn show(&self, i: usize, e: &Event) {
+    fn show(&self, i: usize, at: Instant, e: &Event) {
         let m = &self.nodes[i];
         if self.json {
             let me = m.espial.node_info();
@@ -353,7 +353,7 @@ impl Demo {
         };
         super::out(format!(
             "{:>8.3}s  {:<8} {text}",
-            self.t0.elapsed().as_secs_f64(),
+            at.saturating_duration_since(self.t0).as_secs_f64(),
             m.name
         ));
     }

@@ -47,10 +47,5 @@ impl CipherKind {
 }
 
 fn aes(seed: u64) -> Result<Box<dyn Cipher>, String> {
-    let _ = seed;
-    Err(
-        "--cipher aes128gcm: espial_crypto::AesGcmCipher is not available yet in this build \
-         (espial-crypto is still a placeholder); use --cipher test"
-            .to_string(),
-    )
+    Ok(Box::new(espial_crypto::AesGcmCipher::seeded(seed, false)))
 }

@@ -41,6 +41,10 @@ pub struct SimConfig {
     pub static_seeds: usize,
     /// Extra random live nodes given to each starting node as discovered addresses.
     pub random_seeds: usize,
+    /// Period of repeated discovery (like multicast beacons or re-resolved static peers):
+    /// each running node is fed the static seeds and `random_seeds` random running nodes
+    /// again, with a random phase per node. `None` feeds addresses only at start.
+    pub discovery_interval: Option<Duration>,
 }
 
 impl SimConfig {
@@ -54,6 +58,7 @@ impl SimConfig {
             keep_trace: false,
             static_seeds: 3,
             random_seeds: 1,
+            discovery_interval: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -154,6 +159,10 @@ enum Ev {
         gen: u32,
     },
     Action(usize),
+    Discover {
+        slot: usize,
+        gen: u32,
+    },
 }
 
 struct Entry {
@@ -325,7 +334,7 @@ impl Sim {
             for _ in 0..self.cfg.random_seeds {
                 for _attempt in 0..8 {
                     let s = self.rng.below(n);
-                    if s != slot && self.slots[s].exists() && !out.contains(&s) {
+                    if s != slot && self.slots[s].is_live() && !out.contains(&s) {
                         out.push(s);
                         break;
                     }
@@ -401,15 +410,21 @@ impl Sim {
 
     /// Starts `n` nodes at once with default options.
     pub fn add_nodes(&mut self, n: usize) -> Vec<usize> {
+        self.add_nodes_with(vec![NodeOpts::default(); n])
+    }
+
+    /// Starts one node per options entry, all at once.
+    pub fn add_nodes_with(&mut self, opts: Vec<NodeOpts>) -> Vec<usize> {
         let first = self.slots.len();
+        let n = opts.len();
         // Create every slot first so seeds can point at nodes started in the same instant.
-        for _ in 0..n {
+        for opts in opts {
             self.slots.push(Slot {
                 node: None,
                 state: SlotState::Crashed,
                 gen: 0,
                 id: NodeId(0),
-                opts: NodeOpts::default(),
+                opts,
                 started_at: self.now,
                 rejected: false,
                 accepted: false,
@@ -432,6 +447,7 @@ impl Sim {
             self.drain(s);
             let seeds = self.seed_addrs(s);
             self.discover(s, &seeds);
+            self.schedule_discovery(s);
         }
         (first..first + n).collect()
     }
@@ -446,6 +462,16 @@ impl Sim {
         self.drain(slot);
         let seeds = self.seed_addrs(slot);
         self.discover(slot, &seeds);
+        self.schedule_discovery(slot);
+    }
+
+    fn schedule_discovery(&mut self, slot: usize) {
+        if let Some(iv) = self.cfg.discovery_interval {
+            let iv = ns(iv);
+            let at = self.now + iv / 2 + self.rng.below(iv as usize) as u64;
+            let gen = self.slots[slot].gen;
+            self.push(at, Ev::Discover { slot, gen });
+        }
     }
 
     /// Feeds discovered addresses to a running node.
@@ -637,6 +663,17 @@ impl Sim {
                     node.handle_timeout(now);
                 }
                 self.drain(slot);
+            }
+            Ev::Discover { slot, gen } => {
+                let s = &self.slots[slot];
+                if s.gen != gen || !s.exists() {
+                    return;
+                }
+                if s.state == SlotState::Running {
+                    let seeds = self.seed_addrs(slot);
+                    self.discover(slot, &seeds);
+                }
+                self.schedule_discovery(slot);
             }
             Ev::Action(idx) => {
                 if let Some(a) = self.actions[idx].take() {

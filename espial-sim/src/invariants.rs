@@ -45,15 +45,20 @@ pub fn components(sim: &Sim) -> Vec<Vec<usize>> {
     comps.into_values().collect()
 }
 
-fn below_quorum(sim: &Sim, comp: &[usize]) -> bool {
+/// True when the component must have no master: below quorum (quorum mode) or without a
+/// live master-eligible node.
+fn masterless(sim: &Sim, comp: &[usize]) -> bool {
     sim.cfg.core.quorum.is_some_and(|q| comp.len() < q)
+        || !comp
+            .iter()
+            .any(|&s| sim.node(s).is_some_and(|n| n.info().master_eligible))
 }
 
 /// Cheap O(n) check: each component agrees on one master (none below quorum) and each node's
 /// member count (from its events) equals its component's size.
 pub fn cheap_settled(sim: &Sim) -> bool {
     components(sim).iter().all(|c| {
-        let masters_ok = if below_quorum(sim, c) {
+        let masters_ok = if masterless(sim, c) {
             c.iter()
                 .all(|&s| sim.node(s).is_some_and(|n| n.master().is_none()))
         } else {
@@ -148,14 +153,14 @@ pub fn check_settled(sim: &Sim) -> Vec<String> {
             }
         }
         // Election.
-        if below_quorum(sim, &comp) {
+        if masterless(sim, &comp) {
             for &s in &comp {
                 let n = sim.node(s).expect("live");
                 if n.master().is_some() || n.is_master() {
                     r.add(
                         "quorum",
                         format!(
-                            "n{s} follows master {:?} in a component of {} below quorum {:?}",
+                            "n{s} follows master {:?} in a component of {} that must have none (quorum {:?} or no eligible node)",
                             n.master(),
                             comp.len(),
                             sim.cfg.core.quorum

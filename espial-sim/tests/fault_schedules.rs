@@ -25,15 +25,15 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => 0usize..64.prop_map(Op::Crash),
-        2 => 0usize..64.prop_map(Op::Restart),
-        1 => 0usize..64.prop_map(Op::Leave),
+        3 => (0usize..64).prop_map(Op::Crash),
+        2 => (0usize..64).prop_map(Op::Restart),
+        1 => (0usize..64).prop_map(Op::Leave),
         2 => Just(Op::Join),
         1 => (0usize..64, 100u64..2_000).prop_map(|(s, d)| Op::Pause(s, d)),
         3 => any::<u32>().prop_map(Op::Partition),
         2 => Just(Op::Heal),
         2 => (5u8..60, 200u64..3_000).prop_map(|(p, d)| Op::LossBurst(p, d)),
-        3 => 0usize..64.prop_map(Op::Promote),
+        3 => (0usize..64).prop_map(Op::Promote),
         2 => (0usize..64, any::<u16>()).prop_map(|(s, v)| Op::Metadata(s, v)),
     ]
 }

@@ -224,9 +224,9 @@ fn raw_bulk(key: &LessSafeKey, aad: &[u8], len: usize, iters: u64, errors: &mut 
 /// Runs the benchmark. `quick` takes well under a second in a release build (for tests and
 /// smoke runs); the full run takes one to a few seconds and gives steadier figures.
 pub fn run(quick: bool) -> CryptoBenchReport {
-    let trials = if quick { 5 } else { 11 };
-    let small_iters: u64 = if quick { 5_000 } else { 200_000 };
-    let bulk_bytes: u64 = if quick { 8 << 20 } else { 256 << 20 };
+    let trials = if quick { 5 } else { 21 };
+    let small_iters: u64 = if quick { 5_000 } else { 100_000 };
+    let bulk_bytes: u64 = if quick { 8 << 20 } else { 128 << 20 };
 
     let key_bytes = [0x42u8; 16];
     let aad = [0xa5u8; AAD_LEN];

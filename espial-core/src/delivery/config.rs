@@ -64,6 +64,10 @@ pub struct DeliveryConfig {
     /// every send to it is reported failed (as if it were gone). `None` waits for the node's
     /// failure detector (`peer_gone`).
     pub give_up_after: Option<Duration>,
+    /// A peer's stream replaced by a new one (the peer restarted) is taken back only if the
+    /// new one stays silent this long while the old one still sends (the "new" stream was
+    /// in fact a late straggler of an older incarnation).
+    pub stream_silence: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -83,6 +87,7 @@ impl Default for DeliveryConfig {
             ack_delay: Duration::from_millis(5),
             ack_every: 2,
             give_up_after: Some(Duration::from_secs(30)),
+            stream_silence: Duration::from_secs(1),
         }
     }
 }

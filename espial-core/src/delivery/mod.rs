@@ -113,7 +113,8 @@ const GRAVEYARD: usize = 1024;
 struct Peer {
     tx: Tx,
     rx: Option<Rx>,
-    retired: Vec<u64>,
+    /// Replaced streams of this peer and where each stood.
+    retired: Vec<(u64, u64)>,
 }
 
 /// The delivery engine: per-peer reliable streams, fragmentation, acks, outcomes and
@@ -319,7 +320,7 @@ impl Delivery {
             self.stats.malformed += 1;
             return;
         }
-        if !self.adopt_stream(from, frame.stream, frame.base) {
+        if !self.adopt_stream(now, from, frame.stream, frame.base) {
             self.stats.stale_stream += 1;
             return;
         }
@@ -362,31 +363,42 @@ impl Delivery {
 
     /// Makes sure the receive state of `from` follows `stream`. Returns false for a frame of
     /// a replaced stream.
-    fn adopt_stream(&mut self, from: NodeId, stream: u64, base: u64) -> bool {
+    fn adopt_stream(&mut self, now: Instant, from: NodeId, stream: u64, base: u64) -> bool {
         let grave = self.graveyard.get(&from).copied();
+        let silence = self.cfg.stream_silence;
         let peer = peer_entry(&mut self.peers, from, self.seq_floor, &self.cfg);
-        if peer.retired.contains(&stream) {
-            return false;
-        }
+        let mut resume = None;
         if let Some(rx) = &mut peer.rx {
             if rx.stream == stream {
+                rx.last_heard = now;
                 return true;
             }
-            // The peer restarted: forget its old stream for good.
+            if let Some(pos) = peer.retired.iter().position(|r| r.0 == stream) {
+                // A replaced stream. Usually late frames of a dead incarnation; but if the
+                // current stream went silent, it was the impostor (a straggler of the old
+                // incarnation arrived after the new one started): switch back.
+                if now.saturating_duration_since(rx.last_heard) < silence {
+                    return false;
+                }
+                resume = Some(peer.retired.remove(pos).1);
+            }
+            // The peer restarted (new stream id): reset, remembering where the old stream
+            // stood in case it has to be resumed.
             rx.clear(&mut self.mem);
-            peer.retired.push(rx.stream);
+            peer.retired.push((rx.stream, rx.next));
             if peer.retired.len() > RETIRED_STREAMS {
                 peer.retired.remove(0);
             }
             peer.tx.last_serial = 0;
             self.stats.stream_resets += 1;
         }
-        let next = match grave {
-            Some((s, n)) if s == stream => n.max(base),
+        let next = match (resume, grave) {
+            (Some(n), _) => n.max(base),
+            (None, Some((s, n))) if s == stream => n.max(base),
             _ => base,
         };
         self.graveyard.remove(&from);
-        peer.rx = Some(Rx::new(stream, next));
+        peer.rx = Some(Rx::new(stream, next, now));
         true
     }
 

@@ -90,10 +90,12 @@ pub(crate) struct Rx {
     pub hol: usize,
     pub ooo: usize,
     pub ack: AckState,
+    /// Last frame of this stream.
+    pub last_heard: Instant,
 }
 
 impl Rx {
-    pub(crate) fn new(stream: u64, next: u64) -> Self {
+    pub(crate) fn new(stream: u64, next: u64, now: Instant) -> Self {
         Rx {
             stream,
             next,
@@ -101,6 +103,7 @@ impl Rx {
             hol: 0,
             ooo: 0,
             ack: AckState::default(),
+            last_heard: now,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Tests of the delivery engine: scenarios on a simulated network (`harness`), property
 //! tests under random faults (`prop`), and decode-safety fuzzing of `handle_frame` (`fuzz`).
 
+mod chaos;
 mod fuzz;
 mod harness;
 mod prop;

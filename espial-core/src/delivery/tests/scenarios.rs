@@ -498,3 +498,40 @@ fn reordering_is_not_mistaken_for_loss() {
         s.segments_out
     );
 }
+
+/// A straggler of a dead incarnation arriving after the restarted node's first frames must
+/// not lock the new incarnation out: the receiver switches back once the straggler's
+/// stream stays silent, without duplicating what it already released.
+#[test]
+fn late_straggler_of_an_old_incarnation_does_not_lock_out_the_new_one() {
+    let mut net = Net::new(2, DeliveryConfig::default(), Faults::default(), 14);
+    let cfg = net.nodes[0].config().clone();
+    // The old incarnation's frame, captured and held back.
+    let mut old = Delivery::new(cfg.clone(), id(0), 1);
+    old.send(net.now, "x", payload(0, 900, 10), &[id(1)], None)
+        .unwrap();
+    let (_, straggler) = old.poll_transmit(net.now, cfg.max_frame).unwrap();
+    // The new incarnation talks first.
+    net.nodes[0]
+        .send(net.now, "x", payload(0, 0, 10), &[id(1)], None)
+        .unwrap();
+    net.flush(0);
+    net.run_until(MIN, |n| n.quiet());
+    net.inject(id(0), 1, straggler);
+    for k in 1..4 {
+        net.nodes[0]
+            .send(net.now, "x", payload(0, k, 10), &[id(1)], None)
+            .unwrap();
+        net.flush(0);
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_until(MIN, |n| n.quiet());
+    let got: Vec<u32> = net
+        .received(1, 0)
+        .iter()
+        .map(|p| check_payload(p).1)
+        .collect();
+    assert_eq!(got, vec![0, 900, 1, 2, 3]);
+    all_outcomes_delivered(&net, 0, 4);
+    assert_eq!(net.nodes[1].stats().stream_resets, 2);
+}

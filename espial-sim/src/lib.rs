@@ -27,6 +27,7 @@ pub mod invariants;
 pub mod metrics;
 pub mod network;
 pub mod scenarios;
+pub mod schedule;
 pub mod trace;
 
 pub use cipher::CipherKind;

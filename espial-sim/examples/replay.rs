@@ -1,0 +1,42 @@
+//! Replays a fault-schedule case printed by the proptest (JSON) and writes its trace.
+//! `cargo run -p espial-sim --example replay -- '<case json>' [trace-file]`
+use espial_sim::schedule::{run_case, Case};
+use std::time::Duration;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let json = args
+        .next()
+        .expect("usage: replay '<case json>' [trace-file]");
+    let out = args
+        .next()
+        .unwrap_or_else(|| "/tmp/espial-replay.trace".into());
+    let case: Case = serde_json::from_str(&json).expect("a case as printed by the proptest");
+    let (sim, v) = run_case(&case, true, Duration::from_secs(40), &[]);
+    std::fs::write(
+        &out,
+        sim.trace.records().unwrap_or_default().join("\n") + "\n",
+    )
+    .expect("write trace");
+    println!("trace: {out} ({} records)", sim.trace.len());
+    for s in 0..sim.slots.len() {
+        let slot = &sim.slots[s];
+        let node = sim.node(s);
+        println!(
+            "n{s} {:?} id={} eligible={} master={:?} is_master={} term={} members={}",
+            slot.state,
+            slot.id.short(),
+            slot.opts.eligible,
+            node.and_then(|n| n.master()).map(|m| m.short()),
+            node.is_some_and(|n| n.is_master()),
+            node.map_or(0, |n| n.max_term()),
+            node.map_or(0, |n| n.members().len()),
+        );
+    }
+    if v.is_empty() {
+        println!("all invariants held");
+    } else {
+        println!("{} violation(s):\n{}", v.len(), v.join("\n"));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,122 @@
+//! Fault schedules as data: the proptest generates them, [`run_case`] replays one (also from
+//! JSON, see `examples/replay.rs`), so a failing case can be rerun with a full trace.
+
+use crate::faults::Action;
+use crate::invariants::settle;
+use crate::{NodeOpts, Sim, SimConfig};
+use espial_core::Metadata;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One operation of a schedule. Slot indexes are taken modulo the number of slots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Crash a slot.
+    Crash(usize),
+    /// Restart a slot (new id, same address).
+    Restart(usize),
+    /// Graceful leave.
+    Leave(usize),
+    /// A new node joins.
+    Join,
+    /// Pause a slot for this many ms.
+    Pause(usize, u64),
+    /// Two groups: slots whose bit (slot % 32) is set form the second group.
+    Partition(u32),
+    /// Remove every partition.
+    Heal,
+    /// Loss of this many percent for this many ms.
+    LossBurst(u8, u64),
+    /// `promote()` on a slot.
+    Promote(usize),
+    /// New metadata value on a slot.
+    Metadata(usize, u16),
+}
+
+/// A generated case: cluster shape and a list of (gap in ms, operation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Nodes at start.
+    pub nodes: usize,
+    /// Bit `i % 32` set: node `i` is not master-eligible.
+    pub ineligible: u32,
+    /// Quorum mode with `nodes / 2 + 1`.
+    pub quorum: bool,
+    /// The schedule.
+    pub steps: Vec<(u64, Op)>,
+}
+
+impl Case {
+    /// The case as one JSON line (for failure messages and `examples/replay.rs`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serializable")
+    }
+}
+
+/// Runs a case: start, 3 s, the schedule, heal and stop loss, 3 s, then settle (at most
+/// `settle_max`). Returns the simulation and every violation (continuous and at settle).
+/// Operations whose lower-case name starts with an entry of `skip` are left out.
+pub fn run_case(
+    c: &Case,
+    keep_trace: bool,
+    settle_max: Duration,
+    skip: &[&str],
+) -> (Sim, Vec<String>) {
+    let mut cfg = SimConfig::new(c.seed);
+    cfg.keep_trace = keep_trace;
+    if c.quorum {
+        cfg.core.quorum = Some(c.nodes / 2 + 1);
+    }
+    let mut sim = Sim::new(cfg).expect("valid config");
+    let opts = (0..c.nodes)
+        .map(|i| NodeOpts {
+            eligible: c.ineligible >> (i % 32) & 1 == 0,
+            ..NodeOpts::default()
+        })
+        .collect();
+    sim.add_nodes_with(opts);
+    sim.run_for(Duration::from_secs(3));
+    for (gap, op) in &c.steps {
+        sim.run_for(Duration::from_millis(*gap));
+        let name = format!("{op:?}").to_lowercase();
+        if skip.iter().any(|k| !k.is_empty() && name.starts_with(k)) {
+            continue;
+        }
+        let n = sim.slots.len();
+        let action = match op {
+            Op::Crash(s) => Action::Crash(s % n),
+            Op::Restart(s) => Action::Restart(s % n),
+            Op::Leave(s) => Action::Leave(s % n),
+            Op::Join => Action::Join(NodeOpts::default()),
+            Op::Pause(s, d) => Action::Pause(s % n, Duration::from_millis(*d)),
+            Op::Partition(mask) => {
+                let (a, b): (Vec<usize>, Vec<usize>) =
+                    (0..n).partition(|s| mask >> (s % 32) & 1 == 0);
+                Action::Partition(vec![a, b])
+            }
+            Op::Heal => Action::Heal,
+            Op::LossBurst(p, d) => {
+                let now = sim.now();
+                sim.schedule(now + Duration::from_millis(*d), Action::SetLoss(0.0));
+                Action::SetLoss(*p as f64 / 100.0)
+            }
+            Op::Promote(s) => Action::Promote(s % n),
+            Op::Metadata(s, v) => {
+                let mut m = Metadata::new();
+                m.insert("v", v.to_string());
+                Action::SetMetadata(s % n, m)
+            }
+        };
+        sim.apply(action);
+    }
+    // Faults stop: heal, no loss (a pending loss-burst end only sets 0 again), then settle.
+    sim.apply(Action::Heal);
+    sim.apply(Action::SetLoss(0.0));
+    sim.run_for(Duration::from_secs(3));
+    let s = settle(&mut sim, settle_max);
+    let mut v = sim.violations.clone();
+    v.extend(s.violations);
+    (sim, v)
+}

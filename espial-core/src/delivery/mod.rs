@@ -220,8 +220,9 @@ impl Delivery {
         self.check_size(payload.len())?;
         let mut remote: Vec<NodeId> = Vec::with_capacity(targets.len());
         let mut failed = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for &t in targets {
-            if remote.contains(&t) || failed.contains(&t) {
+            if !seen.insert(t) {
                 continue;
             }
             if t == self.local {

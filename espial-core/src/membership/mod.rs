@@ -76,8 +76,11 @@ pub enum Applied {
     Refuted(NodeId),
     /// A member left the list.
     Removed(NodeInfo, RemovalReason),
-    /// The update concerns the local node at this incarnation: refute with a higher one.
+    /// A suspicion or failure of the local node at this incarnation: refute with a higher one.
     Refute(u64),
+    /// An `Alive` entry of the local node at this incarnation: act only if it is higher than
+    /// ours (then publish above it).
+    SelfAlive(u64),
     /// Another member claims our address: it replaced `old` (restart under a new id).
     Replaced {
         /// The stale member, now removed as failed.
@@ -209,7 +212,7 @@ impl Members {
     /// Applies an `Alive` entry (gossip, state sync or a join acceptance).
     pub fn apply_alive(&mut self, now: Instant, entry: NodeInfo) -> Vec<Applied> {
         if entry.id == self.me {
-            return vec![Applied::Refute(entry.incarnation)];
+            return vec![Applied::SelfAlive(entry.incarnation)];
         }
         let id = entry.id;
         let mut out = Vec::new();

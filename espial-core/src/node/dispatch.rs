@@ -49,6 +49,17 @@ impl Node {
 
     fn dispatch(&mut self, now: Instant, from: NodeId, addr: SocketAddr, msg: Msg) {
         let member = self.members.is_live(from);
+        if !member
+            && self.members.get(from).is_none()
+            && !matches!(
+                msg,
+                Msg::JoinRequest { .. } | Msg::JoinAccept { .. } | Msg::JoinReject { .. }
+            )
+        {
+            // A node we have never heard of talks to us as a member would: our view is
+            // probably stale. Pull the state from a member we trust (rate-limited).
+            self.sync_soon(now);
+        }
         if member && self.election.claim.map(|c| c.master) == Some(from) {
             self.probe.master_contact(now);
         }

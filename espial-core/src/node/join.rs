@@ -43,6 +43,8 @@ pub(crate) struct JoinState {
     next_admission: u64,
     /// Last "you were declared failed" notice per node.
     pub(crate) dead_notices: BTreeMap<NodeId, Instant>,
+    /// Last state pull triggered by a message from an unknown node.
+    last_sync: Option<Instant>,
 }
 
 impl Node {
@@ -211,6 +213,7 @@ impl Node {
         }
         let applied = self.members.apply_alive(now, by.clone());
         self.on_applied(now, applied, None);
+        self.timers.last_state_sync = now;
         if !self.join.accepted_once {
             self.join.accepted_once = true;
             self.emit(Event::Accepted { by });
@@ -296,6 +299,20 @@ impl Node {
                 .collect();
             self.queue(from, msgs);
         }
+    }
+
+    /// Pulls state from a random member soon (at most once per second): used when an
+    /// unknown node contacts us as if we knew it.
+    pub(super) fn sync_soon(&mut self, now: Instant) {
+        if self
+            .join
+            .last_sync
+            .is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            return;
+        }
+        self.join.last_sync = Some(now);
+        self.push_pull(now);
     }
 
     /// Anti-entropy with one random live member.

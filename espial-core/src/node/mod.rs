@@ -54,6 +54,8 @@ struct Outgoing {
 /// Periodic timers.
 struct Timers {
     gossip: Instant,
+    /// Last full state exchange (push-pull or join); the next is due a scaled period later.
+    last_state_sync: Instant,
     push_pull: Instant,
     reconnect: Instant,
     sweep: Instant,
@@ -107,6 +109,7 @@ impl Node {
         let mut rng = Rng::new(seed ^ (me.id.0 as u64) ^ ((me.id.0 >> 64) as u64));
         let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
         let timers = Timers {
+            last_state_sync: now,
             gossip: now + jitter(&mut rng, config.gossip_interval),
             push_pull: now
                 + config.push_pull_interval / 2
@@ -218,10 +221,14 @@ impl Node {
             self.gossip_round();
         }
         if now >= self.timers.push_pull {
+            // Full state is O(n) bytes, so its period grows with n: bytes/s per node stay flat.
             let scale = (self.members.live_count() + 1).div_ceil(32).max(1) as u32;
             let period = self.config.push_pull_interval * scale;
-            self.timers.push_pull = now + period / 2 + period.mul_f64(self.rng.unit() / 2.0);
-            self.push_pull(now);
+            if now >= self.timers.last_state_sync + period / 2 {
+                self.push_pull(now);
+                self.timers.last_state_sync = now;
+            }
+            self.timers.push_pull = now + period.mul_f64(0.75 + self.rng.unit() / 2.0);
         }
         if now >= self.timers.reconnect {
             self.timers.reconnect = now
@@ -629,6 +636,12 @@ impl Node {
                         if self.is_master() {
                             self.timers.heartbeat = Some(now);
                         }
+                    }
+                }
+                Applied::SelfAlive(incarnation) => {
+                    if incarnation > self.me.incarnation {
+                        self.me.incarnation = incarnation;
+                        self.publish_self();
                     }
                 }
                 Applied::Replaced { old, new } => {

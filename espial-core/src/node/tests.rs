@@ -105,3 +105,58 @@ fn crashed_member_is_removed_and_cluster_stays_stable() {
     assert!(net.full_membership());
     assert_eq!(net.agreed_master(), Some(m), "sticky master");
 }
+
+#[test]
+#[ignore = "scale probe, run by hand"]
+fn scale_probe() {
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let wall = std::time::Instant::now();
+    let mut net = TestNet::new(n, Config::lan());
+    let mut conv = None;
+    for step in 0..100 {
+        net.run_for(Duration::from_millis(100));
+        if conv.is_none() && net.full_membership() && net.agreed_master().is_some() {
+            conv = Some(net.ms());
+        }
+        if step % 10 == 0 {
+            let sizes: Vec<usize> = net.live().map(|(_, n)| n.members().len()).collect();
+            let q: Vec<usize> = net.live().map(|(_, n)| n.broadcasts.len()).collect();
+            let m: Vec<usize> = net.live().map(|(_, n)| n.members().len()).collect();
+            println!("queues={q:?}\nmembers={m:?}");
+            println!(
+                "t={} wall={:?} min_members={:?} masters={:?}",
+                net.ms(),
+                wall.elapsed(),
+                sizes.iter().min(),
+                net.live()
+                    .filter_map(|(_, n)| n.master())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            );
+        }
+        if wall.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    let b0: u64 = net.live().map(|(_, n)| n.stats().bytes_out).sum();
+    net.run_for(Duration::from_secs(10));
+    let b1: u64 = net.live().map(|(_, n)| n.stats().bytes_out).sum();
+    let q: usize = net.live().map(|(_, n)| n.broadcasts.len()).sum();
+    let fails: u64 = net.live().map(|(_, n)| n.stats().failures_declared).sum();
+    let nm: u64 = net.live().map(|(_, n)| n.stats().non_member_dropped).sum();
+    let pk: u64 = net.live().map(|(_, n)| n.stats().packets_out).sum();
+    let hs: u64 = net
+        .live()
+        .map(|(_, n)| n.stats().handshakes_completed)
+        .sum();
+    let sizes: Vec<usize> = net.live().map(|(_, n)| n.members().len()).collect();
+    println!("queued={q} fails={fails} non_member={nm} packets_out/node={} handshakes={hs} min_members={:?} masters={}", pk / n as u64, sizes.iter().min(), net.live().filter_map(|(_, n)| n.master()).collect::<std::collections::BTreeSet<_>>().len());
+    println!(
+        "n={n} converged_ms={conv:?} idle_bytes_out_per_node_per_s={} wall={:?}",
+        (b1 - b0) / n as u64 / 10,
+        wall.elapsed()
+    );
+}

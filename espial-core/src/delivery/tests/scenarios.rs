@@ -535,3 +535,81 @@ fn late_straggler_of_an_old_incarnation_does_not_lock_out_the_new_one() {
     all_outcomes_delivered(&net, 0, 4);
     assert_eq!(net.nodes[1].stats().stream_resets, 2);
 }
+
+/// Three senders push two 1 MiB messages each at one receiver whose reassembly memory
+/// holds barely two: fragments are refused or evicted, resent, and everything arrives in
+/// order within the memory bound.
+#[test]
+fn concurrent_large_messages_share_tight_reassembly_memory() {
+    let tight = DeliveryConfig {
+        reassembly_per_peer: 0,
+        reassembly_total: 0,
+        ..DeliveryConfig::default()
+    };
+    let faults = Faults {
+        loss: 0.05,
+        ..Faults::default()
+    };
+    let mut net = Net::new(4, tight, faults, 15);
+    for s in 1..4 {
+        for k in 0..2 {
+            net.nodes[s]
+                .send(net.now, "blob", payload(s, k, 1 << 20), &[id(0)], None)
+                .unwrap();
+        }
+        net.flush(s);
+    }
+    net.run_until(Duration::from_secs(600), |n| n.quiet());
+    for s in 1..4 {
+        let got: Vec<(usize, u32)> = net
+            .received(0, s)
+            .iter()
+            .map(|p| check_payload(p))
+            .collect();
+        assert_eq!(got, vec![(s, 0), (s, 1)]);
+        all_outcomes_delivered(&net, s, 2);
+    }
+    let st = net.nodes[0].stats();
+    let cfg = net.nodes[0].config();
+    println!(
+        "tight reassembly: peak {} of {} bytes, {} refused, {} evicted, {:?} virtual",
+        st.reassembly_peak,
+        cfg.reassembly_total,
+        st.reassembly_refused,
+        st.reassembly_evicted,
+        net.now - net.start
+    );
+    assert!(
+        st.reassembly_refused + st.reassembly_evicted > 0,
+        "memory was contended"
+    );
+    assert!(st.reassembly_peak as usize <= cfg.reassembly_total);
+}
+
+#[test]
+fn acks_ride_on_reverse_traffic() {
+    let mut net = Net::new(2, DeliveryConfig::default(), Faults::default(), 16);
+    for k in 0..2000 {
+        for (a, b) in [(0, 1), (1, 0)] {
+            net.nodes[a]
+                .send(net.now, "x", payload(a, k, 100), &[id(b)], None)
+                .unwrap();
+        }
+        if k % 10 == 0 {
+            net.flush_all();
+            net.run_for(Duration::from_micros(100));
+        }
+    }
+    net.flush_all();
+    net.run_until(MIN, |n| n.quiet());
+    let (s0, s1) = (net.nodes[0].stats(), net.nodes[1].stats());
+    assert_eq!(net.received(0, 1).len(), 2000);
+    assert_eq!(net.received(1, 0).len(), 2000);
+    let ack_only = s0.ack_only_frames_out + s1.ack_only_frames_out;
+    let acks = s0.acks_out + s1.acks_out;
+    println!(
+        "two-way: {acks} acks sent, {ack_only} of them alone, {} datagrams",
+        net.datagrams
+    );
+    assert!(ack_only * 2 < acks, "most acks piggybacked");
+}

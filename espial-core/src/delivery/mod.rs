@@ -482,29 +482,37 @@ impl Delivery {
             }
             let own_full = !hol && rx.ooo + cost > per_peer_ooo;
             // Victims, most expendable first: this peer's incomplete messages after `seq`;
-            // then (unless only this peer's share is exhausted) other incomplete out-of-order
-            // messages; then, for a head-of-line message, stalled ones of other peers.
+            // then (unless only this peer's share is exhausted) other peers' incomplete
+            // messages: out-of-order ones (for a head-of-line message, or when stalled),
+            // then stalled head-of-line ones, then, for a head-of-line message, smaller
+            // head-of-line ones. The largest head-of-line message (ties: lowest peer id) is
+            // never evicted while it progresses, so one always completes.
+            let mine = (rx.slot_cost(seq).unwrap_or(0) + cost, from);
             let own = rx.partials().filter(|(s, _, _)| *s > seq).last();
             let victim = own.map(|(s, _, _)| (from, s)).or_else(|| {
                 if own_full {
                     return None;
                 }
                 let idle = self.cfg.reassembly_idle;
-                let mut best: Option<(Instant, NodeId, u64)> = None;
+                let mut best: Option<((u8, Instant), NodeId, u64)> = None;
                 for (&pid, p) in &self.peers {
                     let Some(prx) = &p.rx else { continue };
-                    for (s, last, _) in prx.partials() {
-                        let is_hol = s == prx.next;
+                    if pid == from {
+                        continue;
+                    }
+                    for (s, last, c) in prx.partials() {
                         let stalled = now.saturating_duration_since(last) >= idle;
-                        let ok = if pid == from {
-                            false
-                        } else if is_hol {
-                            hol && stalled
+                        let class = if s != prx.next {
+                            (hol || stalled).then_some(0)
+                        } else if stalled {
+                            hol.then_some(1)
                         } else {
-                            hol || stalled
+                            (hol && (c, pid) < mine).then_some(2)
                         };
-                        if ok && best.is_none_or(|(l, _, _)| last < l) {
-                            best = Some((last, pid, s));
+                        let Some(class) = class else { continue };
+                        let key = (class, last);
+                        if best.is_none_or(|(k, _, _)| key < k) {
+                            best = Some((key, pid, s));
                         }
                     }
                 }

@@ -12,7 +12,9 @@
 //!   numbered from a per-peer sequence counter. A receiver releases messages of a stream in
 //!   sequence order, exactly once, and resets when the sender's stream id changes (the
 //!   sender restarted, even under the same node id); frames of a replaced stream are
-//!   ignored.
+//!   ignored (unless the replacing stream stays silent for `stream_silence` while the old
+//!   one still sends: then the "new" stream was a late straggler and the old one resumes
+//!   where it stood).
 //! - Every frame carries the sender's *base*: everything below it is finished (acknowledged
 //!   or abandoned), so a receiver that restarted, or whose sender gave up on messages,
 //!   skips forward instead of waiting forever.
@@ -21,16 +23,28 @@
 //!   messages, the fragments received. It goes out after `ack_every` data frames, at once on
 //!   a gap or duplicate, otherwise after `ack_delay`; and it rides on any data frame going
 //!   the same way. Several small messages share one frame.
-//! - Loss: a fragment still unacknowledged when a frame sent three data frames later was
-//!   acknowledged is resent; otherwise a probe timeout (RTT-based: SRTT + 4·RTTVAR +
-//!   ack delay, exponential back-off, Karn's rule for samples) resends the oldest frame.
+//! - Loss (RACK-like): a fragment is resent when a frame sent three data frames later was
+//!   acknowledged and it is older than the RTT plus a reordering window (a quarter of the
+//!   minimum RTT, widened on each spurious retransmission detected); otherwise a probe
+//!   timeout (SRTT + 4·RTTVAR + ack delay, exponential back-off to `max_rto`; Karn's rule:
+//!   no RTT sample from a retransmitted fragment) resends the oldest frame.
 //! - Window: at most `window` fragments in flight and `window` numbered messages per peer;
 //!   beyond that messages wait in a queue of `queue_limit` messages (and `queue_bytes`),
 //!   after which [`Delivery::send`] returns [`SendError::Backpressure`].
 //! - Fragmentation: payloads larger than [`DeliveryConfig::frag_size`] are split; the
 //!   receiver reassembles up to `max_payload` with accounted memory bounded per peer
 //!   (`reassembly_per_peer`) and in total (`reassembly_total`). Head-of-line messages get a
-//!   reserved share; incomplete messages may be evicted (counted) and are then resent.
+//!   reserved share (out-of-order data never takes the last `message_cap` bytes); an
+//!   incomplete message may be evicted (counted: out-of-order ones first, then stalled or
+//!   smaller head-of-line ones) and is then resent, so the largest head-of-line message
+//!   always completes. Fragment acks are soft (a receiver may drop fragments it reported);
+//!   whole-message acks are final.
+//! - Outcomes: a target counts as delivered when its engine acknowledged the whole message
+//!   (it then releases it in order, even if the sender later gives up on earlier ones).
+//!   [`Delivery::peer_gone`], [`Delivery::peer_unsubscribed`] and `give_up_after` report
+//!   the rest failed; an abandoned message that was already transmitted becomes a tiny
+//!   `Skip` tombstone so the receiver's order does not stall. A message reported failed may
+//!   in rare races still reach the target (its ack was in flight) — never twice.
 //!
 //! # How the node drives it
 //! - `send`/`reply`/`handle_frame`/`handle_timeout`/`peer_gone`/`peer_unsubscribed`
@@ -45,6 +59,13 @@
 //! - When the node sends any other datagram to a peer (a probe, gossip), it may call
 //!   `poll_transmit_to` with the leftover room: an owed ack rides along for free.
 //! - Frames from one datagram are fed in order; frames from the local node are ignored.
+//!   Feed only frames from live members: a frame from a peer after `peer_gone` recreates
+//!   its state (under the same stream it resumes without duplicates).
+//! - Map node commands: `send(name, payload, Target)` → resolve the target list (live
+//!   subscribers, named ids, or the master) → `send(.., None)`; `request` → allocate a
+//!   `RequestId` → `send(.., Some((id, timeout)))` (its `SendOutcome` can be surfaced or
+//!   hidden); `reply` → check `to` is a live member → `reply`. On a member's removal call
+//!   `peer_gone`; on a member's subscription change dropping `name`, `peer_unsubscribed`.
 //!
 //! ```
 //! use espial_core::delivery::{Delivery, DeliveryConfig};

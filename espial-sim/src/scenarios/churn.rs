@@ -5,12 +5,22 @@ use super::{settle_limit, start_and_elect, Out, Params};
 use crate::cluster::{NodeOpts, Sim};
 use crate::faults::Action;
 use crate::invariants::settle;
-use espial_core::Metadata;
+use espial_core::{Admission, Metadata};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Joiners with this name prefix are refused by every member's admission filter.
+const REFUSED: &str = "refused-";
+
 pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
+    sim.set_admission(Box::new(|req| {
+        if req.node.name.starts_with(REFUSED) {
+            Admission::Reject("churn scenario refuses this name".into())
+        } else {
+            Admission::Accept
+        }
+    }));
     start_and_elect(sim, p.nodes, out);
     let s = settle(sim, settle_limit(p.nodes));
     out.settled("settle", s);
@@ -44,6 +54,10 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
         };
         // Restart also revives crashed slots.
         let action = match kind {
+            "join" if sim.rng.below(4) == 0 => Action::Join(NodeOpts {
+                name: REFUSED.into(),
+                ..NodeOpts::default()
+            }),
             "join" => Action::Join(NodeOpts::default()),
             "leave" => Action::Leave(pick(sim)),
             "crash" => Action::Crash(pick(sim)),
@@ -78,5 +92,21 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     let s = settle(sim, settle_limit(sim.live_slots().len()));
     out.set_ms("settle_after_churn_ms", s.at.map(|t| t - t0));
     out.set("final_live_nodes", json!(sim.live_slots().len()));
+    let refused: Vec<usize> = (0..sim.slots.len())
+        .filter(|&x| sim.slots[x].opts.name == REFUSED && sim.slots[x].exists())
+        .collect();
+    let rejected = refused.iter().filter(|&&x| sim.slots[x].rejected).count();
+    out.set(
+        "refused_joiners",
+        json!({"running": refused.len(), "got_node_rejected": rejected}),
+    );
+    for x in refused {
+        if !sim.slots[x].rejected {
+            out.fail(format!("refused joiner n{x} never got node_rejected"));
+        }
+        if sim.slots[x].accepted {
+            out.fail(format!("refused joiner n{x} got node_accepted"));
+        }
+    }
     out.settled("after churn", s);
 }

@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub static_seeds: usize,
     /// Extra random live nodes given to each starting node as discovered addresses.
     pub random_seeds: usize,
+    /// Count sent bytes per message kind into `Counters::by_kind` (test cipher only).
+    pub classify_traffic: bool,
     /// Period of repeated discovery (like multicast beacons or re-resolved static peers):
     /// each running node is fed the static seeds and `random_seeds` random running nodes
     /// again, with a random phase per node. `None` feeds addresses only at start.
@@ -59,6 +61,7 @@ impl SimConfig {
             static_seeds: 3,
             random_seeds: 1,
             discovery_interval: Some(Duration::from_secs(5)),
+            classify_traffic: false,
         }
     }
 }
@@ -773,6 +776,9 @@ impl Sim {
         s.packets_out += 1;
         self.counters.sent += 1;
         let from_gen = s.gen;
+        if self.cfg.classify_traffic {
+            crate::metrics::classify(&data, &mut self.counters.by_kind);
+        }
         let Some(dest) = addr_slot(to).filter(|&d| d < self.slots.len()) else {
             self.counters.dropped_unknown_addr += 1;
             return;

@@ -38,6 +38,8 @@ pub struct Counters {
     pub live_removed: u64,
     /// A few of those, for the report.
     pub live_removed_examples: Vec<String>,
+    /// Sent (messages, bytes) per message kind, when `SimConfig::classify_traffic` is on.
+    pub by_kind: std::collections::BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl Counters {
@@ -143,4 +145,56 @@ pub fn full_membership_by_events(sim: &Sim) -> bool {
 /// Milliseconds as a float with microsecond precision.
 pub fn ms(d: Duration) -> f64 {
     (d.as_nanos() as f64 / 1e3).round() / 1e3
+}
+
+/// Splits a datagram's bytes by message kind (`hello`, `ping`, `updates`, `state`, ...).
+/// Sealed records are only readable with the transparent test cipher (8-byte tag); their
+/// header and tag count as `record_overhead`. Anything unreadable counts as `opaque`.
+pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, (u64, u64)>) {
+    use espial_core::wire::{self, Kind, Msg};
+    let mut add = |k: &'static str, bytes: usize| {
+        let e = out.entry(k).or_default();
+        e.0 += 1;
+        e.1 += bytes as u64;
+    };
+    let Ok((kind, body)) = wire::split_header(data, usize::MAX) else {
+        add("opaque", data.len());
+        return;
+    };
+    match kind {
+        Kind::Beacon => add("beacon", data.len()),
+        Kind::Hello => add("hello", data.len()),
+        Kind::HelloAck => add("hello_ack", data.len()),
+        Kind::Sealed => {
+            let msgs = wire::SealedHeader::parse(body)
+                .ok()
+                .filter(|(_, rest)| rest.len() >= 8)
+                .and_then(|(_, rest)| wire::decode_msgs(&rest[..rest.len() - 8]).ok());
+            let Some(msgs) = msgs else {
+                add("opaque", data.len());
+                return;
+            };
+            let mut used = 0;
+            for m in &msgs {
+                let size = wire::msg_size(m);
+                used += size;
+                let k = match m {
+                    Msg::Confirm { .. } | Msg::ConfirmAck => "confirm",
+                    Msg::JoinRequest { .. } | Msg::JoinAccept { .. } | Msg::JoinReject { .. } => {
+                        "join"
+                    }
+                    Msg::Ping { .. } => "ping",
+                    Msg::Ack { .. } => "ack",
+                    Msg::PingReq { .. } | Msg::IndirectAck { .. } => "indirect_probe",
+                    Msg::Updates(_) => "updates",
+                    Msg::State(_) => "state",
+                    Msg::Heartbeat { .. } => "heartbeat",
+                    Msg::Claim(_) | Msg::Resign(_) => "claim",
+                    Msg::Delivery(_) => "delivery",
+                };
+                add(k, size);
+            }
+            add("record_overhead", data.len().saturating_sub(used));
+        }
+    }
 }

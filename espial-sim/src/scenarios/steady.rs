@@ -18,6 +18,8 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     let end = total.max(sim.now() + Duration::from_secs(5));
     let w = TrafficWindow::start(sim);
     let idle_start = sim.now();
+    sim.cfg.classify_traffic = sim.cfg.cipher == crate::CipherKind::Test;
+    sim.counters.by_kind.clear();
     let terms_before = sim.counters.election_events();
     sim.run_until(end);
     let rate = w.rate(sim);
@@ -26,6 +28,21 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
         json!({"mean": rate.mean.round(), "max": rate.max.round()}),
     );
     out.set("idle_window_s", json!((end - idle_start).as_secs_f64()));
+    let secs = (end - idle_start).as_secs_f64().max(1e-9);
+    let live = sim.live_slots().len().max(1) as f64;
+    let kinds: serde_json::Map<String, serde_json::Value> = sim
+        .counters
+        .by_kind
+        .iter()
+        .map(|(k, (n, b))| {
+            let per = json!({"msgs_per_node_per_s": (*n as f64 / secs / live * 100.0).round() / 100.0,
+                             "bytes_per_node_per_s": (*b as f64 / secs / live).round()});
+            (k.to_string(), per)
+        })
+        .collect();
+    if !kinds.is_empty() {
+        out.set("idle_traffic_by_kind", serde_json::Value::Object(kinds));
+    }
     let changes = sim.counters.election_events() - terms_before;
     out.set("idle_election_events", json!(changes));
     if changes > 0 {

@@ -258,8 +258,11 @@ mod authenticated {
                         })
                     }
                 ),
-            (claim(), any::<u64>())
-                .prop_map(|(claim, incarnation)| Msg::Heartbeat { claim, incarnation }),
+            (claim(), any::<u64>()).prop_map(|(claim, incarnation)| Msg::Heartbeat {
+                claim,
+                incarnation,
+                members: 5
+            }),
             claim().prop_map(Msg::Claim),
             claim().prop_map(Msg::Resign),
         ]

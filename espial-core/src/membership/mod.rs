@@ -279,6 +279,19 @@ impl Members {
         out
     }
 
+    /// A suspected member showed it is alive at a higher incarnation than we know (e.g. a
+    /// master heartbeat) without sending its entry: clear the suspicion but keep the stored
+    /// entry and incarnation, so its gossiped entry (with any new metadata) still applies.
+    pub fn clear_suspicion(&mut self, id: NodeId) -> Applied {
+        match self.map.get(&id).map(|m| m.state) {
+            Some(Liveness::Suspect { .. }) => {
+                self.set_state(id, Liveness::Alive);
+                Applied::Refuted(id)
+            }
+            _ => Applied::Ignored,
+        }
+    }
+
     /// Applies a suspicion. `timeout` is how long the suspicion lasts if newly started.
     pub fn apply_suspect(
         &mut self,

@@ -111,9 +111,11 @@ impl Node {
                 }
             }
             Msg::State(chunk) => self.on_state(now, from, chunk),
-            Msg::Heartbeat { claim, incarnation } => {
-                self.on_heartbeat(now, from, claim, incarnation)
-            }
+            Msg::Heartbeat {
+                claim,
+                incarnation,
+                members,
+            } => self.on_heartbeat(now, from, claim, incarnation, members),
             Msg::Claim(c) => self.consider_claim(now, c),
             Msg::Resign(c) => self.on_resign(now, c),
             Msg::Delivery(_frame) => {}

@@ -6,7 +6,8 @@
 //! - A node adopts any claim greater than the one it holds; a master that adopts a greater
 //!   claim has been replaced (`demotion`).
 //! - When the claimed master is not a live member (dead, left or resigned), an eligible node
-//!   waits until `election_timeout` after start, then ranks the live eligible members it
+//!   waits until `election_timeout` after start (and `2 * election_backoff` after the last
+//!   member it gained, whose state may carry a live claim), then ranks the live eligible members it
 //!   knows (priority, then id, greatest first). Rank r promotes itself `r * election_backoff`
 //!   after the vacancy began, unless a claim arrives first, with `term = max seen + 1`.
 //! - Quorum mode: a node promotes itself or stays master only while it sees at least
@@ -34,6 +35,9 @@ pub(crate) struct ElectionState {
     pub(crate) not_before: Instant,
     /// Pending election timer.
     pub(crate) at: Option<Instant>,
+    /// Last time a member was added: newcomers may bring a live claim in their state, so a
+    /// vacancy election waits a little after a gain (never after a loss: failover is fast).
+    pub(crate) last_gain: Option<Instant>,
 }
 
 impl ElectionState {
@@ -46,6 +50,7 @@ impl ElectionState {
             vacancy_since: None,
             not_before,
             at: Some(not_before),
+            last_gain: None,
         }
     }
 }
@@ -138,11 +143,14 @@ impl Node {
             .filter_map(|id| self.members.get(*id))
             .filter(|m| m.info.master_eligible && m.info.rank() > my_rank)
             .count() as u32;
-        let since = self
+        let mut since = self
             .election
             .vacancy_since
             .unwrap_or(now)
             .max(self.election.not_before);
+        if let Some(gain) = self.election.last_gain {
+            since = since.max(gain + self.config.election_backoff * 2);
+        }
         let due = since + self.config.election_backoff * rank;
         if now >= due {
             self.claim_mastership(now);

@@ -301,13 +301,13 @@ impl Node {
         }
     }
 
-    /// Pulls state from a random member soon (at most once per second): used when an
-    /// unknown node contacts us as if we knew it.
+    /// Pulls state from a random member (at most once per 2 s): used when an unknown node
+    /// contacts us as if we knew it, or when the master's member count differs from ours.
     pub(super) fn sync_soon(&mut self, now: Instant) {
         if self
             .join
             .last_sync
-            .is_some_and(|t| now < t + Duration::from_secs(1))
+            .is_some_and(|t| now < t + Duration::from_secs(2))
         {
             return;
         }

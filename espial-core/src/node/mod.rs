@@ -583,6 +583,7 @@ impl Node {
                 Applied::Ignored => {}
                 Applied::Added(info) => {
                     membership_changed = true;
+                    self.election.last_gain = Some(now);
                     self.probe.add_target(info.id, &mut self.rng);
                     self.broadcasts.push(Update::Alive(info.clone()));
                     self.emit(Event::NodeAdded { node: info });

@@ -37,6 +37,8 @@ pub(crate) struct ProbeState {
     relays: BTreeMap<u64, (NodeId, u64, NodeId, Instant)>,
     master_last_contact: Instant,
     master_check: Option<MasterCheck>,
+    /// Consecutive master heartbeats whose member count differed from ours.
+    pub(crate) digest_mismatches: u32,
 }
 
 impl ProbeState {
@@ -50,6 +52,7 @@ impl ProbeState {
             relays: BTreeMap::new(),
             master_last_contact: now,
             master_check: None,
+            digest_mismatches: 0,
         }
     }
 
@@ -314,6 +317,7 @@ impl Node {
         let hb = Msg::Heartbeat {
             claim,
             incarnation: self.me.incarnation,
+            members: (self.members.live_count() + 1) as u32,
         };
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
@@ -327,17 +331,39 @@ impl Node {
         from: NodeId,
         claim: Claim,
         incarnation: u64,
+        members: u32,
     ) {
-        if let Some(m) = self.members.get(from) {
-            if incarnation > m.info.incarnation {
-                let mut info = m.info.clone();
-                info.incarnation = incarnation;
-                let applied = self.members.apply_alive(now, info);
-                self.on_applied(now, applied, None);
+        // Membership digest: two heartbeats in a row with a different member count mean our
+        // view (or the master's) missed an update; a push-pull repairs both sides' gaps.
+        let mine = (self.members.live_count() + 1) as u32;
+        if members != mine {
+            self.probe.digest_mismatches += 1;
+            if self.probe.digest_mismatches >= 2 {
+                self.probe.digest_mismatches = 0;
+                self.sync_soon(now);
             }
+        } else {
+            self.probe.digest_mismatches = 0;
+        }
+        if self
+            .members
+            .get(from)
+            .is_some_and(|m| incarnation > m.info.incarnation)
+        {
+            // A refutation: its entry (maybe with new metadata) comes by gossip.
+            let a = self.members.clear_suspicion(from);
+            self.on_applied(now, vec![a], None);
         }
         if claim.master == from {
-            self.consider_claim(now, claim);
+            if self.current_master().is_none() && self.election.claim.is_some_and(|c| claim < c) {
+                // Our greater claim is void (its master is gone) and this node acts as master:
+                // follow it. Terms seen never decrease: max_term keeps the higher one.
+                self.election.claim = Some(claim);
+                self.election.resigned = false;
+                self.reconcile(now);
+            } else {
+                self.consider_claim(now, claim);
+            }
             if self.election.claim == Some(claim) {
                 self.probe.master_contact(now);
             }

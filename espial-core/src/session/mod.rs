@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 const MAX_HELLO_TRIES: u32 = 8;
 /// Message batches buffered per peer while its handshake runs.
 const MAX_QUEUED_BATCHES: usize = 64;
+/// A key never seals beyond this counter: reaching it forces a rekey (never a wrap).
+const COUNTER_LIMIT: u64 = u64::MAX - 1;
 /// Associated data of the key-confirmation record.
 const CONFIRM_AAD: &[u8] = b"espial-confirm-v1";
 
@@ -161,6 +163,34 @@ impl Sessions {
         &*self.cipher
     }
 
+    /// Encodes a clear handshake datagram; with a cluster PSK a 16-byte MAC over the kind
+    /// byte and body is appended, so peers without the PSK are refused before any key work.
+    fn clear_datagram<T: serde::Serialize>(&self, kind: Kind, body: &T) -> Vec<u8> {
+        let mut d = wire::encode_clear(kind, body);
+        let mac_input = &d[wire::HEADER_LEN - 1..];
+        if let Some(mac) = self.cipher.beacon_mac(mac_input) {
+            d.extend_from_slice(&mac);
+        }
+        d
+    }
+
+    /// Verifies and strips the PSK MAC of a clear handshake body (no-op without a PSK).
+    fn check_clear_mac<'a>(&self, kind: Kind, body: &'a [u8]) -> Option<&'a [u8]> {
+        if self.cipher.beacon_mac(&[]).is_none() {
+            return Some(body);
+        }
+        if body.len() < 16 {
+            return None;
+        }
+        let (msg, tag) = body.split_at(body.len() - 16);
+        let mut input = Vec::with_capacity(msg.len() + 1);
+        input.push(kind as u8);
+        input.extend_from_slice(msg);
+        let mut mac = [0u8; 16];
+        mac.copy_from_slice(tag);
+        self.cipher.verify_beacon(&input, Some(&mac)).then_some(msg)
+    }
+
     /// Whether a session with `peer` exists.
     pub fn has_session(&self, peer: NodeId) -> bool {
         self.peers.contains_key(&peer)
@@ -223,9 +253,10 @@ impl Sessions {
             if let Some(p) = self.peers.get_mut(&id) {
                 let addr = if p.addr == addr { p.addr } else { addr };
                 p.addr = addr;
-                let needs_rekey = p.current.send_counter >= self.rekey_after_messages
+                let needs_rekey = p.current.send_counter
+                    >= self.rekey_after_messages.min(COUNTER_LIMIT)
                     || now.saturating_duration_since(p.current.created) >= self.rekey_after;
-                if p.current.send_counter < u64::MAX - 1 {
+                if p.current.send_counter < COUNTER_LIMIT {
                     let data = seal(self.me, &mut p.current, &msgs);
                     out.push((addr, data));
                 } else {
@@ -271,7 +302,7 @@ impl Sessions {
         }
         let attempt = rng.next_u64();
         let exchange = self.cipher.start_exchange();
-        let hello = wire::encode_clear(
+        let hello = self.clear_datagram(
             Kind::Hello,
             &Hello {
                 from: self.me,
@@ -309,6 +340,16 @@ impl Sessions {
         stats: &mut Stats,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) -> Result<Opened, Drop> {
+        let body = match kind {
+            Kind::Hello | Kind::HelloAck => match self.check_clear_mac(kind, body) {
+                Some(b) => b,
+                None => {
+                    stats.handshake_failures += 1;
+                    return Err(Drop::Handshake);
+                }
+            },
+            _ => body,
+        };
         match kind {
             Kind::Hello => {
                 let hello: Hello = wire::decode_body(body).map_err(|_| {
@@ -396,7 +437,7 @@ impl Sessions {
             public_key: self.cipher.identity_public_key().unwrap_or_default(),
             signature,
         });
-        let ack = wire::encode_clear(
+        let ack = self.clear_datagram(
             Kind::HelloAck,
             &HelloAck {
                 from: self.me,
@@ -496,7 +537,7 @@ impl Sessions {
                 stats.handshake_failures += 1;
                 pending.next_retry = now; // start over with a fresh exchange on retry
                 let fresh = self.cipher.start_exchange();
-                pending.hello = wire::encode_clear(
+                pending.hello = self.clear_datagram(
                     Kind::Hello,
                     &Hello {
                         from: self.me,
@@ -533,7 +574,7 @@ impl Sessions {
             stats.handshake_failures += 1;
             // Keep waiting for the genuine answer with a fresh exchange.
             let fresh = self.cipher.start_exchange();
-            pending.hello = wire::encode_clear(
+            pending.hello = self.clear_datagram(
                 Kind::Hello,
                 &Hello {
                     from: self.me,
@@ -813,7 +854,8 @@ fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg]) -> Vec<u8> {
         epoch: keys.epoch,
         counter: keys.send_counter,
     };
-    keys.send_counter += 1;
+    // Callers check COUNTER_LIMIT first; saturate rather than wrap regardless.
+    keys.send_counter = keys.send_counter.saturating_add(1);
     let plain = wire::encode_msgs(msgs);
     let mut data = Vec::with_capacity(wire::SEALED_HEADER_LEN + plain.len() + keys.send.tag_len());
     hdr.write(&mut data);

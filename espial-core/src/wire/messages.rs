@@ -198,6 +198,9 @@ pub enum Msg {
         claim: Claim,
         /// The master's incarnation (a bump refutes suspicion).
         incarnation: u64,
+        /// How many live members the master sees (itself included): a member whose own
+        /// count differs pulls the full state from a member (membership digest).
+        members: u32,
     },
     /// A new master claim (sent directly on promotion).
     Claim(Claim),

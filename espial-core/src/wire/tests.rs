@@ -71,8 +71,11 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         (arb_info(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
         (any::<u64>(), ".{0,40}").prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
         proptest::collection::vec(arb_update(), 0..5).prop_map(Msg::Updates),
-        (arb_claim(), any::<u64>())
-            .prop_map(|(claim, incarnation)| Msg::Heartbeat { claim, incarnation }),
+        (arb_claim(), any::<u64>()).prop_map(|(claim, incarnation)| Msg::Heartbeat {
+            claim,
+            incarnation,
+            members: 5
+        }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
         (

@@ -25,6 +25,9 @@ pub enum SendError {
     /// A named target is not a live member.
     #[error("node {0} is not a live member")]
     UnknownTarget(crate::NodeId),
+    /// `Target::Master` while no master is known (election in progress, or no quorum).
+    #[error("no master is known right now; wait for a new_master event and retry")]
+    NoMaster,
     /// The node has left the cluster.
     #[error("this node has left the cluster")]
     Shutdown,

@@ -118,7 +118,7 @@ impl Node {
             } => self.on_heartbeat(now, from, claim, incarnation, members),
             Msg::Claim(c) => self.consider_claim(now, c),
             Msg::Resign(c) => self.on_resign(now, c),
-            Msg::Delivery(_frame) => {}
+            Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
         }
     }
 

@@ -13,6 +13,7 @@ mod probe;
 
 use crate::cipher::Cipher;
 use crate::config::{Config, ConfigError};
+use crate::delivery::{Delivery, DeliveryConfig};
 use crate::error::{MetadataError, PromoteError, SendError, SubscribeError};
 use crate::event::{check_event_name, Event, RequestId, SendId};
 use crate::membership::gossip::Broadcasts;
@@ -86,6 +87,8 @@ pub struct Node {
     probe: ProbeState,
     election: ElectionState,
     join: JoinState,
+    delivery: Delivery,
+    next_request: u64,
 }
 
 impl Node {
@@ -122,6 +125,7 @@ impl Node {
         };
         let probe = ProbeState::new(now + jitter(&mut rng, config.probe_interval), now);
         let sessions = Sessions::new(me.id, cipher, &config);
+        let delivery = Delivery::new(DeliveryConfig::from_config(&config), me.id, rng.next_u64());
         let mut node = Node {
             members: Members::new(me.id),
             sessions,
@@ -137,6 +141,8 @@ impl Node {
             probe,
             election: ElectionState::new(now + config.election_timeout),
             join: JoinState::default(),
+            delivery,
+            next_request: 0,
             rng,
             config,
             me: me.clone(),
@@ -213,6 +219,7 @@ impl Node {
         self.sessions.handle_timeout(now, &mut self.stats, &mut out);
         self.push_transmits(out);
         self.expire_suspicions(now);
+        self.delivery.handle_timeout(now);
         self.probe_timers(now);
         self.master_timers(now);
         self.election_timer(now);
@@ -273,6 +280,7 @@ impl Node {
             self.members.next_suspicion_deadline(),
             self.probe.next_deadline(),
             self.election.at,
+            self.delivery.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -305,8 +313,10 @@ impl Node {
         Ok(())
     }
 
-    /// Publishes a custom event. Delivery is reliable and ordered per sender; the outcome
-    /// arrives later as [`Event::SendOutcome`].
+    /// Publishes a custom event. Delivery is reliable, exactly once and in send order per
+    /// sender to every target that stays alive; the outcome arrives as
+    /// [`Event::SendOutcome`] once every target acknowledged or failed (at once when there
+    /// are no targets). The local node never receives its own events. Errors queue nothing.
     pub fn send(
         &mut self,
         now: Instant,
@@ -314,7 +324,6 @@ impl Node {
         payload: Bytes,
         target: Target,
     ) -> Result<SendId, SendError> {
-        let _ = (now, target);
         if self.left {
             return Err(SendError::Shutdown);
         }
@@ -325,11 +334,15 @@ impl Node {
                 limit: self.config.max_event_payload,
             });
         }
-        Err(SendError::Shutdown)
+        let targets = self.resolve_targets(name, target)?;
+        let id = self.delivery.send(now, name, payload, &targets, None)?;
+        self.flush(now);
+        Ok(id)
     }
 
-    /// Sends a request to the subscribers of `name`; replies arrive as [`Event::Reply`],
-    /// and [`Event::RequestDone`] summarizes at the timeout.
+    /// Sends a request to the live subscribers of `name`; replies arrive as
+    /// [`Event::Reply`] as they come, and [`Event::RequestDone`] tells who answered and who
+    /// did not, at the timeout (or earlier once no target can still answer).
     pub fn request(
         &mut self,
         now: Instant,
@@ -337,8 +350,17 @@ impl Node {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<RequestId, SendError> {
-        let _ = (now, name, payload, timeout);
-        Err(SendError::Shutdown)
+        if self.left {
+            return Err(SendError::Shutdown);
+        }
+        check_event_name(name)?;
+        let targets = self.resolve_targets(name, Target::Subscribers)?;
+        self.next_request += 1;
+        let rid = RequestId(self.next_request);
+        self.delivery
+            .send(now, name, payload, &targets, Some((rid, timeout)))?;
+        self.flush(now);
+        Ok(rid)
     }
 
     /// Replies to a request received as a [`crate::CustomEvent`] with `request` set.
@@ -349,8 +371,43 @@ impl Node {
         request: RequestId,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let _ = (now, to, request, payload);
-        Err(SendError::Shutdown)
+        if self.left {
+            return Err(SendError::Shutdown);
+        }
+        if !self.members.is_live(to) {
+            return Err(SendError::UnknownTarget(to));
+        }
+        self.delivery.reply(now, to, request, payload)?;
+        self.flush(now);
+        Ok(())
+    }
+
+    fn resolve_targets(&self, name: &str, target: Target) -> Result<Vec<NodeId>, SendError> {
+        match target {
+            Target::Subscribers => Ok(self
+                .members
+                .live_ids()
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.members
+                        .get(*id)
+                        .is_some_and(|m| m.info.subscriptions.contains(name))
+                })
+                .collect()),
+            Target::Nodes(ids) => {
+                for id in &ids {
+                    if *id != self.me.id && !self.members.is_live(*id) {
+                        return Err(SendError::UnknownTarget(*id));
+                    }
+                }
+                Ok(ids)
+            }
+            Target::Master => match self.current_master() {
+                Some(m) => Ok(vec![m]),
+                None => Err(SendError::NoMaster),
+            },
+        }
     }
 
     /// Forces this node to take over as master with a higher term. Errors leave the election
@@ -465,7 +522,16 @@ impl Node {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.stats.clone()
+        let d = self.delivery.stats();
+        let mut s = self.stats.clone();
+        s.events_delivered = d.events_delivered;
+        s.retransmits = d.retransmits;
+        s
+    }
+
+    /// The delivery engine's counters (queued, acknowledged, failed, retransmitted...).
+    pub fn delivery_stats(&self) -> crate::delivery::DeliveryStats {
+        self.delivery.stats()
     }
 
     /// Sessions and handshakes currently held (memory-bound checks).
@@ -528,6 +594,14 @@ impl Node {
                 used += size;
                 cur.push(m);
             }
+            if live && budget > used + 32 {
+                // Owed acknowledgements and ready event data ride along for free.
+                if let Some(f) = self.delivery.poll_transmit_to(now, id, budget - used - 8) {
+                    let m = Msg::Delivery(f);
+                    used += msg_size(&m);
+                    cur.push(m);
+                }
+            }
             if o.piggyback && live && !self.broadcasts.is_empty() && budget > used + 16 {
                 let ups = self.broadcasts.take(budget - used - 8, limit, Some(id));
                 if !ups.is_empty() {
@@ -548,6 +622,44 @@ impl Node {
                     &mut out,
                 );
             }
+        }
+        // Event data and acknowledgements not yet carried: one record per frame (plus any
+        // room left for another frame to the same peer).
+        let max_frame = self.delivery.config().max_frame;
+        while let Some((id, f)) = self.delivery.poll_transmit(now, max_frame) {
+            let Some(addr) = self
+                .members
+                .get(id)
+                .filter(|m| m.state.is_live())
+                .map(|m| m.info.addr)
+            else {
+                continue; // gone: the engine is told by peer_gone and reports the failure
+            };
+            let first = Msg::Delivery(f);
+            let mut used = 4 + msg_size(&first);
+            let mut record = vec![first];
+            while budget > used + 64 {
+                match self.delivery.poll_transmit_to(now, id, budget - used - 8) {
+                    Some(f) => {
+                        let m = Msg::Delivery(f);
+                        used += msg_size(&m);
+                        record.push(m);
+                    }
+                    None => break,
+                }
+            }
+            self.sessions.send(
+                now,
+                Some(id),
+                addr,
+                record,
+                &mut self.rng,
+                &mut self.stats,
+                &mut out,
+            );
+        }
+        while let Some(e) = self.delivery.poll_event() {
+            self.outputs.push_back(Output::Event(e));
         }
         for (addr, msgs) in std::mem::take(&mut self.outbox_addr) {
             self.sessions.send(
@@ -593,7 +705,9 @@ impl Node {
                     visible,
                     unsubscribed,
                 } => {
-                    let _ = unsubscribed;
+                    for name in &unsubscribed {
+                        self.delivery.peer_unsubscribed(now, node.id, name);
+                    }
                     if node.master_eligible {
                         membership_changed = true;
                     }
@@ -628,6 +742,7 @@ impl Node {
                         },
                     };
                     self.broadcasts.push(u);
+                    self.delivery.peer_gone(now, info.id);
                     self.emit(Event::NodeRemoved { node: info, reason });
                 }
                 Applied::Refute(incarnation) => {
@@ -654,6 +769,7 @@ impl Node {
                         by: self.me.id,
                     });
                     self.broadcasts.push(Update::Alive(new.clone()));
+                    self.delivery.peer_gone(now, old.id);
                     self.emit(Event::NodeRemoved {
                         node: old,
                         reason: RemovalReason::Failed,

@@ -160,3 +160,206 @@ fn scale_probe() {
         wall.elapsed()
     );
 }
+
+fn customs(net: &TestNet, a: std::net::SocketAddr) -> Vec<crate::CustomEvent> {
+    net.events
+        .get(&a)
+        .map(|v| {
+            v.iter()
+                .filter_map(|e| match e {
+                    Event::Custom(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn events_reach_subscribers_only_exactly_once_in_order() {
+    let mut net = TestNet::new(5, Config::lan());
+    net.run_for(Duration::from_secs(1));
+    for i in [1, 2] {
+        net.with(addr(i), |n, now| n.subscribe(now, "jobs").unwrap());
+    }
+    net.run_for(Duration::from_millis(500));
+    let mut ids = Vec::new();
+    for k in 0..200u32 {
+        let id = net
+            .with(addr(0), |n, now| {
+                n.send(
+                    now,
+                    "jobs",
+                    bytes::Bytes::from(k.to_be_bytes().to_vec()),
+                    crate::Target::Subscribers,
+                )
+            })
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    net.run_for(Duration::from_secs(1));
+    for i in [1, 2] {
+        let got: Vec<u32> = customs(&net, addr(i))
+            .iter()
+            .map(|c| u32::from_be_bytes(c.data[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(got, (0..200).collect::<Vec<_>>(), "subscriber {i}");
+    }
+    for i in [3, 4] {
+        assert!(
+            customs(&net, addr(i)).is_empty(),
+            "non-subscriber {i} got events"
+        );
+    }
+    let outcomes: Vec<_> = net.events[&addr(0)]
+        .iter()
+        .filter_map(|e| match e {
+            Event::SendOutcome(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 200);
+    assert!(outcomes
+        .iter()
+        .all(|o| o.delivered.len() == 2 && o.failed.is_empty()));
+}
+
+#[test]
+fn send_to_a_crashed_subscriber_is_reported_failed() {
+    let mut net = TestNet::new(4, Config::lan());
+    net.run_for(Duration::from_secs(1));
+    net.with(addr(2), |n, now| n.subscribe(now, "jobs").unwrap());
+    net.run_for(Duration::from_millis(500));
+    let victim = net.nodes[&addr(2)].as_ref().unwrap().id();
+    net.crash(addr(2));
+    let sid = net
+        .with(addr(0), |n, now| {
+            n.send(
+                now,
+                "jobs",
+                bytes::Bytes::from_static(b"x"),
+                crate::Target::Subscribers,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_secs(10));
+    let outcome = net.events[&addr(0)]
+        .iter()
+        .find_map(|e| match e {
+            Event::SendOutcome(o) if o.send == sid => Some(o.clone()),
+            _ => None,
+        })
+        .expect("outcome reported");
+    assert_eq!(outcome.failed, vec![victim]);
+}
+
+#[test]
+fn one_mib_payload_arrives_and_one_byte_more_is_refused() {
+    let mut net = TestNet::new(2, Config::lan());
+    net.run_for(Duration::from_secs(1));
+    net.with(addr(1), |n, now| n.subscribe(now, "blob").unwrap());
+    net.run_for(Duration::from_millis(300));
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    net.with(addr(0), |n, now| {
+        n.send(
+            now,
+            "blob",
+            bytes::Bytes::from(big.clone()),
+            crate::Target::Subscribers,
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let err = net
+        .with(addr(0), |n, now| {
+            n.send(
+                now,
+                "blob",
+                bytes::Bytes::from(vec![0; (1 << 20) + 1]),
+                crate::Target::Subscribers,
+            )
+        })
+        .unwrap();
+    assert!(matches!(err, Err(crate::SendError::TooLarge { .. })));
+    net.run_for(Duration::from_secs(3));
+    let got = customs(&net, addr(1));
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].data[..], &big[..]);
+}
+
+#[test]
+fn request_collects_replies() {
+    let mut net = TestNet::new(4, Config::lan());
+    net.run_for(Duration::from_secs(1));
+    for i in 1..4 {
+        net.with(addr(i), |n, now| n.subscribe(now, "q").unwrap());
+    }
+    net.run_for(Duration::from_millis(500));
+    let rid = net
+        .with(addr(0), |n, now| {
+            n.request(
+                now,
+                "q",
+                bytes::Bytes::from_static(b"ping"),
+                Duration::from_secs(1),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_millis(50));
+    for i in 1..3 {
+        let req = customs(&net, addr(i)).pop().unwrap();
+        assert_eq!(req.request, Some(rid));
+        net.with(addr(i), |n, now| {
+            n.reply(now, req.from, rid, bytes::Bytes::from_static(b"pong"))
+                .unwrap()
+        });
+    }
+    net.run_for(Duration::from_secs(2));
+    let evs = &net.events[&addr(0)];
+    let replies = evs
+        .iter()
+        .filter(|e| matches!(e, Event::Reply { request, .. } if *request == rid))
+        .count();
+    assert_eq!(replies, 2);
+    let done = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::RequestDone {
+                request,
+                answered,
+                missing,
+            } if *request == rid => Some((answered.len(), missing.len())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(done, (2, 1));
+}
+
+#[test]
+fn core_event_names_and_master_target_errors_are_clear() {
+    let mut net = TestNet::new(1, Config::lan());
+    let r = net
+        .with(addr(0), |n, now| n.subscribe(now, "new_master"))
+        .unwrap();
+    assert!(r.unwrap_err().to_string().contains("core event name"));
+    let r = net
+        .with(addr(0), |n, now| {
+            n.send(now, "jobs", bytes::Bytes::new(), crate::Target::Master)
+        })
+        .unwrap();
+    assert_eq!(r, Err(crate::SendError::NoMaster));
+    let r = net
+        .with(addr(0), |n, now| {
+            n.send(
+                now,
+                "jobs",
+                bytes::Bytes::new(),
+                crate::Target::Nodes(vec![crate::NodeId(99)]),
+            )
+        })
+        .unwrap();
+    assert_eq!(r, Err(crate::SendError::UnknownTarget(crate::NodeId(99))));
+}

@@ -33,6 +33,22 @@ fn main() {
             node.map_or(0, |n| n.members().len()),
         );
     }
+    // Stale member entries: what each node holds vs the member's own entry.
+    for s in sim.live_slots() {
+        for m in sim.node(s).map(|n| n.members()).unwrap_or_default() {
+            let Some(t) = sim.slot_of(m.id) else { continue };
+            let Some(truth) = sim.node(t).filter(|n| n.id() == m.id) else {
+                continue;
+            };
+            let truth = truth.info();
+            if truth.metadata != m.metadata || truth.subscriptions != m.subscriptions {
+                println!(
+                    "stale: n{s} holds n{t} at incarnation {} {:?}; n{t} itself is at {} {:?}",
+                    m.incarnation, m.metadata, truth.incarnation, truth.metadata
+                );
+            }
+        }
+    }
     if v.is_empty() {
         println!("all invariants held");
     } else {

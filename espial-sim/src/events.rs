@@ -50,6 +50,7 @@ pub struct EventLog {
     sends: Vec<Sent>,
     next_seq: HashMap<Incarnation, u64>,
     by_send_id: HashMap<(Incarnation, SendId), usize>,
+    early_outcomes: HashMap<(Incarnation, SendId), SendOutcome>,
     deliveries: BTreeMap<Incarnation, Vec<(usize, u64)>>,
     subs: BTreeMap<Incarnation, Vec<(u64, String, bool)>>,
     ended: HashMap<Incarnation, u64>,
@@ -157,6 +158,10 @@ impl EventLog {
         });
         if let Some(id) = id {
             self.by_send_id.insert((inc, id), idx);
+            // The outcome may have been emitted inside the `send` call itself.
+            if let Some(o) = self.early_outcomes.remove(&(inc, id)) {
+                self.sends[idx].outcome = Some(o);
+            }
         }
     }
 
@@ -216,6 +221,8 @@ impl EventLog {
     ) {
         if let Some(&idx) = self.by_send_id.get(&((slot, gen), o.send)) {
             self.sends[idx].outcome = Some(o);
+        } else {
+            self.early_outcomes.insert(((slot, gen), o.send), o);
         }
     }
 
@@ -348,7 +355,12 @@ impl EventLog {
             // Order per sender incarnation.
             if let Some(v) = self.deliveries.get(inc) {
                 let mut max_seq: HashMap<Incarnation, u64> = HashMap::new();
+                let mut seen = std::collections::HashSet::new();
                 for (idx, _) in v {
+                    // Duplicates are counted above; only first deliveries count for order.
+                    if !seen.insert(*idx) {
+                        continue;
+                    }
                     let s = &self.sends[*idx];
                     let m = max_seq.entry(s.sender).or_default();
                     if s.seq < *m {
@@ -374,6 +386,92 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn custom(idx: u64, sender: (usize, u32)) -> CustomEvent {
+        CustomEvent {
+            name: "jobs".into(),
+            from: NodeId(sender.0 as u128 + 100),
+            data: payload(idx, sender.0, sender.1, 64),
+            request: None,
+        }
+    }
+
+    /// Sender n0, stable subscribers n1 and n2, a crashed subscriber n3, a non-subscriber n4.
+    #[test]
+    fn analysis_counts_lost_duplicated_reordered_misrouted() {
+        let mut log = EventLog::default();
+        for s in 0..5usize {
+            log.on_start(s, 1, NodeId(s as u128 + 100));
+        }
+        for s in 1..4 {
+            log.on_subscribe(s, 1, "jobs", 0, true);
+        }
+        let grace = 1_000;
+        // Ten sends, well after the grace period.
+        for i in 0..10u64 {
+            let (idx, _) = log.prepare(0, 1, 64);
+            assert_eq!(idx, i);
+            log.on_sent(0, 1, "jobs", 10_000 + i, Some(SendId(i)));
+        }
+        // n1 gets everything once in order except #3 (lost) and #5 twice (duplicate).
+        for i in (0..10u64).filter(|&i| i != 3) {
+            log.on_custom(1, 1, 20_000 + i, &custom(i, (0, 1)), true, false);
+        }
+        log.on_custom(1, 1, 30_000, &custom(5, (0, 1)), true, false);
+        // n2 gets everything, #7 before #6 (one reordering).
+        for i in [0u64, 1, 2, 3, 4, 5, 7, 6, 8, 9] {
+            log.on_custom(2, 1, 20_000 + i, &custom(i, (0, 1)), true, false);
+        }
+        // n4 is not subscribed: misrouted.
+        log.on_custom(4, 1, 20_000, &custom(0, (0, 1)), false, false);
+        // n3 crashed; outcomes say it failed for every send; #3 claims n1 got it (wrong).
+        log.on_crash(3, 15_000);
+        for i in 0..10u64 {
+            let mut delivered = vec![NodeId(102)];
+            if i == 3 {
+                delivered.push(NodeId(101));
+            }
+            if i != 9 {
+                log.on_outcome(
+                    0,
+                    1,
+                    SendOutcome {
+                        send: SendId(i),
+                        delivered,
+                        failed: vec![NodeId(103)],
+                    },
+                    &HashMap::new(),
+                );
+            }
+        }
+        let (st, problems) = log.analyze(|(s, _)| s != 3, grace);
+        assert_eq!(st.events_sent, 10);
+        assert_eq!(st.events_delivered, 9 + 1 + 10 + 1);
+        assert_eq!(st.events_lost, 1, "{problems:?}");
+        assert_eq!(st.events_duplicated, 1);
+        assert_eq!(st.events_reordered, 1);
+        assert_eq!(st.events_misrouted, 1);
+        assert_eq!(st.failed_to_crashed, 9);
+        assert_eq!(st.outcomes_missing, 1, "send #9 never got an outcome");
+        assert_eq!(st.outcomes_wrong, 1, "#3 was reported delivered to n1");
+        assert_eq!(st.stable_subscribers, 2);
+    }
+
+    #[test]
+    fn early_and_disturbed_sends_are_not_expected_unless_claimed() {
+        let mut log = EventLog::default();
+        log.on_start(0, 1, NodeId(100));
+        log.on_start(1, 1, NodeId(101));
+        log.on_subscribe(1, 1, "jobs", 5_000, true);
+        log.disturbed(20_000, 30_000);
+        for (i, at) in [(0u64, 5_500u64), (1, 25_000), (2, 40_000)] {
+            log.prepare(0, 1, 64);
+            log.on_sent(0, 1, "jobs", at, Some(SendId(i)));
+        }
+        // Nothing delivered: only #2 (calm, after the grace) counts as lost.
+        let (st, _) = log.analyze(|_| true, 1_000);
+        assert_eq!(st.events_lost, 1);
+    }
 
     #[test]
     fn payload_round_trip() {

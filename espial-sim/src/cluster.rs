@@ -854,7 +854,7 @@ impl Sim {
                     .node
                     .as_ref()
                     .is_some_and(|n| n.info().subscriptions.contains(&c.name));
-                let rejected = self.slots[slot].rejected || !self.slots[slot].accepted;
+                let rejected = self.slots[slot].rejected;
                 let gen = self.slots[slot].gen;
                 if let (Some(req), true) = (c.request, subscribed) {
                     let from = c.from;

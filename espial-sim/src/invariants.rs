@@ -2,7 +2,7 @@
 //! continuous ones (terms never decrease, promotion/demotion alternate) are checked by the
 //! event loop in [`crate::cluster`].
 
-use crate::cluster::Sim;
+use crate::cluster::{Sim, SlotState};
 use crate::metrics::agreed_master_among;
 use espial_core::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -224,10 +224,23 @@ pub struct Settled {
     pub violations: Vec<String>,
 }
 
-/// Runs until the settle invariants hold (checking the cheap form every `step`, the full form
+/// Waits until every paused node has resumed, then runs until the settle invariants hold
+/// (checking the cheap form every `step`, the full form
 /// when the cheap one passes) or until `max` more simulated time passes; then runs a 2 s
 /// stability window and checks again.
 pub fn settle(sim: &mut Sim, max: Duration) -> Settled {
+    // Faults are over only once every paused node has resumed.
+    let resume = sim
+        .slots
+        .iter()
+        .filter_map(|s| match s.state {
+            SlotState::Paused(until) => Some(Duration::from_nanos(until)),
+            _ => None,
+        })
+        .max();
+    if let Some(t) = resume {
+        sim.run_until(t.max(sim.now()));
+    }
     let deadline = sim.now() + max;
     let step = if sim.slots.len() > 200 {
         Duration::from_millis(100)

@@ -219,6 +219,13 @@ fn finish(sim: Sim, p: &Params, mut out: Out, wall_ms: f64) -> Report {
     );
     json.insert("masters".into(), json!(masters));
     json.insert("live_nodes".into(), json!(sim.live_slots().len()));
+    // Live nodes that never emitted node_accepted (a node that formed the cluster may not).
+    let never_accepted = sim
+        .live_slots()
+        .iter()
+        .filter(|&&s| !sim.slots[s].accepted)
+        .count();
+    json.insert("never_accepted".into(), json!(never_accepted));
     json.insert(
         "datagrams".into(),
         json!({

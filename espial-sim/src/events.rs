@@ -56,8 +56,12 @@ pub struct EventLog {
     ended: HashMap<Incarnation, u64>,
     ids: HashMap<NodeId, Incarnation>,
     disturbed: Vec<(u64, u64)>,
-    /// Deliveries to a node not subscribed (or rejected / not yet admitted) at that moment.
+    /// Deliveries to a rejected node or to a node not subscribed at delivery time (issue 3:
+    /// a target that unsubscribed before delivery is a failed target, not a delivery).
     pub misrouted: u64,
+    /// The part of `misrouted` sent while the receiver was still subscribed (in flight at the
+    /// unsubscription).
+    pub after_unsubscribe: u64,
     /// Examples of misrouted deliveries.
     pub misrouted_examples: Vec<String>,
     /// Custom events whose payload was not made by this log.
@@ -89,8 +93,10 @@ pub struct EventStats {
     pub events_duplicated: u64,
     /// Deliveries at a stable subscriber out of per-sender send order.
     pub events_reordered: u64,
-    /// Deliveries to a non-subscriber, rejected or not yet admitted node.
+    /// Deliveries to a rejected node or to a node not subscribed at delivery time.
     pub events_misrouted: u64,
+    /// The part of `events_misrouted` sent while the receiver was still subscribed.
+    pub events_after_unsubscribe: u64,
     /// Targets reported failed in send outcomes.
     pub events_failed_reported: u64,
     /// Failed targets that had crashed or left (the expected kind).
@@ -190,6 +196,10 @@ impl EventLog {
             self.foreign += 1;
             return;
         };
+        let sent_at = self.sends[idx as usize].at;
+        if !subscribed && !not_admitted && self.was_subscribed((slot, gen), &c.name, sent_at) {
+            self.after_unsubscribe += 1;
+        }
         if !subscribed || not_admitted {
             self.misrouted += 1;
             if self.misrouted_examples.len() < 5 {
@@ -226,6 +236,16 @@ impl EventLog {
         }
     }
 
+    /// Whether `inc` was subscribed to `name` at time `t` (by its subscription commands).
+    pub fn was_subscribed(&self, inc: Incarnation, name: &str, t: u64) -> bool {
+        self.subs.get(&inc).is_some_and(|h| {
+            h.iter()
+                .filter(|(at, n, _)| *at <= t && n == name)
+                .last()
+                .is_some_and(|(_, _, on)| *on)
+        })
+    }
+
     /// Number of successful sends.
     pub fn sent(&self) -> u64 {
         self.sends.len() as u64
@@ -248,6 +268,7 @@ impl EventLog {
             events_sent: self.sent(),
             events_delivered: self.delivered(),
             events_misrouted: self.misrouted,
+            events_after_unsubscribe: self.after_unsubscribe,
             ..EventStats::default()
         };
         let mut problems = Vec::new();

@@ -244,6 +244,10 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out, faults: bool) {
     out.set("events_duplicated", json!(st.events_duplicated));
     out.set("events_reordered", json!(st.events_reordered));
     out.set("events_misrouted", json!(st.events_misrouted));
+    out.set(
+        "events_after_unsubscribe",
+        json!(st.events_after_unsubscribe),
+    );
     out.set("events_failed_reported", json!(st.events_failed_reported));
     out.set("failed_to_crashed", json!(st.failed_to_crashed));
     out.set("outcomes_missing", json!(st.outcomes_missing));

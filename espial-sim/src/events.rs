@@ -240,8 +240,8 @@ impl EventLog {
     pub fn was_subscribed(&self, inc: Incarnation, name: &str, t: u64) -> bool {
         self.subs.get(&inc).is_some_and(|h| {
             h.iter()
-                .filter(|(at, n, _)| *at <= t && n == name)
-                .last()
+                .rev()
+                .find(|(at, n, _)| *at <= t && n == name)
                 .is_some_and(|(_, _, on)| *on)
         })
     }

@@ -21,8 +21,17 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     sim.cfg.classify_traffic = sim.cfg.cipher == crate::CipherKind::Test;
     sim.counters.by_kind.clear();
     let terms_before = sim.counters.election_events();
+    // The last 10 s alone: the steady state, once join gossip and new sessions have drained.
+    let tail_start = (end - Duration::from_secs(10)).max(idle_start);
+    sim.run_until(tail_start);
+    let tail = TrafficWindow::start(sim);
     sim.run_until(end);
     let rate = w.rate(sim);
+    let tail = tail.rate(sim);
+    out.set(
+        "bytes_per_node_per_s_last_10s",
+        json!({"mean": tail.mean.round(), "max": tail.max.round()}),
+    );
     out.set(
         "bytes_per_node_per_s",
         json!({"mean": rate.mean.round(), "max": rate.max.round()}),

@@ -210,10 +210,11 @@ impl Config {
         t.max(self.suspicion_min)
     }
 
-    /// How many times a gossiped update is retransmitted in a cluster of `n` members.
+    /// How many times a gossiped update is retransmitted in a cluster of `n` members
+    /// (at least 6, so refutations survive loss in small clusters).
     pub fn retransmits(&self, n: usize) -> u32 {
         let scale = ((n + 1) as f64).log10().ceil().max(1.0) as u32;
-        self.retransmit_mult * scale
+        (self.retransmit_mult * scale).max(6)
     }
 }
 

@@ -1,7 +1,6 @@
 //! Incoming datagrams: decode, open, and route each message by sender status.
 
 use super::Node;
-use crate::session::Drop;
 use crate::wire::{self, Kind, Msg, Update};
 use crate::NodeId;
 use std::net::SocketAddr;
@@ -34,8 +33,7 @@ impl Node {
         self.push_transmits(out);
         let opened = match opened {
             Ok(o) => o,
-            Err(Drop::Handled) => return,
-            Err(_) => return,
+            Err(_) => return, // counted by the session layer
         };
         let sender = opened.from;
         if sender == self.me.id {
@@ -62,6 +60,14 @@ impl Node {
         }
         if member && self.election.claim.map(|c| c.master) == Some(from) {
             self.probe.master_contact(now);
+        }
+        if member {
+            // An authenticated message from a suspect is direct evidence it is alive: clear
+            // our own suspicion (its incarnation bump, gossiped, clears everyone else's).
+            let a = self.members.clear_suspicion(from);
+            if a != crate::membership::Applied::Ignored {
+                self.on_applied(now, vec![a], None);
+            }
         }
         match msg {
             Msg::JoinRequest { node, attempt } => {
@@ -103,7 +109,16 @@ impl Node {
             Msg::Updates(ups) => {
                 for u in ups {
                     let about_me_dead = matches!(u, Update::Dead { id, .. } if id == self.me.id);
+                    let suspecter = match u {
+                        Update::Suspect { id, by, .. } if id == self.me.id => Some(by),
+                        _ => None,
+                    };
                     self.apply_update(now, u, false);
+                    if let Some(by) = suspecter {
+                        // Refute straight to the suspecter too, not only by gossip.
+                        let me = Update::Alive(self.me.clone());
+                        self.queue(by, vec![Msg::Updates(vec![me])]);
+                    }
                     if about_me_dead {
                         // Refuted by gossip where we are still a member; rejoin where not.
                         self.try_join(now, addr);

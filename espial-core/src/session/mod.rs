@@ -55,6 +55,8 @@ pub fn transcript(initiator: NodeId, responder: NodeId, share_i: &[u8], share_r:
 
 struct Keys {
     epoch: u32,
+    /// Transcript of the handshake that made these keys (identity signatures cover it).
+    transcript: Vec<u8>,
     send: Box<dyn crate::cipher::Aead>,
     recv: Box<dyn crate::cipher::Aead>,
     send_counter: u64,
@@ -65,6 +67,10 @@ struct Keys {
 struct Peer {
     addr: SocketAddr,
     current: Keys,
+    /// Responder side: a new session answered while `current` works. We keep sending on
+    /// `current` until the initiator's first record on the new epoch proves it adopted it
+    /// (a stale or duplicated Hello then cannot break a working session).
+    next: Option<Keys>,
     previous: Option<(Keys, Instant)>,
     /// Responder side: the Hello attempt answered and the cached answer (for duplicates).
     answered: Option<(u64, Vec<u8>)>,
@@ -75,8 +81,6 @@ struct Peer {
     verified_key: Option<Vec<u8>>,
     /// A rekey handshake of ours is in progress.
     rekeying: bool,
-    /// Transcript of the current session (identity signatures are over it).
-    transcript: Vec<u8>,
     /// Initiator side: the Confirm message, resent until acknowledged.
     confirm_msg: Option<Msg>,
 }
@@ -131,6 +135,8 @@ pub struct Sessions {
     timed: BTreeSet<NodeId>,
     pending: BTreeMap<u64, Pending>,
     pending_by_addr: BTreeMap<SocketAddr, u64>,
+    /// Last re-handshake started because a peer used an epoch we do not have.
+    heals: BTreeMap<NodeId, Instant>,
     handshake_timeout: Duration,
     max_pending: usize,
     rekey_after_messages: u64,
@@ -149,6 +155,7 @@ impl Sessions {
             timed: BTreeSet::new(),
             pending: BTreeMap::new(),
             pending_by_addr: BTreeMap::new(),
+            heals: BTreeMap::new(),
             handshake_timeout: config.handshake_timeout,
             max_pending: config.max_pending_handshakes,
             rekey_after_messages: config.rekey_after_messages.max(2),
@@ -366,7 +373,7 @@ impl Sessions {
                 })?;
                 self.on_hello_ack(now, from, ack, stats, out)
             }
-            Kind::Sealed => self.on_sealed(now, from, body, stats, out),
+            Kind::Sealed => self.on_sealed(now, from, body, rng, stats, out),
             Kind::Beacon => Err(Drop::Handled),
         }
     }
@@ -452,27 +459,18 @@ impl Sessions {
         out.push((from, ack.clone()));
         let new_keys = Keys {
             epoch,
+            transcript: t,
             send: keys.send,
             recv: keys.recv,
             send_counter: 1,
             window: ReplayWindow::default(),
             created: now,
         };
-        let grace = now + self.rekey_grace;
-        let requires_identity = self.cipher.requires_identity();
         match self.peers.get_mut(&hello.from) {
             Some(p) => {
-                let old = std::mem::replace(&mut p.current, new_keys);
-                p.previous = Some((old, grace));
+                p.next = Some(new_keys);
                 p.addr = from;
                 p.answered = Some((hello.attempt, ack));
-                p.rekeying = false;
-                p.transcript = t;
-                p.confirm_msg = None;
-                p.confirm_retry = None;
-                if requires_identity {
-                    p.confirmed = false;
-                }
             }
             None => {
                 self.peers.insert(
@@ -480,13 +478,13 @@ impl Sessions {
                     Peer {
                         addr: from,
                         current: new_keys,
+                        next: None,
                         previous: None,
                         answered: Some((hello.attempt, ack)),
                         confirmed: false,
                         confirm_retry: None,
                         verified_key: None,
                         rekeying: false,
-                        transcript: t,
                         confirm_msg: None,
                     },
                 );
@@ -592,6 +590,7 @@ impl Sessions {
         window.accept(0);
         let new_keys = Keys {
             epoch: ack.epoch,
+            transcript: t.clone(),
             send: keys.send,
             recv: keys.recv,
             send_counter: 0,
@@ -614,7 +613,7 @@ impl Sessions {
                 p.confirm_retry = retry;
                 p.rekeying = false;
                 p.answered = None;
-                p.transcript = t;
+                p.next = None;
                 p.confirm_msg = Some(confirm_msg.clone());
                 if verified.is_some() {
                     p.verified_key = verified;
@@ -626,13 +625,13 @@ impl Sessions {
                     Peer {
                         addr: from,
                         current: new_keys,
+                        next: None,
                         previous: None,
                         answered: None,
                         confirmed: true,
                         confirm_retry: retry,
                         verified_key: verified,
                         rekeying: false,
-                        transcript: t,
                         confirm_msg: Some(confirm_msg.clone()),
                     },
                 );
@@ -666,6 +665,7 @@ impl Sessions {
         now: Instant,
         from: SocketAddr,
         body: &[u8],
+        rng: &mut Rng,
         stats: &mut Stats,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) -> Result<Opened, Drop> {
@@ -673,21 +673,43 @@ impl Sessions {
             stats.decode_errors += 1;
             Drop::Decode
         })?;
-        let Some(peer) = self.peers.get_mut(&hdr.sender) else {
+        #[derive(PartialEq)]
+        enum Which {
+            Current,
+            Next,
+            Previous,
+        }
+        let which = match self.peers.get(&hdr.sender) {
+            Some(p) if p.current.epoch == hdr.epoch => Some(Which::Current),
+            Some(p) if p.next.as_ref().is_some_and(|k| k.epoch == hdr.epoch) => Some(Which::Next),
+            Some(p)
+                if p.previous
+                    .as_ref()
+                    .is_some_and(|(k, until)| k.epoch == hdr.epoch && now < *until) =>
+            {
+                Some(Which::Previous)
+            }
+            _ => None,
+        };
+        let Some(which) = which else {
             stats.unknown_session += 1;
+            self.heal(now, hdr.sender, from, rng, stats, out);
             return Err(Drop::UnknownSession);
         };
-        let use_previous = peer.current.epoch != hdr.epoch;
-        let keys = if !use_previous {
-            &mut peer.current
-        } else {
-            match &mut peer.previous {
-                Some((k, until)) if k.epoch == hdr.epoch && now < *until => k,
-                _ => {
-                    stats.unknown_session += 1;
-                    return Err(Drop::UnknownSession);
-                }
-            }
+        let grace = now + self.rekey_grace;
+        let Some(peer) = self.peers.get_mut(&hdr.sender) else {
+            return Err(Drop::UnknownSession);
+        };
+        let keys = match which {
+            Which::Current => &mut peer.current,
+            Which::Next => match peer.next.as_mut() {
+                Some(k) => k,
+                None => return Err(Drop::UnknownSession),
+            },
+            Which::Previous => match peer.previous.as_mut() {
+                Some((k, _)) => k,
+                None => return Err(Drop::UnknownSession),
+            },
         };
         if !keys.window.check(hdr.counter) {
             stats.replays += 1;
@@ -701,6 +723,20 @@ impl Sessions {
             return Err(Drop::Auth);
         }
         keys.window.accept(hdr.counter);
+        if which == Which::Next {
+            // The initiator adopted the session we answered: switch to it.
+            if let Some(next) = peer.next.take() {
+                let old = std::mem::replace(&mut peer.current, next);
+                peer.previous = Some((old, grace));
+                peer.rekeying = false;
+                peer.confirm_msg = None;
+                peer.confirm_retry = None;
+                if self.cipher.requires_identity() {
+                    peer.confirmed = false;
+                }
+                self.timed.insert(hdr.sender);
+            }
+        }
         let msgs = match wire::decode_msgs(&buf) {
             Ok(m) => m,
             Err(DecodeError::Malformed) | Err(_) => {
@@ -718,7 +754,11 @@ impl Sessions {
                     let proof_ok = match &identity {
                         Some(proof) => self
                             .cipher
-                            .verify(&proof.public_key, &peer.transcript, &proof.signature)
+                            .verify(
+                                &proof.public_key,
+                                &peer.current.transcript,
+                                &proof.signature,
+                            )
                             .is_ok(),
                         None => false,
                     };
@@ -750,7 +790,7 @@ impl Sessions {
             new_session = true;
         }
         // Any record from the responder proves it got our Confirm's session.
-        if !use_previous && peer.confirm_retry.is_some() && peer.answered.is_none() {
+        if which == Which::Current && peer.confirm_retry.is_some() && peer.answered.is_none() {
             peer.confirm_retry = None;
         }
         peer.addr = from;
@@ -765,6 +805,41 @@ impl Sessions {
             msgs: kept,
             new_session,
         })
+    }
+
+    /// A peer sealed with an epoch we do not have (we lost or never adopted its session):
+    /// start a fresh handshake with it, at most once per second per node and with a bounded
+    /// table, so forged headers cannot make us flood.
+    fn heal(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        addr: SocketAddr,
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        if peer == self.me {
+            return;
+        }
+        if self
+            .heals
+            .get(&peer)
+            .is_some_and(|t| now < *t + Duration::from_secs(1))
+        {
+            return;
+        }
+        if self.heals.len() >= self.max_pending {
+            self.heals.retain(|_, t| now < *t + Duration::from_secs(1));
+            if self.heals.len() >= self.max_pending {
+                return;
+            }
+        }
+        self.heals.insert(peer, now);
+        if self.pending.values().any(|p| p.peer == Some(peer)) {
+            return;
+        }
+        self.start_handshake(now, Some(peer), addr, Vec::new(), rng, stats, out);
     }
 
     /// Retransmits handshakes and confirmations; expires old sessions.

@@ -75,6 +75,9 @@ pub enum MsgKind {
         name: String,
         /// Set when the sender waits for replies.
         request: Option<RequestId>,
+        /// Routed by subscription (not to explicit targets): a receiver that is no longer
+        /// subscribed to `name` declines it.
+        subscribers_only: bool,
     },
     /// A reply to one of the receiver's requests.
     Reply {
@@ -233,6 +236,7 @@ mod tests {
                     kind: MsgKind::Event {
                         name: "x".into(),
                         request: Some(RequestId(4)),
+                        subscribers_only: false,
                     },
                 }),
                 data: Bytes::from_static(b"abc"),

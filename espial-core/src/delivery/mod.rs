@@ -154,6 +154,11 @@ pub struct Delivery {
     next_send: u64,
     events: VecDeque<Event>,
     stats: DeliveryStats,
+    /// The local node's subscriptions (subscription-routed events for other names are
+    /// declined on arrival).
+    subscriptions: std::collections::BTreeSet<String>,
+    /// Set while `send_to_subscribers` queues a message.
+    route_by_subscription: bool,
     rr: Option<NodeId>,
 }
 
@@ -179,6 +184,28 @@ fn splitmix(mut x: u64) -> u64 {
 }
 
 impl Delivery {
+    /// Sets the local node's subscriptions (subscription-routed events for other names are
+    /// declined on arrival and counted in `events_declined`).
+    pub fn set_subscriptions(&mut self, subs: &std::collections::BTreeSet<String>) {
+        self.subscriptions = subs.clone();
+    }
+
+    /// Like [`Delivery::send`], marking the message as routed by subscription: a target that
+    /// is no longer subscribed when it arrives declines it.
+    pub fn send_to_subscribers(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: Bytes,
+        targets: &[NodeId],
+        request: Option<(RequestId, Duration)>,
+    ) -> Result<SendId, SendError> {
+        self.route_by_subscription = true;
+        let r = self.send(now, name, payload, targets, request);
+        self.route_by_subscription = false;
+        r
+    }
+
     /// Creates an engine for the local node. `stream_seed` must differ between runs of the
     /// same node id (the node passes a value from its seeded generator); memory limits below
     /// workable minimums are raised (see [`DeliveryConfig`]).
@@ -197,6 +224,8 @@ impl Delivery {
             next_send: 1,
             events: VecDeque::new(),
             stats: DeliveryStats::default(),
+            subscriptions: std::collections::BTreeSet::new(),
+            route_by_subscription: false,
             rr: None,
         }
     }
@@ -271,6 +300,7 @@ impl Delivery {
                 kind: MsgKind::Event {
                     name: name.to_string(),
                     request: request.map(|r| r.0),
+                    subscribers_only: self.route_by_subscription,
                 },
                 payload: payload.clone(),
             };
@@ -557,7 +587,15 @@ impl Delivery {
     fn emit(&mut self, from: NodeId, released: Vec<Released>) {
         for r in released {
             match r.kind {
-                MsgKind::Event { name, request } => {
+                MsgKind::Event {
+                    name,
+                    request,
+                    subscribers_only,
+                } => {
+                    if subscribers_only && !self.subscriptions.contains(&name) {
+                        self.stats.events_declined += 1;
+                        continue;
+                    }
                     self.stats.events_delivered += 1;
                     self.events.push_back(Event::Custom(CustomEvent {
                         name,

@@ -13,6 +13,8 @@ pub struct DeliveryStats {
     pub messages_failed: u64,
     /// Custom events released to the application.
     pub events_delivered: u64,
+    /// Subscription-routed events that arrived after this node unsubscribed (not released).
+    pub events_declined: u64,
     /// Replies reported to the application.
     pub replies_delivered: u64,
     /// Replies dropped: unknown or finished request, not a target, or a second answer.

@@ -125,7 +125,9 @@ impl Node {
         };
         let probe = ProbeState::new(now + jitter(&mut rng, config.probe_interval), now);
         let sessions = Sessions::new(me.id, cipher, &config);
-        let delivery = Delivery::new(DeliveryConfig::from_config(&config), me.id, rng.next_u64());
+        let mut delivery =
+            Delivery::new(DeliveryConfig::from_config(&config), me.id, rng.next_u64());
+        delivery.set_subscriptions(&me.subscriptions);
         let mut node = Node {
             members: Members::new(me.id),
             sessions,
@@ -334,8 +336,14 @@ impl Node {
                 limit: self.config.max_event_payload,
             });
         }
+        let by_subscription = target == Target::Subscribers;
         let targets = self.resolve_targets(name, target)?;
-        let id = self.delivery.send(now, name, payload, &targets, None)?;
+        let id = if by_subscription {
+            self.delivery
+                .send_to_subscribers(now, name, payload, &targets, None)?
+        } else {
+            self.delivery.send(now, name, payload, &targets, None)?
+        };
         self.flush(now);
         Ok(id)
     }
@@ -358,7 +366,7 @@ impl Node {
         self.next_request += 1;
         let rid = RequestId(self.next_request);
         self.delivery
-            .send(now, name, payload, &targets, Some((rid, timeout)))?;
+            .send_to_subscribers(now, name, payload, &targets, Some((rid, timeout)))?;
         self.flush(now);
         Ok(rid)
     }
@@ -683,6 +691,7 @@ impl Node {
     /// Bumps our incarnation and gossips our entry (metadata or subscription change, or
     /// refutation).
     fn publish_self(&mut self) {
+        self.delivery.set_subscriptions(&self.me.subscriptions);
         self.me.incarnation += 1;
         self.broadcasts.push(Update::Alive(self.me.clone()));
     }

@@ -40,10 +40,13 @@ fn runs() -> impl Strategy<Value = Vec<Run>> {
 
 fn kind() -> impl Strategy<Value = MsgKind> {
     prop_oneof![
-        ("[a-z]{0,70}", prop::option::of(any::<u64>())).prop_map(|(name, r)| MsgKind::Event {
-            name,
-            request: r.map(RequestId)
-        }),
+        ("[a-z]{0,70}", prop::option::of(any::<u64>()), any::<bool>()).prop_map(
+            |(name, r, subscribers_only)| MsgKind::Event {
+                name,
+                request: r.map(RequestId),
+                subscribers_only,
+            }
+        ),
         any::<u64>().prop_map(|r| MsgKind::Reply {
             request: RequestId(r)
         }),
@@ -208,6 +211,7 @@ fn never_completing_peer_cannot_exhaust_memory_or_starve_others() {
                     kind: MsgKind::Event {
                         name: "x".into(),
                         request: None,
+                        subscribers_only: false,
                     },
                 }),
                 data: Bytes::from(vec![7u8; frag]),

@@ -795,6 +795,21 @@ impl Node {
     /// Applies one update from the network and handles the consequences.
     fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool) {
         let timeout = self.suspicion_timeout_for(u.subject());
+        if let Update::Dead {
+            id, incarnation, ..
+        }
+        | Update::Suspect {
+            id, incarnation, ..
+        } = u
+        {
+            if self
+                .members
+                .get(id)
+                .is_some_and(|m| m.state.is_live() && incarnation < m.info.incarnation)
+            {
+                self.probe.probe_next(id);
+            }
+        }
         let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
         let original = (!from_state_sync).then_some(&u);
         self.on_applied(now, applied, original);

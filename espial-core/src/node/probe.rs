@@ -68,6 +68,21 @@ impl ProbeState {
         }
     }
 
+    /// Makes `id` the next probe target (someone reported it down at an older incarnation
+    /// than ours: check it ourselves rather than wait a whole round-robin cycle).
+    pub(crate) fn probe_next(&mut self, id: NodeId) {
+        if let Some(pos) = self.order.iter().position(|x| *x == id) {
+            if pos >= self.idx {
+                self.order.remove(pos);
+            } else {
+                self.order.remove(pos);
+                self.idx -= 1;
+            }
+        }
+        let at = self.idx.min(self.order.len());
+        self.order.insert(at, id);
+    }
+
     pub(crate) fn master_contact(&mut self, now: Instant) {
         self.master_last_contact = now;
         self.master_check = None;

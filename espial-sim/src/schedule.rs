@@ -31,7 +31,16 @@ pub enum Op {
     Promote(usize),
     /// New metadata value on a slot.
     Metadata(usize, u16),
+    /// Subscribe a slot to the event name `jobs`.
+    Subscribe(usize),
+    /// Unsubscribe a slot from `jobs`.
+    Unsubscribe(usize),
+    /// A slot publishes this many 128-byte events to the subscribers of `jobs`.
+    Send(usize, u8),
 }
+
+/// The event name used by schedule cases.
+pub const EVENT_NAME: &str = "jobs";
 
 /// A generated case: cluster shape and a list of (gap in ms, operation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +87,7 @@ pub fn run_case(
         .collect();
     sim.add_nodes_with(opts);
     sim.run_for(Duration::from_secs(3));
+    let mut partition_since: Option<Duration> = None;
     for (gap, op) in &c.steps {
         sim.run_for(Duration::from_millis(*gap));
         let name = format!("{op:?}").to_lowercase();
@@ -108,8 +118,31 @@ pub fn run_case(
                 m.insert("v", v.to_string());
                 Action::SetMetadata(s % n, m)
             }
+            Op::Subscribe(s) => Action::Subscribe(s % n, EVENT_NAME.into()),
+            Op::Unsubscribe(s) => Action::Unsubscribe(s % n, EVENT_NAME.into()),
+            Op::Send(s, k) => {
+                for _ in 0..*k {
+                    publish(&mut sim, s % n);
+                }
+                continue;
+            }
         };
+        match op {
+            Op::Partition(_) => partition_since = partition_since.or(Some(sim.now())),
+            Op::Heal => {
+                if let Some(t) = partition_since.take() {
+                    sim.events.disturbed(ns(t), ns(sim.now()));
+                }
+            }
+            Op::LossBurst(_, d) => sim
+                .events
+                .disturbed(ns(sim.now()), ns(sim.now() + Duration::from_millis(*d))),
+            _ => {}
+        }
         sim.apply(action);
+    }
+    if let Some(t) = partition_since.take() {
+        sim.events.disturbed(ns(t), ns(sim.now()));
     }
     // Faults stop: heal, no loss (a pending loss-burst end only sets 0 again), then settle.
     sim.apply(Action::Heal);
@@ -118,5 +151,56 @@ pub fn run_case(
     let s = settle(&mut sim, settle_max);
     let mut v = sim.violations.clone();
     v.extend(s.violations);
+    if sim.events.sent() > 0 {
+        // Let retransmissions and outcomes finish, then check exactly-once delivery.
+        sim.run_for(Duration::from_secs(10));
+        let (st, problems) = {
+            let slots = &sim.slots;
+            sim.events.analyze(
+                |(slot, gen)| slots[slot].gen == gen && slots[slot].is_live(),
+                3_000_000_000,
+            )
+        };
+        for (k, n) in [
+            ("lost", st.events_lost),
+            ("duplicated", st.events_duplicated),
+            ("reordered", st.events_reordered),
+            ("misrouted", st.events_misrouted),
+            ("without an outcome", st.outcomes_missing),
+            ("wrongly reported delivered", st.outcomes_wrong),
+        ] {
+            if n > 0 {
+                v.push(format!("{n} event(s) {k}"));
+            }
+        }
+        v.extend(problems);
+        v.extend(sim.events.misrouted_examples.iter().cloned());
+    }
     (sim, v)
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+/// Publishes one 128-byte event from `slot` to the subscribers of [`EVENT_NAME`]; refusals
+/// other than backpressure are recorded in the event log.
+pub fn publish(sim: &mut Sim, slot: usize) -> bool {
+    use espial_core::{SendError, Target};
+    let gen = sim.slots[slot].gen;
+    let now = ns(sim.now());
+    let (_, data) = sim.events.prepare(slot, gen, 128);
+    match sim.with_node(slot, |n, t| {
+        n.send(t, EVENT_NAME, data, Target::Subscribers)
+    }) {
+        Some(Ok(id)) => {
+            sim.events.on_sent(slot, gen, EVENT_NAME, now, Some(id));
+            true
+        }
+        Some(Err(SendError::Backpressure(_))) | None => false,
+        Some(Err(e)) => {
+            sim.events.on_send_error(format!("n{slot} send: {e}"));
+            false
+        }
+    }
 }

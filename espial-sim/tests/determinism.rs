@@ -6,6 +6,7 @@ use std::time::Duration;
 fn hash(scenario: &str, seed: u64) -> (u64, Vec<String>) {
     let mut p = Params::new(scenario, 5, seed);
     p.duration = Some(Duration::from_secs(10));
+    p.events = Some(50);
     p.keep_trace = true;
     let r = run_scenario(&p).expect("scenario runs");
     (r.trace_hash, r.trace.expect("kept"))
@@ -13,7 +14,7 @@ fn hash(scenario: &str, seed: u64) -> (u64, Vec<String>) {
 
 #[test]
 fn same_seed_same_trace_different_seed_different_trace() {
-    for scenario in ["steady", "churn", "partition-heal"] {
+    for scenario in ["steady", "churn", "partition-heal", "events-faults"] {
         let (a, ta) = hash(scenario, 11);
         let (b, tb) = hash(scenario, 11);
         assert!(

@@ -198,3 +198,80 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
         }
     }
 }
+
+/// A short readable list of the messages in a datagram, e.g. `hello` or `ping(7),updates(3)`
+/// (test cipher only; `?` when unreadable). Used by readable traces.
+pub fn describe_datagram(data: &[u8]) -> String {
+    use espial_core::wire::{self, Kind, Msg};
+    let Ok((kind, body)) = wire::split_header(data, usize::MAX) else {
+        return "?".into();
+    };
+    match kind {
+        Kind::Beacon => "beacon".into(),
+        Kind::Hello => "hello".into(),
+        Kind::HelloAck => "hello_ack".into(),
+        Kind::Sealed => {
+            let Some((hdr, msgs)) = wire::SealedHeader::parse(body)
+                .ok()
+                .filter(|(_, rest)| rest.len() >= 8)
+                .and_then(|(h, rest)| {
+                    wire::decode_msgs(&rest[..rest.len() - 8])
+                        .ok()
+                        .map(|m| (h, m))
+                })
+            else {
+                return "sealed(?)".into();
+            };
+            let parts: Vec<String> = msgs
+                .iter()
+                .map(|m| match m {
+                    Msg::Confirm { .. } => "confirm".into(),
+                    Msg::ConfirmAck => "confirm_ack".into(),
+                    Msg::JoinRequest { .. } => "join_request".into(),
+                    Msg::JoinAccept { .. } => "join_accept".into(),
+                    Msg::JoinReject { .. } => "join_reject".into(),
+                    Msg::Ping { seq } => format!("ping({seq})"),
+                    Msg::Ack { seq } => format!("ack({seq})"),
+                    Msg::PingReq { seq, target } => format!("ping_req({seq},{})", target.short()),
+                    Msg::IndirectAck { seq, target } => {
+                        format!("indirect_ack({seq},{})", target.short())
+                    }
+                    Msg::Updates(u) => {
+                        let v: Vec<String> = u
+                            .iter()
+                            .map(|u| match u {
+                                wire::Update::Alive(e) => {
+                                    format!("alive {}@{}", e.id.short(), e.incarnation)
+                                }
+                                wire::Update::Suspect {
+                                    id, incarnation, ..
+                                } => {
+                                    format!("suspect {}@{incarnation}", id.short())
+                                }
+                                wire::Update::Dead {
+                                    id, incarnation, ..
+                                } => {
+                                    format!("dead {}@{incarnation}", id.short())
+                                }
+                                wire::Update::Left { id, incarnation } => {
+                                    format!("left {}@{incarnation}", id.short())
+                                }
+                            })
+                            .collect();
+                        format!("updates[{}]", v.join(";"))
+                    }
+                    Msg::State(c) => format!("state({} members)", c.members.len()),
+                    Msg::Heartbeat {
+                        claim, incarnation, ..
+                    } => {
+                        format!("heartbeat(t{},inc {incarnation})", claim.term)
+                    }
+                    Msg::Claim(c) => format!("claim(t{} {})", c.term, c.master.short()),
+                    Msg::Resign(c) => format!("resign(t{})", c.term),
+                    Msg::Delivery(_) => "delivery".into(),
+                })
+                .collect();
+            format!("e{}#{} {}", hdr.epoch, hdr.counter, parts.join(","))
+        }
+    }
+}

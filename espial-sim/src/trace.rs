@@ -57,9 +57,10 @@ impl Trace {
         self.push(&[1, t_ns, from as u64, to as u64, h]);
         if let Some(r) = &mut self.records {
             r.push(format!(
-                "{:.3} dgram {from}->{to} len={} h={h:016x}",
+                "{:.3} dgram {from}->{to} len={} h={h:016x} {}",
                 t_ns as f64 / 1e6,
-                data.len()
+                data.len(),
+                crate::metrics::describe_datagram(data)
             ));
         }
     }

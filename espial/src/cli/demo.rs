@@ -268,8 +268,8 @@ impl Demo {
         self.say(
             "left",
             format!(
-                "every member removed it (reason \"left\") within {} ms",
-                t.elapsed().as_millis()
+                "every member removed it (reason \"left\") within {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
             ),
             json!({"leave_ms": t.elapsed().as_millis() as u64}),
         );

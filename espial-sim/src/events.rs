@@ -36,6 +36,8 @@ pub type Incarnation = (usize, u32);
 
 struct Sent {
     sender: Incarnation,
+    /// Subscribers the sender knew when it sent (its member view), when recorded.
+    known: Option<Vec<NodeId>>,
     name: String,
     at: u64,
     seq: u64,
@@ -107,6 +109,10 @@ pub struct EventStats {
     pub outcomes_wrong: u64,
     /// Stable subscribers the analysis covered.
     pub stable_subscribers: u64,
+    /// Not delivered to a stable subscriber because the sender did not yet know it was
+    /// subscribed (its view was older than the grace period): slow subscription gossip,
+    /// not a delivery failure.
+    pub events_unrouted_stale_view: u64,
 }
 
 impl EventLog {
@@ -149,13 +155,23 @@ impl EventLog {
     }
 
     /// Records a successful `send` (its number must come from [`EventLog::prepare`]).
-    pub fn on_sent(&mut self, slot: usize, gen: u32, name: &str, now: u64, id: Option<SendId>) {
+    /// `known`: the subscribers in the sender's member view at that moment, when available.
+    pub fn on_sent(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        name: &str,
+        now: u64,
+        id: Option<SendId>,
+        known: Option<Vec<NodeId>>,
+    ) {
         let inc = (slot, gen);
         let seq = self.next_seq.entry(inc).or_default();
         *seq += 1;
         let idx = self.sends.len();
         self.sends.push(Sent {
             sender: inc,
+            known,
             name: name.to_string(),
             at: now,
             seq: *seq,
@@ -354,8 +370,16 @@ impl EventLog {
                         .disturbed
                         .iter()
                         .any(|&(a, b)| s.at >= a && s.at <= b + grace);
-                    let expected = claimed || (s.at >= since + grace && calm);
+                    let known = match (&s.known, my_id) {
+                        (Some(k), Some(id)) => k.contains(&id),
+                        _ => true,
+                    };
+                    let timely = s.at >= since + grace && calm;
+                    let expected = claimed || (timely && known);
                     let c = count.get(&(*inc, i)).copied().unwrap_or(0);
+                    if c == 0 && timely && !known && !claimed && !reported_failed {
+                        st.events_unrouted_stale_view += 1;
+                    }
                     if c > 1 {
                         st.events_duplicated += (c - 1) as u64;
                     }
@@ -404,6 +428,18 @@ impl EventLog {
     }
 }
 
+/// The subscribers of `name` in the member view of the node in `slot`.
+pub fn known_subscribers(sim: &crate::Sim, slot: usize, name: &str) -> Option<Vec<NodeId>> {
+    let node = sim.node(slot)?;
+    Some(
+        node.members()
+            .into_iter()
+            .filter(|m| m.subscriptions.contains(name))
+            .map(|m| m.id)
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +468,7 @@ mod tests {
         for i in 0..10u64 {
             let (idx, _) = log.prepare(0, 1, 64);
             assert_eq!(idx, i);
-            log.on_sent(0, 1, "jobs", 10_000 + i, Some(SendId(i)));
+            log.on_sent(0, 1, "jobs", 10_000 + i, Some(SendId(i)), None);
         }
         // n1 gets everything once in order except #3 (lost) and #5 twice (duplicate).
         for i in (0..10u64).filter(|&i| i != 3) {
@@ -487,7 +523,7 @@ mod tests {
         log.disturbed(20_000, 30_000);
         for (i, at) in [(0u64, 5_500u64), (1, 25_000), (2, 40_000)] {
             log.prepare(0, 1, 64);
-            log.on_sent(0, 1, "jobs", at, Some(SendId(i)));
+            log.on_sent(0, 1, "jobs", at, Some(SendId(i)), None);
         }
         // Nothing delivered: only #2 (calm, after the grace) counts as lost.
         let (st, _) = log.analyze(|_| true, 1_000);

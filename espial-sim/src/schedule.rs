@@ -190,11 +190,13 @@ pub fn publish(sim: &mut Sim, slot: usize) -> bool {
     let gen = sim.slots[slot].gen;
     let now = ns(sim.now());
     let (_, data) = sim.events.prepare(slot, gen, 128);
+    let known = crate::events::known_subscribers(sim, slot, EVENT_NAME);
     match sim.with_node(slot, |n, t| {
         n.send(t, EVENT_NAME, data, Target::Subscribers)
     }) {
         Some(Ok(id)) => {
-            sim.events.on_sent(slot, gen, EVENT_NAME, now, Some(id));
+            sim.events
+                .on_sent(slot, gen, EVENT_NAME, now, Some(id), known);
             true
         }
         Some(Err(SendError::Backpressure(_))) | None => false,

@@ -24,10 +24,11 @@ fn publish(sim: &mut Sim, slot: usize, name: &str) -> Sent {
     let gen = sim.slots[slot].gen;
     let now = sim.now().as_nanos() as u64;
     let (_, data) = sim.events.prepare(slot, gen, PAYLOAD);
+    let known = crate::events::known_subscribers(sim, slot, name);
     let r = sim.with_node(slot, |n, t| n.send(t, name, data, Target::Subscribers));
     match r {
         Some(Ok(id)) => {
-            sim.events.on_sent(slot, gen, name, now, Some(id));
+            sim.events.on_sent(slot, gen, name, now, Some(id), known);
             Sent::Ok
         }
         Some(Err(SendError::Backpressure(_))) => Sent::Backpressure,
@@ -253,6 +254,10 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out, faults: bool) {
     out.set("outcomes_missing", json!(st.outcomes_missing));
     out.set("outcomes_wrong", json!(st.outcomes_wrong));
     out.set("stable_subscribers", json!(st.stable_subscribers));
+    out.set(
+        "events_unrouted_stale_view",
+        json!(st.events_unrouted_stale_view),
+    );
     out.set("requests", json!(sim.events.requests));
     out.set("replies", json!(sim.events.replies_received));
     out.set("send_errors", json!(sim.events.send_errors));

@@ -810,6 +810,17 @@ impl Node {
                 self.probe.probe_next(id);
             }
         }
+        // Fast path: most gossip repeats what we know; do not clone a stale entry.
+        if let Update::Alive(e) = &u {
+            if e.id != self.me.id
+                && self
+                    .members
+                    .get(e.id)
+                    .is_some_and(|m| m.info.incarnation >= e.incarnation)
+            {
+                return;
+            }
+        }
         let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
         let original = (!from_state_sync).then_some(&u);
         self.on_applied(now, applied, original);

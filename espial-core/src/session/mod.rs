@@ -137,6 +137,9 @@ pub struct Sessions {
     pending_by_addr: BTreeMap<SocketAddr, u64>,
     /// Last re-handshake started because a peer used an epoch we do not have.
     heals: BTreeMap<NodeId, Instant>,
+    /// Earliest deadline, recomputed by `handle_timeout` and lowered as deadlines are added
+    /// (a stale value only delays work until the node's next periodic tick).
+    cached_deadline: Option<Instant>,
     handshake_timeout: Duration,
     max_pending: usize,
     rekey_after_messages: u64,
@@ -156,6 +159,7 @@ impl Sessions {
             pending: BTreeMap::new(),
             pending_by_addr: BTreeMap::new(),
             heals: BTreeMap::new(),
+            cached_deadline: None,
             handshake_timeout: config.handshake_timeout,
             max_pending: config.max_pending_handshakes,
             rekey_after_messages: config.rekey_after_messages.max(2),
@@ -319,6 +323,7 @@ impl Sessions {
             },
         );
         out.push((addr, hello.clone()));
+        self.note_deadline(now + self.handshake_timeout);
         self.pending_by_addr.insert(addr, attempt);
         self.pending.insert(
             attempt,
@@ -491,6 +496,7 @@ impl Sessions {
             }
         }
         self.timed.insert(hello.from);
+        self.note_deadline(now + self.rekey_grace);
         stats.handshakes_completed += 1;
         for batch in inherited {
             self.send(now, Some(hello.from), from, batch, rng, stats, out);
@@ -638,6 +644,7 @@ impl Sessions {
             }
         }
         self.timed.insert(ack.from);
+        self.note_deadline(now + self.handshake_timeout);
         stats.handshakes_completed += 1;
         // Confirm first, then what was queued.
         let Some(peer) = self.peers.get_mut(&ack.from) else {
@@ -735,6 +742,7 @@ impl Sessions {
                     peer.confirmed = false;
                 }
                 self.timed.insert(hdr.sender);
+                self.cached_deadline = Some(self.cached_deadline.map_or(grace, |d| d.min(grace)));
             }
         }
         let msgs = match wire::decode_msgs(&buf) {
@@ -907,10 +915,19 @@ impl Sessions {
         for id in idle {
             self.timed.remove(&id);
         }
+        self.cached_deadline = self.compute_deadline();
     }
 
-    /// Earliest retransmission or expiry deadline.
+    fn note_deadline(&mut self, t: Instant) {
+        self.cached_deadline = Some(self.cached_deadline.map_or(t, |d| d.min(t)));
+    }
+
+    /// Earliest retransmission or expiry deadline (cached; see `cached_deadline`).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.cached_deadline
+    }
+
+    fn compute_deadline(&self) -> Option<Instant> {
         let a = self.pending.values().map(|p| p.next_retry).min();
         let timed = || self.timed.iter().filter_map(|id| self.peers.get(id));
         let b = timed()

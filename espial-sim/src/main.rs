@@ -29,10 +29,12 @@ struct Cli {
     /// Print only the final JSON object.
     #[arg(long)]
     json: bool,
-    /// Simulated duration in seconds (scenario-specific meaning; see --help of each).
+    /// Simulated duration in seconds: steady = whole run (default 30), loss = whole run
+    /// (default 600), churn = churn phase (default 20), events = stream phase (default 10).
     #[arg(long)]
     duration_s: Option<f64>,
-    /// Number of events for the event scenarios.
+    /// Events: events phase A count (default 10000 at N <= 5, else 2000) and events per
+    /// sender in phase B (default 200).
     #[arg(long)]
     events: Option<usize>,
     /// Write the readable trace to this file.

@@ -10,10 +10,11 @@ fn espial(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn bench_is_a_reserved_slot() {
-    let out = espial(&["bench"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not implemented yet"));
+fn bench_has_help() {
+    // `espial bench` itself runs the benchmarks (inside a namespace); only its help here.
+    let out = espial(&["bench", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bench"));
 }
 
 #[test]

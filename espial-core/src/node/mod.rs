@@ -810,6 +810,26 @@ impl Node {
                 self.probe.probe_next(id);
             }
         }
+        // Our own entry: someone holds it at a higher incarnation, or at ours with other
+        // content (a member that re-admitted us raised our incarnation on our behalf while
+        // we published a change at the same number): publish above it, ours wins.
+        if let Update::Alive(e) = &u {
+            if e.id == self.me.id {
+                let differs = e.metadata != self.me.metadata
+                    || e.subscriptions != self.me.subscriptions
+                    || e.master_eligible != self.me.master_eligible
+                    || e.priority != self.me.priority
+                    || e.name != self.me.name
+                    || e.addr != self.me.addr;
+                if e.incarnation > self.me.incarnation
+                    || (e.incarnation == self.me.incarnation && differs)
+                {
+                    self.me.incarnation = e.incarnation;
+                    self.publish_self();
+                }
+                return;
+            }
+        }
         // Fast path: most gossip repeats what we know; do not clone a stale entry.
         if let Update::Alive(e) = &u {
             if e.id != self.me.id

@@ -1,0 +1,135 @@
+//! Custom events through the facade between real nodes: JSON payloads, directed sends,
+//! sends to the master, request/reply, and the errors a user gets for bad sends.
+
+use espial::{decode_json, Espial, Event};
+use espial_tests::cluster::Cluster;
+use espial_tests::{addr, require_netns};
+use std::time::Duration;
+
+const NET: u8 = 10;
+const PORT: u16 = 27400;
+const N: usize = 3;
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Job {
+    id: u32,
+    name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_directed_master_and_request_reply() {
+    require_netns!();
+    let peers: Vec<String> = (1..=N as u8)
+        .map(|h| addr(NET, h, PORT).to_string())
+        .collect();
+    let mut c = Cluster::new();
+    for h in 1..=N as u8 {
+        let node = Espial::builder()
+            .name(format!("ev-{h}"))
+            .bind(addr(NET, h, PORT))
+            .peers(peers.clone())
+            .start()
+            .await
+            .expect("start");
+        node.join("jobs").unwrap();
+        node.join("ask").unwrap();
+        c.add(node);
+    }
+    let all: Vec<usize> = (0..N).collect();
+    c.wait(
+        "3 members, a master, subscriptions known",
+        Duration::from_secs(10),
+        |c| {
+            c.members_are(&all)
+                && c.agreed_master().is_some()
+                && c.nodes.iter().all(|n| {
+                    n.nodes().iter().all(|m| {
+                        m.subscriptions.contains("jobs") && m.subscriptions.contains("ask")
+                    })
+                })
+        },
+    )
+    .await;
+
+    // Typed JSON to every subscriber.
+    let job = Job {
+        id: 7,
+        name: "build".into(),
+    };
+    c.nodes[0].send_json("jobs", &job).await.unwrap();
+    c.wait("the JSON job at the two other nodes", Duration::from_secs(5), |c| {
+        (1..N).all(|i| {
+            c.events_of(i).any(|e| {
+                matches!(e, Event::Custom(ev) if ev.name == "jobs" && decode_json::<Job>(ev).ok().as_ref() == Some(&job))
+            })
+        })
+    })
+    .await;
+
+    // Directed send to a node, and a send to the master.
+    let target = c.nodes[2].id();
+    c.nodes[0]
+        .send_to([target], "direct", "just you")
+        .await
+        .unwrap();
+    let master = c.agreed_master().unwrap();
+    let mi = c.nodes.iter().position(|n| n.id() == master).unwrap();
+    let from = (mi + 1) % N;
+    c.nodes[from]
+        .send_to_master("to-master", "hello boss")
+        .await
+        .unwrap();
+    c.wait("directed and master events", Duration::from_secs(5), |c| {
+        c.events_of(2)
+            .any(|e| matches!(e, Event::Custom(ev) if ev.name == "direct" && ev.data == "just you"))
+            && c.events_of(mi)
+                .any(|e| matches!(e, Event::Custom(ev) if ev.name == "to-master"))
+    })
+    .await;
+    assert!(!c
+        .events_of(1)
+        .any(|e| matches!(e, Event::Custom(ev) if ev.name == "direct")));
+
+    // Request/reply: the two others answer.
+    let responders: Vec<_> = (1..N)
+        .map(|i| {
+            let node = c.nodes[i].clone();
+            let mut events = node.events();
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    if let Event::Custom(ev) = e {
+                        if ev.request.is_some() {
+                            let answer = format!("{} says pong", node.node_info().name);
+                            node.reply(&ev, answer).await.unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let replies = c.nodes[0]
+        .request("ask", "ping", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let mut got: Vec<String> = replies
+        .replies
+        .iter()
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["ev-2 says pong", "ev-3 says pong"], "{replies:?}");
+    assert!(replies.missing.is_empty(), "{replies:?}");
+
+    // Errors say what is wrong and nothing is sent.
+    let e = c.nodes[0].send("new_master", "x").await.unwrap_err();
+    assert!(e.to_string().contains("core event"), "{e}");
+    assert!(c.nodes[0].join("removed_node").is_err());
+    let big = vec![0u8; c.nodes[0].config().max_event_payload + 1];
+    let e = c.nodes[0].send("jobs", big).await.unwrap_err();
+    assert!(e.to_string().contains("max_event_payload"), "{e}");
+
+    for r in responders {
+        r.abort();
+    }
+    c.shutdown_all().await;
+}

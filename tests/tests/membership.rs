@@ -119,3 +119,80 @@ async fn graceful_shutdown_is_seen_as_left_within_200_ms() {
     ));
     c.shutdown_all().await;
 }
+
+/// Kills node 4 and starts it again at the same address; the cluster heals by itself.
+async fn restart_heals(net: u8, port: u16, identity: bool) {
+    let keys: Vec<Option<espial::IdentityKey>> = (0..N)
+        .map(|_| identity.then(|| espial::IdentityKey::generate().unwrap()))
+        .collect();
+    let peers: Vec<String> = (1..=N as u8)
+        .map(|h| addr(net, h, port).to_string())
+        .collect();
+    let build = |h: u8| {
+        let mut b = Espial::builder()
+            .name(format!("r{net}-{h}"))
+            .bind(addr(net, h, port))
+            .peers(peers.clone());
+        if let Some(k) = &keys[h as usize - 1] {
+            b = b.identity(k.clone());
+        }
+        b
+    };
+    let mut c = Cluster::new();
+    for h in 1..=N as u8 {
+        c.add(build(h).start().await.expect("start"));
+    }
+    let all: Vec<usize> = (0..N).collect();
+    c.wait("5 members and a master", Duration::from_secs(15), |c| {
+        c.members_are(&all) && c.agreed_master().is_some()
+    })
+    .await;
+    let old = c.nodes[3].id();
+    c.kill(3);
+    c.wait(
+        "the killed node's task to end",
+        Duration::from_secs(5),
+        |c| c.nodes[3].is_stopped(),
+    )
+    .await;
+    let start = std::time::Instant::now();
+    let n = c.add(build(4).start().await.expect("restart on the same address"));
+    let new = c.nodes[n].id();
+    assert_eq!(
+        new == old,
+        identity,
+        "same id exactly when the identity key is kept"
+    );
+    let idx = [0, 1, 2, 4, n];
+    c.wait(
+        "the restarted node is a member everywhere",
+        Duration::from_secs(20),
+        |c| c.members_are(&idx) && c.agreed_master_among(&idx).is_some(),
+    )
+    .await;
+    println!(
+        "restart (identity key: {identity}): cluster whole again {} ms after the restart",
+        start.elapsed().as_millis()
+    );
+    if !identity {
+        for i in [0, 1, 2, 4] {
+            assert!(
+                c.nodes[i].node(old).is_none(),
+                "old incarnation still listed"
+            );
+        }
+    }
+    c.shutdown_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_rejoins_with_a_new_id() {
+    require_netns!();
+    restart_heals(11, 27420, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_with_identity_key_keeps_its_id() {
+    require_netns!();
+    restart_heals(12, 27430, true).await;
+}

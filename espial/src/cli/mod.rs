@@ -1,6 +1,7 @@
 //! Command-line interface of the `espial` binary.
 
 mod agent;
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,9 +28,9 @@ enum Cmd {
     /// keeps running until `quit`, SIGTERM or SIGINT, each of which leaves the cluster
     /// gracefully.
     Agent(Box<agent::AgentArgs>),
-    /// Performance figures (throughput, failover, join, idle cost, crypto). Not implemented
-    /// yet.
-    Bench,
+    /// Performance figures on loopback (127.0.x.y unicast, no multicast): event throughput
+    /// and latency, failover, join, leave, idle cost, crypto. Bounded; ends by itself.
+    Bench(bench::BenchArgs),
 }
 
 /// Timing profile names for the command line.
@@ -70,10 +71,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Cmd::Demo(args) => rt.block_on(demo::run(args)),
         Cmd::Agent(args) => rt.block_on(agent::run(*args)),
-        Cmd::Bench => {
-            out("espial bench: not implemented yet");
-            ExitCode::from(2)
-        }
+        Cmd::Bench(args) => rt.block_on(bench::run(args)),
     }
 }
 

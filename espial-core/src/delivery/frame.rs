@@ -60,10 +60,23 @@ pub struct Ack {
     pub delay_us: u64,
     /// Every message with `seq < cumulative` was received.
     pub cumulative: u64,
-    /// Complete messages above `cumulative`, as runs starting at `cumulative`.
+    /// Complete messages above `cumulative`, as runs starting at `cumulative` (final: the
+    /// receiver will release them in order). Complete subscription-routed events are not
+    /// listed here until their turn comes (they are reported in `partials` meanwhile): only
+    /// then does the receiver decide whether it takes them. Skipped ones are not listed
+    /// either.
     pub ranges: Vec<Run>,
-    /// Incomplete messages and the fragments they have.
+    /// Incomplete messages and the fragments they have (and complete subscription-routed
+    /// events waiting for their turn, with all their fragments).
     pub partials: Vec<PartialAck>,
+    /// Where `declined` starts: `cumulative - declined_back`.
+    pub declined_back: u64,
+    /// Messages below `cumulative` that the receiver did not take: declined
+    /// (subscription-routed events whose turn came while it no longer subscribed to their
+    /// name) or skipped (tombstones, invalid messages), as runs from
+    /// `cumulative - declined_back`. Complete from there up to `cumulative`: a message in
+    /// that span not listed was taken. The sender reports the listed ones failed.
+    pub declined: Vec<Run>,
 }
 
 /// What a message is.
@@ -226,6 +239,8 @@ mod tests {
                     off: 0,
                     frags: vec![Run { gap: 0, len: 3 }],
                 }],
+                declined_back: 2,
+                declined: vec![Run { gap: 0, len: 1 }],
             }),
             segs: vec![Segment {
                 off: 0,

@@ -39,12 +39,23 @@
 //!   smaller head-of-line ones) and is then resent, so the largest head-of-line message
 //!   always completes. Fragment acks are soft (a receiver may drop fragments it reported);
 //!   whole-message acks are final.
+//! - Subscription-routed events ([`Delivery::send_to_subscribers`]) are taken or declined
+//!   at their turn (in order), by the receiver's subscriptions then
+//!   ([`Delivery::set_subscriptions`]); a declined event never reaches the application.
+//!   Until its turn a complete one is acknowledged by fragment only (not whole). Every ack
+//!   lists, below its cumulative point, the messages not taken (declined, or skipped as
+//!   abandoned), from the sender's base on, until the sender's base passes them; a list
+//!   that does not fit lowers the cumulative point instead.
 //! - Outcomes: a target counts as delivered when its engine acknowledged the whole message
-//!   (it then releases it in order, even if the sender later gives up on earlier ones).
-//!   [`Delivery::peer_gone`], [`Delivery::peer_unsubscribed`] and `give_up_after` report
-//!   the rest failed; an abandoned message that was already transmitted becomes a tiny
-//!   `Skip` tombstone so the receiver's order does not stall. A message reported failed may
-//!   in rare races still reach the target (its ack was in flight) — never twice.
+//!   and did not list it as not taken (it then releases it in order, even if the sender
+//!   later gives up on earlier ones); listed ones are reported failed.
+//!   [`Delivery::peer_gone`] and `give_up_after` report the rest failed. An abandoned
+//!   message that was already transmitted becomes a tiny `Skip` tombstone so the
+//!   receiver's order does not stall; [`Delivery::peer_unsubscribed`] reports failed at
+//!   once only what was never transmitted, and the rest by the receiver's verdict (taken
+//!   before the tombstone, or not). A message reported failed after `peer_gone` or
+//!   `give_up_after` may in rare races still reach the target (its ack was in flight) —
+//!   never twice.
 //!
 //! # How the node drives it
 //! - `send`/`reply`/`handle_frame`/`handle_timeout`/`peer_gone`/`peer_unsubscribed`
@@ -96,6 +107,7 @@
 //! ```
 
 mod config;
+mod decline;
 mod frame;
 mod rtt;
 mod rx;
@@ -114,6 +126,7 @@ use crate::error::SendError;
 use crate::event::{check_event_name, CustomEvent, Event, RequestId, SendId};
 use crate::NodeId;
 use bytes::Bytes;
+use decline::Declined;
 use frame::{size_of, varint_len};
 use rx::{Mem, Released, Rx, Verdict};
 use std::collections::{BTreeMap, VecDeque};
@@ -134,8 +147,8 @@ const GRAVEYARD: usize = 1024;
 struct Peer {
     tx: Tx,
     rx: Option<Rx>,
-    /// Replaced streams of this peer and where each stood.
-    retired: Vec<(u64, u64)>,
+    /// Replaced streams of this peer: where each stood and what it had declined.
+    retired: Vec<(u64, u64, Declined)>,
 }
 
 /// The delivery engine: per-peer reliable streams, fragmentation, acks, outcomes and
@@ -148,7 +161,8 @@ pub struct Delivery {
     peers: BTreeMap<NodeId, Peer>,
     mem: Mem,
     seq_floor: u64,
-    graveyard: BTreeMap<NodeId, (u64, u64)>,
+    /// Gone peers: their stream, where it stood and what it had declined.
+    graveyard: BTreeMap<NodeId, (u64, u64, Declined)>,
     grave_order: VecDeque<(NodeId, u64)>,
     tracker: Tracker,
     next_send: u64,
@@ -381,6 +395,7 @@ impl Delivery {
             self.stats.skipped = self.stats.skipped.saturating_add(rx.skip_to(
                 &mut self.mem,
                 frame.base,
+                &self.subscriptions,
                 &mut released,
             ));
         }
@@ -390,8 +405,8 @@ impl Delivery {
                     Some(p) => p.tx.on_ack(now, &self.cfg, ack).finished,
                     None => Vec::new(),
                 };
-                for send in finished {
-                    self.resolve(send, from, true);
+                for (send, taken) in finished {
+                    self.resolve(send, from, taken);
                 }
             } else {
                 self.stats.foreign_acks += 1;
@@ -403,7 +418,7 @@ impl Delivery {
             urgent |= self.on_segment(now, from, frame.base, seg);
         }
         if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
-            rx.release(&mut self.mem, &mut released);
+            rx.release(&mut self.mem, &self.subscriptions, &mut released);
             if eliciting {
                 rx.note_data(now, &self.cfg, urgent);
             }
@@ -416,7 +431,7 @@ impl Delivery {
     /// Makes sure the receive state of `from` follows `stream`. Returns false for a frame of
     /// a replaced stream.
     fn adopt_stream(&mut self, now: Instant, from: NodeId, stream: u64, base: u64) -> bool {
-        let grave = self.graveyard.get(&from).copied();
+        let grave = self.graveyard.get(&from).map(|g| (g.0, g.1));
         let silence = self.cfg.stream_silence;
         let peer = peer_entry(&mut self.peers, from, self.seq_floor, &self.cfg);
         let mut resume = None;
@@ -432,25 +447,30 @@ impl Delivery {
                 if now.saturating_duration_since(rx.last_heard) < silence {
                     return false;
                 }
-                resume = Some(peer.retired.remove(pos).1);
+                let r = peer.retired.remove(pos);
+                resume = Some((r.1, r.2));
             }
             // The peer restarted (new stream id): reset, remembering where the old stream
             // stood in case it has to be resumed.
             rx.clear(&mut self.mem);
-            peer.retired.push((rx.stream, rx.next));
+            peer.retired
+                .push((rx.stream, rx.next, std::mem::take(&mut rx.declined)));
             if peer.retired.len() > RETIRED_STREAMS {
                 peer.retired.remove(0);
             }
             peer.tx.last_serial = 0;
             self.stats.stream_resets += 1;
         }
-        let next = match (resume, grave) {
-            (Some(n), _) => n.max(base),
-            (None, Some((s, n))) if s == stream => n.max(base),
-            _ => base,
+        let buried = self.graveyard.remove(&from);
+        // Resuming a stream keeps what it declined (the sender may still have to hear it).
+        let (next, declined) = match (resume, grave) {
+            (Some((n, d)), _) => (n.max(base), Some(d)),
+            (None, Some((s, n))) if s == stream => (n.max(base), buried.map(|g| g.2)),
+            _ => (base, None),
         };
-        self.graveyard.remove(&from);
-        peer.rx = Some(Rx::new(stream, next, now));
+        let mut rx = Rx::new(&self.cfg, stream, next, now, declined);
+        rx.declined.note_base(base);
+        peer.rx = Some(rx);
         true
     }
 
@@ -592,7 +612,8 @@ impl Delivery {
                     request,
                     subscribers_only,
                 } => {
-                    if subscribers_only && !self.subscriptions.contains(&name) {
+                    if r.declined {
+                        debug_assert!(subscribers_only, "only subscription-routed events");
                         self.stats.events_declined += 1;
                         continue;
                     }
@@ -767,7 +788,8 @@ impl Delivery {
             self.seq_floor = self.seq_floor.max(p.tx.next_seq);
             if let Some(mut rx) = p.rx.take() {
                 rx.clear(&mut self.mem);
-                self.graveyard.insert(peer, (rx.stream, rx.next));
+                let declined = std::mem::take(&mut rx.declined);
+                self.graveyard.insert(peer, (rx.stream, rx.next, declined));
                 self.grave_order.push_back((peer, rx.stream));
                 while self.grave_order.len() > GRAVEYARD {
                     if let Some((id, s)) = self.grave_order.pop_front() {
@@ -785,7 +807,9 @@ impl Delivery {
     }
 
     /// The peer unsubscribed from `name`: unacknowledged events of that name to it are
-    /// reported failed and abandoned (it will skip them).
+    /// abandoned (it will skip them) and reported failed: at once if never transmitted,
+    /// else when the peer acknowledges the tombstone (delivered instead if it had already
+    /// taken the message).
     pub fn peer_unsubscribed(&mut self, now: Instant, peer: NodeId, name: &str) {
         let _ = now;
         let failed = match self.peers.get_mut(&peer) {

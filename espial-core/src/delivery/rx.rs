@@ -1,12 +1,14 @@
 //! Receive side of one peer's stream: duplicate filter, reorder buffer, reassembly with
-//! accounted memory, in-order release, and the acknowledgement it owes.
+//! accounted memory, in-order release (declining subscription-routed events of names the
+//! local node no longer subscribes to), and the acknowledgement it owes.
 
 use super::config::{ENTRY_COST, FRAG_COST};
+use super::decline::Declined;
 use super::frame::{size_of, Ack, Head, MsgKind, PartialAck, Run, Segment};
 use super::DeliveryConfig;
 use crate::event::MAX_EVENT_NAME;
 use bytes::{Bytes, BytesMut};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// Most runs per list in an ack we build (keeps each length prefix at one byte).
@@ -37,8 +39,41 @@ pub(crate) struct Partial {
 #[derive(Debug)]
 pub(crate) enum Entry {
     Partial(Partial),
-    Complete { kind: MsgKind, data: Bytes },
+    /// A whole message. Subscription-routed events stay *soft* until released: reported
+    /// as fragments, not as a whole message, because the decision to take or decline them
+    /// is made at their turn.
+    Complete {
+        kind: MsgKind,
+        data: Bytes,
+        frags: u32,
+    },
     Skip,
+}
+
+/// True for a subscription-routed event (taken or declined only at its turn).
+fn soft(kind: &MsgKind) -> bool {
+    matches!(
+        kind,
+        MsgKind::Event {
+            subscribers_only: true,
+            ..
+        }
+    )
+}
+
+/// True when the local node, subscribed to `subs`, declines a message of this kind.
+fn declines(kind: &MsgKind, subs: &BTreeSet<String>) -> bool {
+    matches!(kind, MsgKind::Event { name, subscribers_only: true, .. } if !subs.contains(name))
+}
+
+/// Entries not acknowledged whole before their turn: incomplete ones, and those not yet
+/// known to be taken (subscription-routed events, reported by fragment; skipped ones, not
+/// reported at all, and listed as not taken once passed).
+fn reported_by_fragment(entry: &Entry) -> bool {
+    match entry {
+        Entry::Partial(_) | Entry::Skip => true,
+        Entry::Complete { kind, .. } => soft(kind),
+    }
 }
 
 #[derive(Debug)]
@@ -47,11 +82,13 @@ struct Slot {
     cost: usize,
 }
 
-/// A message released in order.
+/// A message released in order (or declined at its turn: then it must not reach the
+/// application).
 #[derive(Debug)]
 pub(crate) struct Released {
     pub kind: MsgKind,
     pub data: Bytes,
+    pub declined: bool,
 }
 
 /// What to do with an arriving segment.
@@ -92,10 +129,22 @@ pub(crate) struct Rx {
     pub ack: AckState,
     /// Last frame of this stream.
     pub last_heard: Instant,
+    /// Declined messages still to be reported.
+    pub declined: Declined,
+    /// Most declined messages remembered (see [`Declined::insert`]).
+    decline_cap: usize,
 }
 
 impl Rx {
-    pub(crate) fn new(stream: u64, next: u64, now: Instant) -> Self {
+    /// Receive state starting at `next`, with the declined messages remembered so far
+    /// (`None`: nothing declined at or above `next`).
+    pub(crate) fn new(
+        cfg: &DeliveryConfig,
+        stream: u64,
+        next: u64,
+        now: Instant,
+        declined: Option<Declined>,
+    ) -> Self {
         Rx {
             stream,
             next,
@@ -104,6 +153,8 @@ impl Rx {
             ooo: 0,
             ack: AckState::default(),
             last_heard: now,
+            declined: declined.unwrap_or_else(|| Declined::new(next)),
+            decline_cap: cfg.window.saturating_mul(2).max(64),
         }
     }
 
@@ -164,12 +215,15 @@ impl Rx {
             return Verdict::Malformed;
         }
         let existing = self.slots.get(&seq);
+        let tombstone = matches!(&seg.head, Some(h) if h.kind == MsgKind::Skip);
         match existing.map(|s| &s.entry) {
-            Some(Entry::Complete { .. }) | Some(Entry::Skip) => return Verdict::Duplicate,
-            // A tombstone replaces whatever part of the message arrived.
-            _ if matches!(&seg.head, Some(h) if h.kind == MsgKind::Skip) => {
+            // A tombstone replaces whatever part of the message arrived, and a complete
+            // subscription-routed event not yet taken (the sender reported it failed).
+            Some(Entry::Complete { kind, .. }) if tombstone && soft(kind) => {
                 return Verdict::Skip { malformed: false }
             }
+            Some(Entry::Complete { .. }) | Some(Entry::Skip) => return Verdict::Duplicate,
+            _ if tombstone => return Verdict::Skip { malformed: false },
             Some(Entry::Partial(p)) => {
                 if p.parts.contains_key(&seg.frag) {
                     return Verdict::Duplicate;
@@ -260,6 +314,7 @@ impl Rx {
         let Entry::Partial(p) = slot.entry else {
             return None;
         };
+        let frags = p.frags;
         match assemble(p) {
             Some((kind, data)) => {
                 let name = match &kind {
@@ -270,7 +325,7 @@ impl Rx {
                 self.slots.insert(
                     seq,
                     Slot {
-                        entry: Entry::Complete { kind, data },
+                        entry: Entry::Complete { kind, data, frags },
                         cost,
                     },
                 );
@@ -284,8 +339,14 @@ impl Rx {
         }
     }
 
-    /// Releases complete messages from `next` on, in order.
-    pub(crate) fn release(&mut self, mem: &mut Mem, out: &mut Vec<Released>) {
+    /// Releases complete messages from `next` on, in order; subscription-routed events of
+    /// names not in `subs` are declined (remembered for the acks, marked in `out`).
+    pub(crate) fn release(
+        &mut self,
+        mem: &mut Mem,
+        subs: &BTreeSet<String>,
+        out: &mut Vec<Released>,
+    ) {
         while let Some(slot) = self.slots.get(&self.next) {
             if matches!(slot.entry, Entry::Partial(_)) {
                 break;
@@ -295,17 +356,38 @@ impl Rx {
                 break;
             };
             self.uncharge(mem, seq, slot.cost);
-            if let Entry::Complete { kind, data } = slot.entry {
-                out.push(Released { kind, data });
+            match slot.entry {
+                Entry::Complete { kind, data, .. } => {
+                    let declined = declines(&kind, subs);
+                    if declined {
+                        self.declined.insert(seq, self.decline_cap);
+                    }
+                    out.push(Released {
+                        kind,
+                        data,
+                        declined,
+                    });
+                }
+                // Abandoned by the sender or invalid: not taken either.
+                Entry::Skip => self.declined.insert(seq, self.decline_cap),
+                Entry::Partial(_) => {}
             }
             self.set_next(mem, seq + 1);
         }
     }
 
     /// The sender says everything below `base` is finished: release what is complete below
-    /// it (in order), drop incomplete messages, and continue from `base`. Returns how many
-    /// sequence numbers were skipped without a message.
-    pub(crate) fn skip_to(&mut self, mem: &mut Mem, base: u64, out: &mut Vec<Released>) -> u64 {
+    /// it (in order), drop incomplete messages and subscription-routed events not yet taken
+    /// (never acknowledged whole, so the sender reported them failed), and continue from
+    /// `base`. Returns how many sequence numbers were skipped without a message.
+    pub(crate) fn skip_to(
+        &mut self,
+        mem: &mut Mem,
+        base: u64,
+        subs: &BTreeSet<String>,
+        out: &mut Vec<Released>,
+    ) -> u64 {
+        self.declined.note_base(base);
         if base <= self.next {
             return 0;
         }
@@ -317,9 +399,14 @@ impl Rx {
             };
             self.uncharge(mem, seq, slot.cost);
             match slot.entry {
-                Entry::Complete { kind, data } => {
+                Entry::Complete { kind, .. } if soft(&kind) => {}
+                Entry::Complete { kind, data, .. } => {
                     released += 1;
-                    out.push(Released { kind, data });
+                    out.push(Released {
+                        kind,
+                        data,
+                        declined: false,
+                    });
                 }
                 Entry::Skip => released += 1,
                 Entry::Partial(_) => {}
@@ -327,8 +414,17 @@ impl Rx {
         }
         let skipped = (base - self.next).saturating_sub(released);
         self.set_next(mem, base);
-        self.release(mem, out);
+        self.release(mem, subs, out);
         skipped
+    }
+
+    /// Complete subscription-routed events waiting for their turn (for tests).
+    #[cfg(test)]
+    pub(crate) fn soft_waiting(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| matches!(&s.entry, Entry::Complete { kind, .. } if soft(kind)))
+            .count()
     }
 
     /// Incomplete messages: `(seq, last progress, cost)`.
@@ -395,13 +491,16 @@ impl Rx {
     }
 
     /// Builds the acknowledgement within `max_size` encoded bytes (`None` if even the
-    /// smallest does not fit) and clears what was owed.
+    /// smallest does not fit) and clears what was owed. Declined messages are listed in
+    /// full up to `cumulative`: if they do not all fit, `cumulative` is lowered to the first
+    /// one left out.
     pub(crate) fn build_ack(&mut self, now: Instant, max_size: usize) -> Option<Ack> {
         let delay = self
             .ack
             .since
             .map(|s| now.saturating_duration_since(s).as_micros() as u64)
             .unwrap_or(0);
+        let origin = self.declined.floor().min(self.next);
         let mut ack = Ack {
             stream: self.stream,
             serial: self.ack.serial + 1,
@@ -409,17 +508,39 @@ impl Rx {
             cumulative: self.next,
             ranges: Vec::new(),
             partials: Vec::new(),
+            declined_back: self.next - origin,
+            declined: Vec::new(),
         };
         let mut size = size_of(&ack);
         if size > max_size {
             return None;
         }
-        // Runs of whole messages above `next`.
-        let mut prev_end = self.next;
+        // Declined messages below `next`.
+        let mut prev = origin;
+        for (s, e) in self.declined.runs(origin, self.next) {
+            let r = Run {
+                gap: s - prev,
+                len: e - s,
+            };
+            let add = size_of(&r);
+            if ack.declined.len() >= MAX_RUNS || size + add > max_size {
+                // Acknowledge only what the list covers (smaller numbers: the size shrinks).
+                ack.cumulative = s;
+                ack.declined_back = s - origin;
+                size = size_of(&ack);
+                break;
+            }
+            size += add;
+            ack.declined.push(r);
+            prev = e;
+        }
+        let cum = ack.cumulative;
+        // Runs of whole messages above `next` (soft ones are reported by fragment).
+        let mut prev_end = cum;
         let mut run: Option<(u64, u64)> = None;
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for (&seq, slot) in self.slots.range(self.next..) {
-            if matches!(slot.entry, Entry::Partial(_)) {
+            if reported_by_fragment(&slot.entry) {
                 continue;
             }
             run = match run {
@@ -445,34 +566,38 @@ impl Rx {
             ack.ranges.push(r);
             prev_end = e;
         }
-        // Incomplete messages with their fragments.
+        // Incomplete messages (and soft complete ones) with their fragments.
         for (&seq, slot) in self.slots.range(self.next..) {
-            let Entry::Partial(p) = &slot.entry else {
-                continue;
+            let fruns: Vec<(u64, u64)> = match &slot.entry {
+                Entry::Partial(p) => {
+                    let mut cur: Option<(u64, u64)> = None;
+                    let mut fruns = Vec::new();
+                    for &f in p.parts.keys() {
+                        let f = f as u64;
+                        cur = match cur {
+                            Some((s, e)) if e == f => Some((s, e + 1)),
+                            Some(r) => {
+                                fruns.push(r);
+                                Some((f, f + 1))
+                            }
+                            None => Some((f, f + 1)),
+                        };
+                    }
+                    fruns.extend(cur);
+                    fruns
+                }
+                Entry::Complete { kind, frags, .. } if soft(kind) => vec![(0, *frags as u64)],
+                Entry::Skip | Entry::Complete { .. } => continue,
             };
             if ack.partials.len() >= MAX_RUNS {
                 break;
             }
             let mut pa = PartialAck {
-                off: seq - self.next,
+                off: seq - cum,
                 frags: Vec::new(),
             };
             let mut psize = size_of(&pa);
             let mut prev = 0u64;
-            let mut cur: Option<(u64, u64)> = None;
-            let mut fruns = Vec::new();
-            for &f in p.parts.keys() {
-                let f = f as u64;
-                cur = match cur {
-                    Some((s, e)) if e == f => Some((s, e + 1)),
-                    Some(r) => {
-                        fruns.push(r);
-                        Some((f, f + 1))
-                    }
-                    None => Some((f, f + 1)),
-                };
-            }
-            fruns.extend(cur);
             for (s, e) in fruns {
                 let r = Run {
                     gap: s - prev,

@@ -70,8 +70,9 @@ struct SentFrame {
 /// What an acknowledgement changed.
 #[derive(Debug, Default)]
 pub(crate) struct AckOutcome {
-    /// Messages now acknowledged whole (their sends are delivered to this peer).
-    pub finished: Vec<Option<SendId>>,
+    /// Messages now finished, with `true` when taken (their sends are delivered to this
+    /// peer) and `false` when declined by the receiver (failed).
+    pub finished: Vec<(Option<SendId>, bool)>,
 }
 
 /// Send state toward one peer.
@@ -342,6 +343,16 @@ impl Tx {
         let too_soon =
             |sent: Instant, count: u32| count > 1 && now.saturating_duration_since(sent) < min_rtt;
 
+        // Declined messages, as sorted disjoint ranges (none if the origin is malformed).
+        let declined = match ack.cumulative.checked_sub(ack.declined_back) {
+            Some(origin) => decode_runs(origin, &ack.declined, MAX_ACK_ITEMS),
+            None => Vec::new(),
+        };
+        let is_declined = |seq: u64| {
+            let i = declined.partition_point(|r| r.1 <= seq);
+            declined.get(i).is_some_and(|r| r.0 <= seq)
+        };
+
         // Whole messages: cumulative, then selective ranges.
         let cum = ack.cumulative.min(self.next_seq);
         let mut done: Vec<u64> = self.active.range(..cum).map(|(s, _)| *s).collect();
@@ -367,7 +378,7 @@ impl Tx {
             }
             if let Some(m) = self.finish(seq) {
                 progress = true;
-                out.finished.push(m.send);
+                out.finished.push((m.send, !is_declined(seq)));
             }
         }
 
@@ -380,6 +391,11 @@ impl Tx {
             let Some(m) = self.active.get_mut(&seq) else {
                 continue;
             };
+            if m.kind == MsgKind::Skip {
+                // A tombstone is only done when acknowledged whole: fragments reported under
+                // its number belong to the message it replaced.
+                continue;
+            }
             let n = m.n() as u64;
             let covered = runs.last().map(|r| r.1.min(n)).unwrap_or(0);
             let mut r = 0;
@@ -568,7 +584,9 @@ impl Tx {
     }
 
     /// Abandons every unacknowledged event named `name`: queued ones are removed, those with
-    /// a sequence number become `Skip` tombstones. Returns their sends.
+    /// a sequence number become `Skip` tombstones. Returns the sends that certainly failed
+    /// (never transmitted); a tombstone of a transmitted message keeps its send, resolved
+    /// by the receiver's verdict (it may have taken the message before the tombstone came).
     pub(crate) fn abandon_name(&mut self, name: &str) -> Vec<SendId> {
         let matches = |k: &MsgKind| matches!(k, MsgKind::Event { name: n, .. } if n == name);
         let mut failed = Vec::new();
@@ -590,11 +608,17 @@ impl Tx {
             .collect();
         for seq in seqs {
             if let Some(m) = self.finish(seq) {
-                failed.extend(m.send);
+                let transmitted = m.frags.iter().any(|f| *f != FragTx::Unsent);
+                let send = if transmitted {
+                    m.send
+                } else {
+                    failed.extend(m.send);
+                    None
+                };
                 self.active.insert(
                     seq,
                     OutMsg {
-                        send: None,
+                        send,
                         kind: MsgKind::Skip,
                         payload: Bytes::new(),
                         frag_size: m.frag_size,

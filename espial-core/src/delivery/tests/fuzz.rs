@@ -88,18 +88,33 @@ fn input() -> impl Strategy<Value = (usize, bool, Frame)> {
                 (u64s(), runs()).prop_map(|(off, frags)| PartialAck { off, frags }),
                 0..4,
             ),
+            (prop_oneof![3 => u64s(), 1 => any::<u64>()], runs()),
         )),
         prop::collection::vec(segment(), 0..6),
     )
         .prop_map(|(from, own, stream, base, ack, segs)| {
-            let ack = ack.map(|(st, serial, cumulative, delay_us, ranges, partials)| Ack {
-                stream: st,
-                serial,
-                delay_us,
-                cumulative,
-                ranges,
-                partials,
-            });
+            let ack = ack.map(
+                |(
+                    st,
+                    serial,
+                    cumulative,
+                    delay_us,
+                    ranges,
+                    partials,
+                    (declined_back, declined),
+                )| {
+                    Ack {
+                        stream: st,
+                        serial,
+                        delay_us,
+                        cumulative,
+                        ranges,
+                        partials,
+                        declined_back,
+                        declined,
+                    }
+                },
+            );
             (
                 from,
                 own,

@@ -2,6 +2,7 @@
 //! tests under random faults (`prop`), and decode-safety fuzzing of `handle_frame` (`fuzz`).
 
 mod chaos;
+mod decline;
 mod fuzz;
 mod harness;
 mod prop;

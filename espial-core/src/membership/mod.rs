@@ -292,6 +292,13 @@ impl Members {
         }
     }
 
+    /// Moves a suspect's deadline to `deadline` (a last-chance check is under way).
+    pub fn extend_suspicion(&mut self, id: NodeId, deadline: Instant) {
+        if let Some(Liveness::Suspect { since, .. }) = self.map.get(&id).map(|m| m.state) {
+            self.set_state(id, Liveness::Suspect { since, deadline });
+        }
+    }
+
     /// Applies a suspicion. `timeout` is how long the suspicion lasts if newly started.
     pub fn apply_suspect(
         &mut self,

@@ -736,7 +736,9 @@ impl Node {
                         });
                     }
                 }
-                Applied::Refuted(_) => {}
+                Applied::Refuted(id) => {
+                    self.probe.last_chance.remove(&id);
+                }
                 Applied::Removed(info, reason) => {
                     membership_changed = true;
                     let u = match reason {
@@ -751,6 +753,7 @@ impl Node {
                         },
                     };
                     self.broadcasts.push(u);
+                    self.probe.last_chance.remove(&info.id);
                     self.delivery.peer_gone(now, info.id);
                     self.emit(Event::NodeRemoved { node: info, reason });
                 }
@@ -854,9 +857,22 @@ impl Node {
         }
     }
 
-    /// Declares failed the suspects whose suspicion expired.
+    /// Declares failed the suspects whose suspicion expired, after a last chance: the first
+    /// expiry sends a direct and `indirect_checks` indirect pings and waits one probe
+    /// timeout more; any answer from the suspect clears the suspicion (a node that only
+    /// relayed a suspicion checks for itself before declaring a death).
     fn expire_suspicions(&mut self, now: Instant) {
         for id in self.members.expired_suspicions(now) {
+            if self.probe.last_chance.insert(id) {
+                let seq = self.probe.next_probe_seq();
+                self.probe.last_chance_seqs.insert(seq, id);
+                self.queue(id, vec![Msg::Ping { seq }]);
+                self.send_last_chance_ping_reqs(id, seq);
+                self.members
+                    .extend_suspicion(id, now + self.config.probe_timeout);
+                continue;
+            }
+            self.probe.last_chance.remove(&id);
             let inc = self
                 .members
                 .get(id)

@@ -39,6 +39,10 @@ pub(crate) struct ProbeState {
     master_check: Option<MasterCheck>,
     /// Consecutive master heartbeats whose member count differed from ours.
     pub(crate) digest_mismatches: u32,
+    /// Suspects whose last-chance check is under way.
+    pub(crate) last_chance: std::collections::BTreeSet<NodeId>,
+    /// Probe sequence numbers of last-chance checks.
+    pub(crate) last_chance_seqs: BTreeMap<u64, NodeId>,
 }
 
 impl ProbeState {
@@ -53,6 +57,8 @@ impl ProbeState {
             master_last_contact: now,
             master_check: None,
             digest_mismatches: 0,
+            last_chance: Default::default(),
+            last_chance_seqs: BTreeMap::new(),
         }
     }
 
@@ -93,6 +99,10 @@ impl ProbeState {
         self.next_seq
     }
 
+    pub(crate) fn next_probe_seq(&mut self) -> u64 {
+        self.seq()
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let a = self
             .current
@@ -104,6 +114,10 @@ impl ProbeState {
 
     pub(crate) fn sweep(&mut self, now: Instant) {
         self.relays.retain(|_, r| r.3 > now);
+        // Last-chance seqs are tiny and short-lived; keep only the newest few hundred.
+        while self.last_chance_seqs.len() > 256 {
+            self.last_chance_seqs.pop_first();
+        }
     }
 }
 
@@ -169,6 +183,10 @@ impl Node {
             self.rng.shuffle(&mut self.probe.order);
         }
         None
+    }
+
+    pub(super) fn send_last_chance_ping_reqs(&mut self, target: NodeId, seq: u64) {
+        self.send_ping_reqs(target, seq);
     }
 
     fn send_ping_reqs(&mut self, target: NodeId, seq: u64) {
@@ -254,6 +272,12 @@ impl Node {
     }
 
     pub(super) fn on_indirect_ack(&mut self, now: Instant, seq: u64, target: NodeId) {
+        if self.probe.last_chance_seqs.get(&seq) == Some(&target) {
+            self.probe.last_chance_seqs.remove(&seq);
+            self.probe.last_chance.remove(&target);
+            let a = self.members.clear_suspicion(target);
+            self.on_applied(now, vec![a], None);
+        }
         if let Some(p) = self.probe.current.as_mut() {
             if p.seq == seq && p.target == target {
                 p.acked = true;

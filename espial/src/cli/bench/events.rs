@@ -129,7 +129,7 @@ async fn measure(
         tokio::time::timeout(Duration::from_secs(10), seen)
             .await
             .map_err(|_| "the sender did not see the 4 subscriptions in 10 s")?;
-        throughput(r, sender, &rxs, t0, dur, raw).await?;
+        throughput(r, sender, subs, &rxs, t0, dur, raw).await?;
         latency(r, sender, &rxs, t0, if quick { 1 } else { 5 }).await
     }
     .await;
@@ -189,14 +189,18 @@ async fn drain(rxs: &[Arc<Rx>], n: u64, f: impl Fn(&Rx) -> u64, limit: Duration)
     false
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn throughput(
     r: &mut Report,
     sender: &Espial,
+    subs: &[Espial],
     rxs: &[Arc<Rx>],
     t0: Instant,
     dur: Duration,
     raw: Option<Summary>,
 ) -> Result<(), String> {
+    let out = |e: &Espial| e.stats().core.packets_out;
+    let p0 = (out(sender), subs.iter().map(out).sum::<u64>());
     let start_ns = t0.elapsed().as_nanos() as u64;
     let start = Instant::now();
     let mut sent = 0u64;
@@ -224,6 +228,10 @@ async fn throughput(
         Duration::from_secs(10),
     )
     .await;
+    let p1 = (out(sender), subs.iter().map(out).sum::<u64>());
+    let per_event = |a: u64, b: u64, n: u64| round(b.saturating_sub(a) as f64 / n.max(1) as f64);
+    let sender_dg = per_event(p0.0, p1.0, sent);
+    let rx_dg = per_event(p0.1, p1.1, sent * rxs.len() as u64);
     let rates: Vec<f64> = rxs
         .iter()
         .map(|x| {
@@ -252,6 +260,8 @@ async fn throughput(
     o.insert("receivers".into(), rxs.len().into());
     o.insert("encrypted".into(), true.into());
     o.insert("ratio_to_raw".into(), round(ratio).into());
+    o.insert("sender_datagrams_per_event".into(), sender_dg.into());
+    o.insert("receiver_datagrams_per_delivery".into(), rx_dg.into());
     o.insert(
         "mode".into(),
         "in-process nodes, real UDP on 127.0.x.y".into(),
@@ -260,7 +270,8 @@ async fn throughput(
         Value::Object(o),
         format!(
             "events    1 -> 4 subscribers, {PAYLOAD} B, encrypted, reliable, deliveries per receiver: {}; \
-             sent {sent}, lost {lost}, reordered {anomalies}; ratio to raw UDP {ratio:.2}",
+             sent {sent}, lost {lost}, reordered {anomalies}; ratio to raw UDP {ratio:.2}; \
+             datagrams sent per event {sender_dg} (sender), per delivery {rx_dg} (receivers)",
             s.text("/s", 0)
         ),
     );

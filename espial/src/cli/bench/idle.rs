@@ -80,6 +80,9 @@ async fn measure(
         .map(|(a, b)| b.saturating_sub(*a) as f64 / secs)
         .collect();
     let s = Summary::of(&rates).ok_or("no node")?;
+    // Is the node that sent the most the master (it heartbeats every member)?
+    let top = (0..n).max_by(|a, b| rates[*a].total_cmp(&rates[*b]));
+    let top_is_master = top.is_some_and(|i| nodes[i].is_master());
     let cpu = match (c0, c1) {
         (Some(a), Some(b)) => (b - a) / secs / n as f64 * 100.0,
         _ => f64::NAN,
@@ -93,6 +96,7 @@ async fn measure(
     o.insert("seconds".into(), round(secs).into());
     o.insert("converge_ms".into(), (took.as_millis() as u64).into());
     o.insert("converged_at_end".into(), still.into());
+    o.insert("max_node_is_master".into(), top_is_master.into());
     o.insert(
         "mode".into(),
         "in-process nodes, real UDP on 127.0.x.y".into(),
@@ -100,10 +104,11 @@ async fn measure(
     r.emit(
         Value::Object(o),
         format!(
-            "idle      {n:>2} nodes: bytes/s sent per node mean {:.0}, {} (trials = nodes); CPU {cpu:.2} % of a core per node; converged in {} ms{}",
+            "idle      {n:>2} nodes: bytes/s sent per node mean {:.0}, {} (trials = nodes); CPU {cpu:.2} % of a core per node; converged in {} ms; busiest node is {}the master{}",
             s.mean,
             s.text("B/s", 0),
             took.as_millis(),
+            if top_is_master { "" } else { "not " },
             if still { "" } else { "; NOT converged at the end" }
         ),
     );

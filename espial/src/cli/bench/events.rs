@@ -85,7 +85,10 @@ pub(crate) async fn run(r: &mut Report, quick: bool) {
             return;
         }
     };
-    if let Err(e) = measure(r, &nodes, dur, quick, raw_sum).await {
+    // Every wait inside is bounded; this bounds the sends too (a stuck node).
+    let limit = Duration::from_secs(120);
+    let res = tokio::time::timeout(limit, measure(r, &nodes, dur, quick, raw_sum)).await;
+    if let Err(e) = res.unwrap_or_else(|_| Err(format!("did not finish in {limit:?}"))) {
         r.failures += 1;
         r.note("events", e);
     }

@@ -243,7 +243,10 @@ pub(crate) async fn run(r: &mut Report, quick: bool, join: bool, failover: bool,
         o.insert("profile".into(), "lan".into());
         r.emit(
             Value::Object(o),
-            format!("{name:<9} {what}: {}", sum.text("ms", 0)),
+            format!(
+                "{name:<9} {what}: {}",
+                sum.text("ms", if sum.max < 10.0 { 2 } else { 0 })
+            ),
         );
     };
     if join {

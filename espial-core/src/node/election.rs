@@ -6,8 +6,8 @@
 //! - A node adopts any claim greater than the one it holds; a master that adopts a greater
 //!   claim has been replaced (`demotion`).
 //! - When the claimed master is not a live member (dead, left or resigned), an eligible node
-//!   waits until `election_timeout` after start (and `2 * election_backoff` after the last
-//!   member it gained, whose state may carry a live claim), then ranks the live eligible members it
+//!   waits until `election_timeout` after start (and after the last member it gained or the
+//!   moment it regained quorum: newcomers' state may carry a live claim), then ranks the live eligible members it
 //!   knows (priority, then id, greatest first). Rank r promotes itself `r * election_backoff`
 //!   after the vacancy began, unless a claim arrives first, with `term = max seen + 1`.
 //! - Quorum mode: a node promotes itself or stays master only while it sees at least
@@ -38,6 +38,8 @@ pub(crate) struct ElectionState {
     /// Last time a member was added: newcomers may bring a live claim in their state, so a
     /// vacancy election waits a little after a gain (never after a loss: failover is fast).
     pub(crate) last_gain: Option<Instant>,
+    /// Quorum was satisfied at the last reconcile.
+    pub(crate) had_quorum: bool,
 }
 
 impl ElectionState {
@@ -51,6 +53,7 @@ impl ElectionState {
             not_before,
             at: Some(not_before),
             last_gain: None,
+            had_quorum: true,
         }
     }
 }
@@ -116,6 +119,13 @@ impl Node {
             self.election.at = None;
         } else {
             let since = *self.election.vacancy_since.get_or_insert(now);
+            let quorum_ok = self.quorum_ok();
+            if quorum_ok && !self.election.had_quorum {
+                // Regaining quorum (a partition healed) is a gain: learn the others' claim
+                // before competing with it.
+                self.election.last_gain = Some(now);
+            }
+            self.election.had_quorum = quorum_ok;
             if self.me.master_eligible && self.quorum_ok() && self.election.at.is_none() {
                 self.election.at = Some(since.max(self.election.not_before));
             }
@@ -149,7 +159,7 @@ impl Node {
             .unwrap_or(now)
             .max(self.election.not_before);
         if let Some(gain) = self.election.last_gain {
-            since = since.max(gain + self.config.election_backoff * 2);
+            since = since.max(gain + self.config.election_timeout);
         }
         let due = since + self.config.election_backoff * rank;
         if now >= due {

@@ -844,7 +844,19 @@ impl Node {
                 return;
             }
         }
+        let back_from_dead = matches!(&u, Update::Alive(e)
+            if self.members.get(e.id).is_some_and(|m| !m.state.is_live()));
         let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
+        if back_from_dead && self.current_master().is_none() && self.members.is_live(u.subject()) {
+            // A partition healed while we have no master: its side may have one. Pull its
+            // state (with its claim) before our election timer can fire.
+            let msgs = self
+                .state_chunks(true)
+                .into_iter()
+                .map(Msg::State)
+                .collect();
+            self.queue(u.subject(), msgs);
+        }
         let original = (!from_state_sync).then_some(&u);
         self.on_applied(now, applied, original);
     }
@@ -860,10 +872,14 @@ impl Node {
     /// Declares failed the suspects whose suspicion expired, after a last chance: the first
     /// expiry sends a direct and `indirect_checks` indirect pings and waits one probe
     /// timeout more; any answer from the suspect clears the suspicion (a node that only
-    /// relayed a suspicion checks for itself before declaring a death).
+    /// relayed a suspicion checks for itself before declaring a death). The master is
+    /// exempt: the master watch already confirmed it.
     fn expire_suspicions(&mut self, now: Instant) {
+        let master = self.election.claim.map(|c| c.master);
         for id in self.members.expired_suspicions(now) {
-            if self.probe.last_chance.insert(id) {
+            // The master needs no last chance: every member confirmed it itself (two rounds
+            // of direct and indirect probes) before suspecting it.
+            if Some(id) != master && self.probe.last_chance.insert(id) {
                 let seq = self.probe.next_probe_seq();
                 self.probe.last_chance_seqs.insert(seq, id);
                 self.queue(id, vec![Msg::Ping { seq }]);

@@ -33,6 +33,10 @@ pub(crate) use election::ElectionState;
 pub(crate) use join::JoinState;
 pub(crate) use probe::ProbeState;
 
+/// Last-chance rounds (direct + indirect pings, one probe timeout each) before a suspect
+/// is declared failed.
+const LAST_CHANCE_ROUNDS: u8 = 2;
+
 /// Who a custom event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -869,9 +873,9 @@ impl Node {
         }
     }
 
-    /// Declares failed the suspects whose suspicion expired, after a last chance: the first
-    /// expiry sends a direct and `indirect_checks` indirect pings and waits one probe
-    /// timeout more; any answer from the suspect clears the suspicion (a node that only
+    /// Declares failed the suspects whose suspicion expired, after a last chance: the expiry
+    /// sends a direct and `indirect_checks` indirect pings and waits one probe timeout more,
+    /// `LAST_CHANCE_ROUNDS` times; any answer from the suspect clears the suspicion (a node that only
     /// relayed a suspicion checks for itself before declaring a death). The master is
     /// exempt: the master watch already confirmed it.
     fn expire_suspicions(&mut self, now: Instant) {
@@ -879,7 +883,9 @@ impl Node {
         for id in self.members.expired_suspicions(now) {
             // The master needs no last chance: every member confirmed it itself (two rounds
             // of direct and indirect probes) before suspecting it.
-            if Some(id) != master && self.probe.last_chance.insert(id) {
+            let round = self.probe.last_chance.get(&id).copied().unwrap_or(0);
+            if Some(id) != master && round < LAST_CHANCE_ROUNDS {
+                self.probe.last_chance.insert(id, round + 1);
                 let seq = self.probe.next_probe_seq();
                 self.probe.last_chance_seqs.insert(seq, id);
                 self.queue(id, vec![Msg::Ping { seq }]);

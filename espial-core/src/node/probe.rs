@@ -39,8 +39,8 @@ pub(crate) struct ProbeState {
     master_check: Option<MasterCheck>,
     /// Consecutive master heartbeats whose member count differed from ours.
     pub(crate) digest_mismatches: u32,
-    /// Suspects whose last-chance check is under way.
-    pub(crate) last_chance: std::collections::BTreeSet<NodeId>,
+    /// Suspects whose last-chance check is under way, with the rounds done.
+    pub(crate) last_chance: BTreeMap<NodeId, u8>,
     /// Probe sequence numbers of last-chance checks.
     pub(crate) last_chance_seqs: BTreeMap<u64, NodeId>,
 }

@@ -80,7 +80,31 @@ impl Report {
     }
 }
 
+/// True when this process runs in a private network namespace whose only interface is `lo`
+/// (as made by `bash scripts/netns`).
+fn in_private_netns() -> bool {
+    std::fs::read_to_string("/proc/net/dev")
+        .map(|dev| {
+            dev.lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .map(str::trim)
+                .eq(["lo"])
+        })
+        .unwrap_or(false)
+}
+
 pub(crate) async fn run(args: BenchArgs) -> ExitCode {
+    // Benchmarks open many sockets and processes: they run only in a network namespace
+    // made for the run, so nothing can reach the machine's real interfaces.
+    if args.which != Which::Crypto && !in_private_netns() {
+        eprintln!(
+            "espial bench opens sockets and must run inside a private network namespace:\n  \
+             bash scripts/netns target/release/espial bench ...\n\
+             (`espial bench crypto` opens no socket and runs anywhere)"
+        );
+        return ExitCode::from(2);
+    }
     let mut r = Report {
         json: args.json,
         failures: 0,

@@ -387,7 +387,22 @@ impl Task {
             let sleep_to = deadline.map(tokio::time::Instant::from_std);
             let step = tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        // Take the commands already queued before draining outputs: sends
+                        // issued together share datagrams (the core packs them at flush).
+                        let mut step = self.command(cmd);
+                        let mut taken = 0;
+                        while matches!(step, Step::Continue) && taken < 256 {
+                            match cmd_rx.try_recv() {
+                                Ok(c) => {
+                                    step = self.command(c);
+                                    taken += 1;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        step
+                    }
                     // Every handle dropped: leave gracefully.
                     None => Step::Stop(None),
                 },

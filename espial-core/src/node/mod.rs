@@ -93,6 +93,9 @@ pub struct Node {
     join: JoinState,
     delivery: Delivery,
     next_request: u64,
+    /// Sends queued since the last flush: flushed by the next `poll_output` (or any input),
+    /// so events sent together share datagrams.
+    deferred_flush: Option<Instant>,
 }
 
 impl Node {
@@ -149,6 +152,7 @@ impl Node {
             join: JoinState::default(),
             delivery,
             next_request: 0,
+            deferred_flush: None,
             rng,
             config,
             me: me.clone(),
@@ -264,8 +268,13 @@ impl Node {
         self.flush(now);
     }
 
-    /// Next output to act on, if any.
+    /// Next output to act on, if any. Sends made since the last input are packed into
+    /// datagrams here (several events to one peer share a datagram), so drain this after
+    /// every call.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(now) = self.deferred_flush.take() {
+            self.flush(now);
+        }
         self.outputs.pop_front()
     }
 
@@ -348,7 +357,7 @@ impl Node {
         } else {
             self.delivery.send(now, name, payload, &targets, None)?
         };
-        self.flush(now);
+        self.deferred_flush = Some(now);
         Ok(id)
     }
 
@@ -371,7 +380,7 @@ impl Node {
         let rid = RequestId(self.next_request);
         self.delivery
             .send_to_subscribers(now, name, payload, &targets, Some((rid, timeout)))?;
-        self.flush(now);
+        self.deferred_flush = Some(now);
         Ok(rid)
     }
 
@@ -390,7 +399,7 @@ impl Node {
             return Err(SendError::UnknownTarget(to));
         }
         self.delivery.reply(now, to, request, payload)?;
-        self.flush(now);
+        self.deferred_flush = Some(now);
         Ok(())
     }
 
@@ -588,6 +597,7 @@ impl Node {
 
     /// Packs queued messages into sealed records (piggybacking gossip) and emits them.
     fn flush(&mut self, now: Instant) {
+        self.deferred_flush = None;
         let budget = self.sessions.plaintext_budget();
         let limit = self.config.retransmits(self.members.live_count() + 1);
         let outbox = std::mem::take(&mut self.outbox);

@@ -24,7 +24,7 @@ const RAW_NET: u8 = 191;
 const PAYLOAD: usize = 128;
 const TOPIC: &str = "bench";
 /// Most events the sender may be ahead of the slowest receiver.
-const WINDOW: u64 = 16_384;
+const WINDOW: u64 = 8_192;
 /// Sends in flight at once in the throughput phase (at most 30: see `throughput`).
 const BATCH: u64 = 16;
 /// Paced rate of the latency phase.

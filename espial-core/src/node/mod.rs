@@ -96,6 +96,9 @@ pub struct Node {
     /// Sends queued since the last flush: flushed by the next `poll_output` (or any input),
     /// so events sent together share datagrams.
     deferred_flush: Option<Instant>,
+    /// Set while a full-state chunk is applied: entries learned from it are not re-gossiped
+    /// (the sender already has them; re-gossiping a whole cluster on every join is O(n^2)).
+    applying_state_sync: bool,
 }
 
 impl Node {
@@ -153,6 +156,7 @@ impl Node {
             delivery,
             next_request: 0,
             deferred_flush: None,
+            applying_state_sync: false,
             rng,
             config,
             me: me.clone(),
@@ -720,7 +724,9 @@ impl Node {
                     membership_changed = true;
                     self.election.last_gain = Some(now);
                     self.probe.add_target(info.id, &mut self.rng);
-                    self.broadcasts.push(Update::Alive(info.clone()));
+                    if !self.applying_state_sync {
+                        self.broadcasts.push(Update::Alive(info.clone()));
+                    }
                     self.emit(Event::NodeAdded { node: info });
                 }
                 Applied::Updated {
@@ -861,6 +867,7 @@ impl Node {
         let back_from_dead = matches!(&u, Update::Alive(e)
             if self.members.get(e.id).is_some_and(|m| !m.state.is_live()));
         let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
+        self.applying_state_sync = from_state_sync;
         if back_from_dead && self.current_master().is_none() && self.members.is_live(u.subject()) {
             // A partition healed while we have no master: its side may have one. Pull its
             // state (with its claim) before our election timer can fire.
@@ -873,6 +880,7 @@ impl Node {
         }
         let original = (!from_state_sync).then_some(&u);
         self.on_applied(now, applied, original);
+        self.applying_state_sync = false;
     }
 
     fn suspicion_timeout_for(&self, id: NodeId) -> Duration {

@@ -530,27 +530,12 @@ impl Sessions {
         };
         let share_i = exchange.public_share().to_vec();
         let t = transcript(self.me, ack.from, &share_i, &ack.share);
-        let restore = |s: &mut Self, mut pending: Pending, exchange| {
-            pending.exchange = Some(exchange);
-            s.pending.insert(ack.attempt, pending);
-        };
         // A forged answer must not kill the real handshake: verify before consuming it.
         let keys = match exchange.complete(&ack.share, &t, Role::Initiator) {
             Ok(k) => k,
             Err(_) => {
                 stats.handshake_failures += 1;
-                pending.next_retry = now; // start over with a fresh exchange on retry
-                let fresh = self.cipher.start_exchange();
-                pending.hello = self.clear_datagram(
-                    Kind::Hello,
-                    &Hello {
-                        from: self.me,
-                        to: pending.peer,
-                        attempt: ack.attempt,
-                        share: fresh.public_share().to_vec(),
-                    },
-                );
-                restore(self, pending, fresh);
+                self.retry_with_fresh_exchange(now, ack.attempt, pending);
                 return Err(Drop::Handshake);
             }
         };
@@ -576,19 +561,7 @@ impl Sessions {
             || (self.cipher.requires_identity() && verified.is_none())
         {
             stats.handshake_failures += 1;
-            // Keep waiting for the genuine answer with a fresh exchange.
-            let fresh = self.cipher.start_exchange();
-            pending.hello = self.clear_datagram(
-                Kind::Hello,
-                &Hello {
-                    from: self.me,
-                    to: pending.peer,
-                    attempt: ack.attempt,
-                    share: fresh.public_share().to_vec(),
-                },
-            );
-            pending.next_retry = now;
-            restore(self, pending, fresh);
+            self.retry_with_fresh_exchange(now, ack.attempt, pending);
             return Err(Drop::Handshake);
         }
         self.pending_by_addr.remove(&pending.addr);
@@ -665,6 +638,25 @@ impl Sessions {
             msgs: Vec::new(),
             new_session: true,
         })
+    }
+
+    /// A forged or broken answer must not kill the real handshake: keep the attempt and
+    /// retry at once with a fresh key exchange (the genuine answer may still come).
+    fn retry_with_fresh_exchange(&mut self, now: Instant, attempt: u64, mut pending: Pending) {
+        let fresh = self.cipher.start_exchange();
+        pending.hello = self.clear_datagram(
+            Kind::Hello,
+            &Hello {
+                from: self.me,
+                to: pending.peer,
+                attempt,
+                share: fresh.public_share().to_vec(),
+            },
+        );
+        pending.exchange = Some(fresh);
+        pending.next_retry = now;
+        self.note_deadline(now);
+        self.pending.insert(attempt, pending);
     }
 
     fn on_sealed(

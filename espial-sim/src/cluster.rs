@@ -136,6 +136,29 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A slot not yet booted (its node is created by `boot`/`new_node`).
+    fn new(opts: NodeOpts, now: u64) -> Self {
+        Slot {
+            node: None,
+            state: SlotState::Crashed,
+            gen: 0,
+            id: NodeId(0),
+            opts,
+            started_at: now,
+            rejected: false,
+            accepted: false,
+            last_term: 0,
+            master_by_events: false,
+            members_by_events: 1,
+            bytes_out: 0,
+            packets_out: 0,
+            wake_at: None,
+            inbox: Vec::new(),
+        }
+    }
+}
+
+impl Slot {
     /// Running (not paused, crashed or left) and not rejected.
     pub fn is_live(&self) -> bool {
         self.state == SlotState::Running && !self.rejected && self.node.is_some()
@@ -390,23 +413,7 @@ impl Sim {
     /// Starts a new node in a new slot, gives it seed addresses, and returns the slot.
     pub fn add_node(&mut self, opts: NodeOpts) -> usize {
         let slot = self.slots.len();
-        self.slots.push(Slot {
-            node: None,
-            state: SlotState::Crashed,
-            gen: 0,
-            id: NodeId(0),
-            opts,
-            started_at: self.now,
-            rejected: false,
-            accepted: false,
-            last_term: 0,
-            master_by_events: false,
-            members_by_events: 1,
-            bytes_out: 0,
-            packets_out: 0,
-            wake_at: None,
-            inbox: Vec::new(),
-        });
+        self.slots.push(Slot::new(opts, self.now));
         self.boot(slot);
         slot
     }
@@ -422,23 +429,7 @@ impl Sim {
         let n = opts.len();
         // Create every slot first so seeds can point at nodes started in the same instant.
         for opts in opts {
-            self.slots.push(Slot {
-                node: None,
-                state: SlotState::Crashed,
-                gen: 0,
-                id: NodeId(0),
-                opts,
-                started_at: self.now,
-                rejected: false,
-                accepted: false,
-                last_term: 0,
-                master_by_events: false,
-                members_by_events: 1,
-                bytes_out: 0,
-                packets_out: 0,
-                wake_at: None,
-                inbox: Vec::new(),
-            });
+            self.slots.push(Slot::new(opts, self.now));
         }
         for s in first..first + n {
             let node = self.new_node(s);

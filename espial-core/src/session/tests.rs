@@ -13,6 +13,29 @@ struct Side {
     addr: SocketAddr,
 }
 
+impl Side {
+    /// Sends `msgs` to node `to` at `addr`, returning the datagrams to deliver.
+    fn send(
+        &mut self,
+        now: Instant,
+        to: u128,
+        addr: SocketAddr,
+        msgs: Vec<Msg>,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.s.send(
+            now,
+            Some(NodeId(to)),
+            addr,
+            msgs,
+            &mut self.rng,
+            &mut self.stats,
+            &mut out,
+        );
+        out
+    }
+}
+
 fn side(id: u128, i: u8, config: &Config) -> Side {
     Side {
         s: Sessions::new(NodeId(id), Box::new(PlaintextTestCipher::new()), config),
@@ -80,28 +103,10 @@ fn handshake_then_records_flow_both_ways() {
     let c = Config::lan();
     let now = Instant::now();
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(1),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(1));
     let (_, at_y) = pump(now, &mut x, &mut y, out, vec![]);
     assert_eq!(at_y, ping(1));
-    let mut out = Vec::new();
-    y.s.send(
-        now,
-        Some(NodeId(1)),
-        x.addr,
-        ping(2),
-        &mut y.rng,
-        &mut y.stats,
-        &mut out,
-    );
+    let out = y.send(now, 1, x.addr, ping(2));
     let (at_x, _) = pump(now, &mut x, &mut y, vec![], out);
     assert_eq!(at_x, ping(2));
     assert_eq!(x.stats.handshakes_completed, 1);
@@ -153,16 +158,7 @@ fn duplicated_hello_gets_the_same_answer() {
     let c = Config::lan();
     let now = Instant::now();
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(1),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(1));
     let hello = out[0].1.clone();
     let (_, ack1) = deliver(now, &mut y, x.addr, &hello);
     let (_, ack2) = deliver(now, &mut y, x.addr, &hello);
@@ -175,27 +171,9 @@ fn replayed_and_tampered_records_are_dropped_and_counted() {
     let c = Config::lan();
     let now = Instant::now();
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(1),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(1));
     pump(now, &mut x, &mut y, out, vec![]);
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(2),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(2));
     let rec = out[0].1.clone();
     let (o, _) = deliver(now, &mut y, x.addr, &rec);
     assert_eq!(o.unwrap().msgs, ping(2));
@@ -224,16 +202,7 @@ fn rekey_after_message_limit_loses_nothing() {
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
     let mut got = Vec::new();
     for i in 0..30u64 {
-        let mut out = Vec::new();
-        x.s.send(
-            now,
-            Some(NodeId(2)),
-            y.addr,
-            ping(i),
-            &mut x.rng,
-            &mut x.stats,
-            &mut out,
-        );
+        let out = x.send(now, 2, y.addr, ping(i));
         let (_, at_y) = pump(now, &mut x, &mut y, out, vec![]);
         got.extend(at_y);
     }
@@ -270,17 +239,9 @@ fn lost_hello_is_retransmitted() {
     let c = Config::lan();
     let now = Instant::now();
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
+    let lost = x.send(now, 2, y.addr, ping(1));
+    assert_eq!(lost.len(), 1, "one hello, lost");
     let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(1),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
-    out.clear(); // lost
     let later = now + c.handshake_timeout;
     x.s.handle_timeout(later, &mut x.stats, &mut out);
     assert_eq!(out.len(), 1, "hello resent");
@@ -295,16 +256,7 @@ fn stale_hello_does_not_break_a_working_session() {
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
     // y (higher id) starts; its Hello is kept aside and delivered late, after the session
     // it started is up: the crossed-handshake race that used to split the epochs.
-    let mut out = Vec::new();
-    y.s.send(
-        now,
-        Some(NodeId(1)),
-        x.addr,
-        ping(1),
-        &mut y.rng,
-        &mut y.stats,
-        &mut out,
-    );
+    let out = y.send(now, 1, x.addr, ping(1));
     let stale_hello = out[0].1.clone();
     let (at_x, _) = pump(now, &mut x, &mut y, vec![], out);
     assert_eq!(at_x, ping(1));
@@ -312,16 +264,7 @@ fn stale_hello_does_not_break_a_working_session() {
     // keep sending on the session y uses.
     let (_, ack) = deliver(now, &mut x, y.addr, &stale_hello);
     drop(ack); // y ignores or never gets the answer
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(2),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(2));
     let (_, at_y) = pump(now, &mut x, &mut y, out, vec![]);
     assert_eq!(at_y, ping(2), "x's records still open at y");
     assert_eq!(y.stats.unknown_session, 0);
@@ -332,42 +275,15 @@ fn a_peer_that_lost_its_session_heals_by_rehandshake() {
     let c = Config::lan();
     let now = Instant::now();
     let (mut x, mut y) = (side(1, 1, &c), side(2, 2, &c));
-    let mut out = Vec::new();
-    x.s.send(
-        now,
-        Some(NodeId(2)),
-        y.addr,
-        ping(1),
-        &mut x.rng,
-        &mut x.stats,
-        &mut out,
-    );
+    let out = x.send(now, 2, y.addr, ping(1));
     pump(now, &mut x, &mut y, out, vec![]);
     x.s.remove_peer(NodeId(2)); // e.g. purged while y still considers the session live
-    let mut out = Vec::new();
-    y.s.send(
-        now,
-        Some(NodeId(1)),
-        x.addr,
-        ping(7),
-        &mut y.rng,
-        &mut y.stats,
-        &mut out,
-    );
+    let out = y.send(now, 1, x.addr, ping(7));
     // x cannot open it, answers with a fresh handshake; y's next message gets through.
     let (lost, _) = pump(now, &mut x, &mut y, vec![], out);
     assert!(lost.is_empty());
     assert_eq!(x.stats.unknown_session, 1);
-    let mut out = Vec::new();
-    y.s.send(
-        now,
-        Some(NodeId(1)),
-        x.addr,
-        ping(8),
-        &mut y.rng,
-        &mut y.stats,
-        &mut out,
-    );
+    let out = y.send(now, 1, x.addr, ping(8));
     let (at_x, _) = pump(now, &mut x, &mut y, vec![], out);
     assert_eq!(at_x, ping(8));
 }

@@ -904,10 +904,10 @@ impl Node {
             let round = self.probe.last_chance.get(&id).copied().unwrap_or(0);
             if Some(id) != master && round < LAST_CHANCE_ROUNDS {
                 self.probe.last_chance.insert(id, round + 1);
-                let seq = self.probe.next_probe_seq();
+                let seq = self.probe.seq();
                 self.probe.last_chance_seqs.insert(seq, id);
                 self.queue(id, vec![Msg::Ping { seq }]);
-                self.send_last_chance_ping_reqs(id, seq);
+                self.send_ping_reqs(id, seq);
                 self.members
                     .extend_suspicion(id, now + self.config.probe_timeout);
                 continue;

@@ -8,7 +8,7 @@ use crate::rng::Rng;
 use crate::wire::{Claim, Msg, Update};
 use crate::NodeId;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Master confirmation attempts (each: direct ping + indirect pings) before suspicion.
 const MASTER_CONFIRM_ATTEMPTS: u32 = 2;
@@ -94,13 +94,9 @@ impl ProbeState {
         self.master_check = None;
     }
 
-    fn seq(&mut self) -> u64 {
+    pub(crate) fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
-    }
-
-    pub(crate) fn next_probe_seq(&mut self) -> u64 {
-        self.seq()
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -185,11 +181,7 @@ impl Node {
         None
     }
 
-    pub(super) fn send_last_chance_ping_reqs(&mut self, target: NodeId, seq: u64) {
-        self.send_ping_reqs(target, seq);
-    }
-
-    fn send_ping_reqs(&mut self, target: NodeId, seq: u64) {
+    pub(super) fn send_ping_reqs(&mut self, target: NodeId, seq: u64) {
         let live = self.members.live_ids();
         let n = live.len();
         if n <= 1 {
@@ -233,19 +225,7 @@ impl Node {
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u64) {
-        if let Some(p) = self.probe.current.as_mut() {
-            if p.seq == seq && p.target == from {
-                p.acked = true;
-            }
-        }
-        if self
-            .probe
-            .master_check
-            .as_ref()
-            .is_some_and(|c| c.seq == seq)
-        {
-            self.probe.master_contact(now);
-        }
+        self.probe_answered(now, seq, from);
         if let Some((requester, their_seq, target, _)) = self.probe.relays.remove(&seq) {
             if target == from {
                 self.queue(
@@ -272,6 +252,12 @@ impl Node {
     }
 
     pub(super) fn on_indirect_ack(&mut self, now: Instant, seq: u64, target: NodeId) {
+        self.probe_answered(now, seq, target);
+    }
+
+    /// `target` answered probe `seq` (directly or through another member): settles the
+    /// current SWIM probe, the master check or a last-chance check that used this seq.
+    fn probe_answered(&mut self, now: Instant, seq: u64, target: NodeId) {
         if self.probe.last_chance_seqs.get(&seq) == Some(&target) {
             self.probe.last_chance_seqs.remove(&seq);
             self.probe.last_chance.remove(&target);
@@ -407,10 +393,5 @@ impl Node {
                 self.probe.master_contact(now);
             }
         }
-    }
-
-    #[allow(dead_code)]
-    fn probe_interval(&self) -> Duration {
-        self.config.probe_interval
     }
 }

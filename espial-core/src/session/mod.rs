@@ -262,7 +262,6 @@ impl Sessions {
         });
         if let Some(id) = peer {
             if let Some(p) = self.peers.get_mut(&id) {
-                let addr = if p.addr == addr { p.addr } else { addr };
                 p.addr = addr;
                 let needs_rekey = p.current.send_counter
                     >= self.rekey_after_messages.min(COUNTER_LIMIT)

@@ -30,40 +30,10 @@ fn short(scenario: &str, seed: u64) -> Params {
     p
 }
 
-/// True while the core's `send` is still the API stub (refuses with `Shutdown` on a live
-/// node). The event scenarios then print a skip note instead of failing; they run as soon as
-/// the core delivers events.
-fn core_lacks_delivery() -> bool {
-    use espial_core::{Config, Node, NodeId, NodeInfo, PlaintextTestCipher, SendError, Target};
-    let now = std::time::Instant::now();
-    let me = NodeInfo::new(NodeId(1), "probe", "10.0.0.1:27272".parse().unwrap());
-    let mut n = Node::new(
-        Config::lan(),
-        me,
-        Box::new(PlaintextTestCipher::new()),
-        1,
-        now,
-    )
-    .expect("node");
-    matches!(
-        n.send(
-            now,
-            "probe",
-            bytes::Bytes::from_static(b"x"),
-            Target::Subscribers
-        ),
-        Err(SendError::Shutdown)
-    )
-}
-
 macro_rules! scenario_test {
     ($name:ident, $scenario:expr) => {
         #[test]
         fn $name() {
-            if $scenario.starts_with("events") && core_lacks_delivery() {
-                eprintln!("{}: skipped: espial-core send() is still a stub", $scenario);
-                return;
-            }
             for seed in 1..=3 {
                 check(&short($scenario, seed));
             }

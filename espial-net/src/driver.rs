@@ -3,9 +3,9 @@
 //!
 //! The task waits on whichever comes first: a datagram on the transport, a command from a
 //! handle, addresses from a discovery backend, an admission decision, or the node's next
-//! deadline (`Node::poll_timeout`). After every input it drains `Node::poll_output`:
-//! `Transmit` goes to the transport, `Event` to the listeners, `Admission` to the
-//! connection filter (run in its own task, its answer fed back through a channel). Protocol
+//! deadline (`Node::poll_timeout`). After every input it drains `Node::poll_output` (a
+//! burst of datagrams already queued on the socket counts as one input): `Transmit` goes
+//! to the transport, `Event` to the listeners, `Admission` to the connection filter (run in its own task, its answer fed back through a channel). Protocol
 //! logic stays in the core.
 //!
 //! Listeners use a tokio broadcast channel: a slow listener never blocks the node; when it
@@ -29,6 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// Most datagrams fed to the node per wake-up before its outputs are drained.
+const RECV_BURST: usize = 64;
 
 /// An async admission filter: gets the join request, answers accept or reject.
 pub type AdmissionFilter =
@@ -419,7 +422,23 @@ impl Task {
                     match res {
                         Ok((n, from)) => {
                             recv_failures = 0;
-                            self.node.handle_datagram(Instant::now(), from, &buf[..n]);
+                            let now = Instant::now();
+                            self.node.handle_datagram(now, from, &buf[..n]);
+                            // Feed what else is already queued on the socket, then drain
+                            // once: one wake-up and one round of acks for the burst.
+                            for _ in 1..RECV_BURST {
+                                match transport.try_recv_from(&mut buf) {
+                                    Ok(Some((n, from))) => {
+                                        self.node.handle_datagram(now, from, &buf[..n]);
+                                    }
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                                        tracing::debug!("receive failed: {e}");
+                                        break;
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);

@@ -136,6 +136,14 @@ impl Transport for UdpTransport {
         self.socket.recv_from(buf).await
     }
 
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        match self.socket.try_recv_from(buf) {
+            Ok(got) => Ok(Some(got)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }

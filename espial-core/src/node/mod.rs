@@ -192,7 +192,8 @@ impl Node {
     }
 
     /// Feeds a received datagram. Malformed, forged or replayed datagrams are dropped and
-    /// counted in [`Node::stats`]; this never panics.
+    /// counted in [`Node::stats`]; this never panics. What it produces is packed into
+    /// datagrams at the next [`Node::poll_output`]: feed a burst, then drain once.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.packets_in += 1;
         self.stats.bytes_in += data.len() as u64;
@@ -200,7 +201,9 @@ impl Node {
             return;
         }
         self.receive(now, from, data);
-        self.flush(now);
+        // Packed at the next `poll_output`: a driver that feeds a burst of datagrams before
+        // draining sends one round of acknowledgements and replies for all of them.
+        self.deferred_flush = Some(now);
     }
 
     /// Feeds addresses found by discovery; the node joins through those that are not

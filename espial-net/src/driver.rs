@@ -159,6 +159,19 @@ pub enum Command {
         /// Receives the delivery report later.
         outcome: Option<Reply<SendOutcome>>,
     },
+    /// `Node::send` for each payload in order, stopping at the first refusal. Answers the
+    /// ids of the events queued (a prefix of `payloads`), or the refusal when not even the
+    /// first was queued.
+    SendBatch {
+        /// Event name.
+        name: String,
+        /// Payloads, in send order.
+        payloads: Vec<Bytes>,
+        /// Targets (the same for every payload).
+        target: Target,
+        /// Answer: the ids queued, or why none was.
+        reply: Reply<Result<Vec<SendId>, SendError>>,
+    },
     /// `Node::request`; `replies` receives everything collected at the timeout.
     Request {
         /// Event name.
@@ -502,6 +515,28 @@ impl Task {
                     self.outcomes.insert(*id, o);
                 }
                 let _ = reply.send(res);
+            }
+            Command::SendBatch {
+                name,
+                payloads,
+                target,
+                reply,
+            } => {
+                let mut ids = Vec::with_capacity(payloads.len());
+                let mut refused = None;
+                for p in payloads {
+                    match self.node.send(now, &name, p, target.clone()) {
+                        Ok(id) => ids.push(id),
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let _ = reply.send(match refused {
+                    Some(e) if ids.is_empty() => Err(e),
+                    _ => Ok(ids),
+                });
             }
             Command::Request {
                 name,

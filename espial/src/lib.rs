@@ -61,7 +61,7 @@ pub use handle::{decode_json, Espial, Stats};
 
 pub use espial_core::{
     Admission, Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RemovalReason, RequestId,
-    SendId, SendOutcome,
+    SendError, SendId, SendOutcome,
 };
 pub use espial_crypto::IdentityKey;
 pub use espial_net::driver::{RequestReplies, Snapshot};

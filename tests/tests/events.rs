@@ -1,5 +1,5 @@
 //! Custom events through the facade between real nodes: JSON payloads, directed sends,
-//! sends to the master, request/reply, and the errors a user gets for bad sends.
+//! sends to the master, batches, request/reply, and the errors a user gets for bad sends.
 
 use espial::{decode_json, Espial, Event};
 use espial_tests::cluster::Cluster;
@@ -119,6 +119,66 @@ async fn json_directed_master_and_request_reply() {
     got.sort();
     assert_eq!(got, ["ev-2 says pong", "ev-3 says pong"], "{replies:?}");
     assert!(replies.missing.is_empty(), "{replies:?}");
+
+    // A batch: one round trip, every event delivered once and in order.
+    let batch: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let ids = c.nodes[0].send_batch("jobs", batch).await.unwrap();
+    assert_eq!(ids.len(), 500);
+    let seqs = |c: &Cluster, i: usize| -> Vec<u32> {
+        c.events_of(i)
+            .filter_map(|e| match e {
+                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 4 => {
+                    Some(u32::from_le_bytes(ev.data[..].try_into().unwrap()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    c.wait(
+        "the 500 batched events at both subscribers",
+        Duration::from_secs(5),
+        |c| (1..N).all(|i| seqs(c, i).len() >= 500),
+    )
+    .await;
+    for i in 1..N {
+        assert_eq!(seqs(&c, i), (0..500).collect::<Vec<u32>>(), "node {i}");
+    }
+    // A refusal part way queues the prefix only; one at the start queues nothing.
+    let too_big = vec![0u8; c.nodes[0].config().max_event_payload + 1];
+    let mixed = vec![vec![1u8; 8], vec![2u8; 8], too_big.clone(), vec![3u8; 8]];
+    assert_eq!(c.nodes[0].send_batch("jobs", mixed).await.unwrap().len(), 2);
+    let e = c.nodes[0].send_batch("jobs", [too_big]).await.unwrap_err();
+    assert!(e.to_string().contains("max_event_payload"), "{e}");
+    assert!(c.nodes[0].send_batch("new_master", ["x"]).await.is_err());
+    assert!(c.nodes[0]
+        .send_batch("new_master", Vec::<Vec<u8>>::new())
+        .await
+        .is_err());
+    assert!(c.nodes[0]
+        .send_batch("jobs", Vec::<Vec<u8>>::new())
+        .await
+        .unwrap()
+        .is_empty());
+    c.wait("the batch prefix (2 events) at both subscribers", Duration::from_secs(5), |c| {
+        (1..N).all(|i| {
+            c.events_of(i)
+                .filter(|e| matches!(e, Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 8))
+                .count()
+                >= 2
+        })
+    })
+    .await;
+
+    for i in 1..N {
+        let short: Vec<u8> = c
+            .events_of(i)
+            .filter_map(|e| match e {
+                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 8 => Some(ev.data[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(short, [1, 2], "node {i}: only the prefix, in order");
+    }
 
     // Errors say what is wrong and nothing is sent.
     let e = c.nodes[0].send("new_master", "x").await.unwrap_err();

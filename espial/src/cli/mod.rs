@@ -31,6 +31,9 @@ enum Cmd {
     /// Performance figures on loopback (127.0.x.y unicast, no multicast): event throughput
     /// and latency, failover, join, leave, idle cost, crypto. Bounded; ends by itself.
     Bench(bench::BenchArgs),
+    /// One subscriber process of `espial bench events` (started by the bench, not by hand).
+    #[command(hide = true)]
+    BenchSubscriber(bench::subscriber::SubscriberArgs),
 }
 
 /// Timing profile names for the command line.
@@ -57,11 +60,18 @@ impl Profile {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // A bench subscriber is one node and one listener: one thread, no cross-thread wake-ups.
+    let rt = if matches!(cli.command, Cmd::BenchSubscriber(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("espial: cannot start the async runtime: {e}");
@@ -72,6 +82,7 @@ pub fn main() -> ExitCode {
         Cmd::Demo(args) => rt.block_on(demo::run(args)),
         Cmd::Agent(args) => rt.block_on(agent::run(*args)),
         Cmd::Bench(args) => rt.block_on(bench::run(args)),
+        Cmd::BenchSubscriber(args) => rt.block_on(bench::subscriber::run(args)),
     }
 }
 

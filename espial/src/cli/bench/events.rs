@@ -1,49 +1,40 @@
-//! Event figures: 1 sender → 4 subscribers, 128-byte payloads, encrypted (AES-128-GCM
+//! Event figures: 1 sender → 4 subscriber processes, 128-byte payloads, encrypted (AES-128-GCM
 //! sessions under a pre-shared key), reliable; beside a raw UDP 1 → 4 rate measured in the
 //! same run by a minimal sender (a plain socket loop in this process).
 //!
-//! The 5 nodes run inside this process over real UDP sockets on 127.0.<net>.1-5: the
-//! `agent` command's stdin/stdout path (one command line in, one flushed JSON line out per
-//! event) would measure JSON and pipes rather than espial. The sender keeps at most
-//! [`WINDOW`] events ahead of the slowest receiver (application-level flow control), so the
+//! The sender is a node in this process; each subscriber is a copy of this binary
+//! (`espial bench-subscriber`, see [`super::subscriber`]) that counts what it receives and
+//! answers `report` on its stdin, so nothing per event crosses a pipe. Every process binds
+//! its own 127.0.<net>.x address. The sender sends in batches ([`Espial::send_batch`]) for
+//! the window and waits 1 ms whenever the node's queues are full (backpressure), so the
 //! figure is a sustained rate with nothing lost, not a burst into a queue.
 
-use super::local;
 use super::stats::{quantile, round, Summary};
-use super::Report;
-use espial::{Espial, Event};
-use futures::StreamExt;
+use super::subscriber::{hex_encode, payload, wall_ns};
+use super::{local, Report};
+use espial::Espial;
 use serde_json::{Map, Value};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const NET: u8 = 190;
 const RAW_NET: u8 = 191;
+const PORT: u16 = 27_650;
 const PAYLOAD: usize = 128;
 const TOPIC: &str = "bench";
-/// Most events the sender may be ahead of the slowest receiver.
-const WINDOW: u64 = 8_192;
+/// Subscriber processes.
+const SUBSCRIBERS: u8 = 4;
 /// Events per `send_batch` in the throughput phase.
 const BATCH: u64 = 256;
 /// Paced rate of the latency phase.
 const LAT_RATE: u64 = 10_000;
-
-/// What one subscriber saw.
-#[derive(Default)]
-struct Rx {
-    /// Throughput-phase events received.
-    count: AtomicU64,
-    /// When the last one arrived (ns since the run's start).
-    last_ns: AtomicU64,
-    /// Throughput-phase events out of order or duplicated.
-    anomalies: AtomicU64,
-    /// Latency-phase events received.
-    lat_count: AtomicU64,
-    /// Latency-phase one-way latencies, ms.
-    lat: Mutex<Vec<f64>>,
-}
+/// Longest wait for one answer from a subscriber process.
+const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(r: &mut Report, quick: bool) {
     let dur = Duration::from_secs(if quick { 1 } else { 10 });
@@ -77,178 +68,223 @@ pub(crate) async fn run(r: &mut Report, quick: bool) {
             ),
         );
     }
-    let nodes = match local::start(5, NET, 1 << 16).await {
-        Ok(n) => n,
-        Err(e) => {
-            r.failures += 1;
-            r.note("events", e);
-            return;
-        }
-    };
-    // Every wait inside is bounded; this bounds the sends too (a stuck node).
+    // Every wait inside is bounded; this bounds the whole measurement too.
     let limit = Duration::from_secs(120);
-    let res = tokio::time::timeout(limit, measure(r, &nodes, dur, quick, raw_sum)).await;
+    let res = tokio::time::timeout(limit, measure(r, dur, quick, raw_sum)).await;
     if let Err(e) = res.unwrap_or_else(|_| Err(format!("did not finish in {limit:?}"))) {
         r.failures += 1;
         r.note("events", e);
     }
-    local::stop(&nodes);
+}
+
+fn addr(host: u8) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(127, 0, NET, host), PORT))
+}
+
+/// One subscriber process and its pipes.
+struct Sub {
+    _child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Sub {
+    /// Sends a command line and reads the JSON answer (bounded wait).
+    async fn ask(&mut self, cmd: &str) -> Result<Value, String> {
+        self.stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .map_err(|e| format!("subscriber stdin: {e}"))?;
+        self.stdin.flush().await.map_err(|e| e.to_string())?;
+        self.answer().await
+    }
+
+    async fn answer(&mut self) -> Result<Value, String> {
+        match tokio::time::timeout(ANSWER_LIMIT, self.lines.next_line()).await {
+            Ok(Ok(Some(l))) => serde_json::from_str(&l).map_err(|e| format!("{e}: {l}")),
+            Ok(Ok(None)) => Err("a subscriber process ended".into()),
+            Ok(Err(e)) => Err(format!("subscriber stdout: {e}")),
+            Err(_) => Err(format!("a subscriber did not answer in {ANSWER_LIMIT:?}")),
+        }
+    }
+}
+
+/// Every subscriber's `report`.
+async fn reports(subs: &mut [Sub]) -> Result<Vec<Value>, String> {
+    let mut out = Vec::with_capacity(subs.len());
+    for s in subs.iter_mut() {
+        out.push(s.ask("report").await?);
+    }
+    Ok(out)
+}
+
+fn field(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// Asks for reports (every 5 ms) until every subscriber has `n` by `key` or `limit` passed;
+/// the last reports.
+async fn wait_for(
+    subs: &mut [Sub],
+    key: &str,
+    n: u64,
+    limit: Duration,
+) -> Result<(bool, Vec<Value>), String> {
+    let start = Instant::now();
+    loop {
+        let reps = reports(subs).await?;
+        if reps.iter().all(|v| field(v, key) >= n) {
+            return Ok((true, reps));
+        }
+        if start.elapsed() > limit {
+            return Ok((false, reps));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn spawn_subs(psk: &[u8], seeds: &[SocketAddr]) -> Result<Vec<Sub>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut subs = Vec::new();
+    for h in 2..=SUBSCRIBERS + 1 {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("bench-subscriber")
+            .args(["--bind", &addr(h).to_string()])
+            .args(["--psk-hex", &hex_encode(psk)])
+            .args(["--topic", TOPIC])
+            .args(["--name", &format!("sub-{h}")]);
+        for s in seeds.iter().filter(|s| **s != addr(h)) {
+            cmd.args(["--peer", &s.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a subscriber process: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("subscriber pipes missing".into());
+        };
+        let mut sub = Sub {
+            _child: child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        };
+        let ready = sub.answer().await?;
+        if ready["ready"] != true {
+            return Err(format!("unexpected first line from a subscriber: {ready}"));
+        }
+        subs.push(sub);
+    }
+    Ok(subs)
 }
 
 async fn measure(
     r: &mut Report,
-    nodes: &[Espial],
     dur: Duration,
     quick: bool,
     raw: Option<Summary>,
 ) -> Result<(), String> {
-    local::wait_converged(nodes, Duration::from_secs(20))
+    let psk = local::psk();
+    let seeds: Vec<SocketAddr> = (1..=3).map(addr).collect();
+    let sender = Espial::builder()
+        .name("sender")
+        .bind(addr(1))
+        .peers(seeds[1..].iter().map(ToString::to_string))
+        .psk(psk.clone())
+        .profile(espial::Config::lan())
+        .start()
         .await
-        .ok_or("5 nodes did not converge in 20 s")?;
-    let sender = &nodes[0];
-    let subs = &nodes[1..];
-    let t0 = Instant::now();
-    let rxs: Vec<Arc<Rx>> = subs.iter().map(|_| Arc::new(Rx::default())).collect();
-    let mut tasks = Vec::new();
-    for (node, rx) in subs.iter().zip(&rxs) {
-        node.join(TOPIC).map_err(|e| format!("join: {e}"))?;
-        tasks.push(tokio::spawn(receive(node.events(), rx.clone(), t0)));
-    }
-    let ids: Vec<_> = subs.iter().map(Espial::id).collect();
-    let seen = async {
+        .map_err(|e| format!("the sender node could not start: {e}"))?;
+    let res = async {
+        let mut subs = spawn_subs(&psk, &seeds).await?;
+        // Converged: every subscriber sees 5 members and the sender's master, and the
+        // sender knows the 4 subscriptions.
+        let ready = Instant::now();
         loop {
-            let s = sender.snapshot();
-            let ok = ids.iter().all(|id| {
-                s.member(*id)
-                    .is_some_and(|m| m.subscriptions.contains(TOPIC))
-            });
-            if ok {
-                return;
+            let reps = reports(&mut subs).await?;
+            let master = sender.master_id().map(|m| m.to_string());
+            let snap = sender.snapshot();
+            let subscribed = snap
+                .members
+                .iter()
+                .filter(|m| m.subscriptions.contains(TOPIC))
+                .count();
+            if master.is_some()
+                && snap.members.len() == 5
+                && subscribed == SUBSCRIBERS as usize
+                && reps
+                    .iter()
+                    .all(|v| field(v, "members") == 5 && v["master"].as_str() == master.as_deref())
+            {
+                break;
+            }
+            if ready.elapsed() > Duration::from_secs(20) {
+                return Err(
+                    "the sender and 4 subscriber processes did not converge in 20 s".into(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    };
-    let res = async {
-        tokio::time::timeout(Duration::from_secs(10), seen)
-            .await
-            .map_err(|_| "the sender did not see the 4 subscriptions in 10 s")?;
-        throughput(r, sender, subs, &rxs, t0, dur, raw).await?;
-        latency(r, sender, &rxs, t0, if quick { 1 } else { 5 }).await
+        throughput(r, &sender, &mut subs, dur, raw).await?;
+        latency(r, &sender, &mut subs, if quick { 1 } else { 5 }).await?;
+        for s in &mut subs {
+            let _ = s.stdin.write_all(b"quit\n").await;
+        }
+        Ok(())
     }
     .await;
-    for t in tasks {
-        t.abort();
-    }
+    sender.kill();
     res
 }
 
-async fn receive(mut events: espial::EventStream, rx: Arc<Rx>, t0: Instant) {
-    let mut next = 0u64;
-    while let Some(e) = events.next().await {
-        let Event::Custom(c) = e else { continue };
-        if c.name != TOPIC || c.data.len() < 17 {
-            continue;
-        }
-        let now = t0.elapsed().as_nanos() as u64;
-        let seq = u64::from_le_bytes(c.data[0..8].try_into().unwrap_or_default());
-        let sent = u64::from_le_bytes(c.data[8..16].try_into().unwrap_or_default());
-        if c.data[16] == 0 {
-            if seq != next {
-                rx.anomalies.fetch_add(1, Ordering::Relaxed);
-            }
-            next = seq + 1;
-            rx.count.fetch_add(1, Ordering::Relaxed);
-            rx.last_ns.store(now, Ordering::Relaxed);
-        } else {
-            if let Ok(mut l) = rx.lat.lock() {
-                l.push(now.saturating_sub(sent) as f64 / 1e6);
-            }
-            rx.lat_count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn payload(seq: u64, t0: Instant, phase: u8) -> Vec<u8> {
-    let mut p = vec![0x5a; PAYLOAD];
-    p[0..8].copy_from_slice(&seq.to_le_bytes());
-    p[8..16].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_le_bytes());
-    p[16] = phase;
-    p
-}
-
-fn min_of(rxs: &[Arc<Rx>], f: impl Fn(&Rx) -> u64) -> u64 {
-    rxs.iter().map(|r| f(r)).min().unwrap_or(0)
-}
-
-/// Waits (bounded) until every receiver has `n` events by `f`.
-async fn drain(rxs: &[Arc<Rx>], n: u64, f: impl Fn(&Rx) -> u64, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if min_of(rxs, &f) >= n {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn throughput(
     r: &mut Report,
     sender: &Espial,
-    subs: &[Espial],
-    rxs: &[Arc<Rx>],
-    t0: Instant,
+    subs: &mut [Sub],
     dur: Duration,
     raw: Option<Summary>,
 ) -> Result<(), String> {
-    let out = |e: &Espial| e.stats().core.packets_out;
-    let p0 = (out(sender), subs.iter().map(out).sum::<u64>());
-    let start_ns = t0.elapsed().as_nanos() as u64;
+    let rx_out = |reps: &[Value]| reps.iter().map(|v| field(v, "packets_out")).sum::<u64>();
+    let p0 = (
+        sender.stats().core.packets_out,
+        rx_out(&reports(subs).await?),
+    );
+    let start_ns = wall_ns();
     let start = Instant::now();
     let mut sent = 0u64;
+    let mut waits = 0u64;
     while start.elapsed() < dur {
-        let stalled = Instant::now();
-        while sent.saturating_sub(min_of(rxs, |x| x.count.load(Ordering::Relaxed))) > WINDOW {
-            if stalled.elapsed() > Duration::from_secs(10) {
-                return Err(format!("receivers stalled for 10 s after {sent} events"));
+        let batch = (sent..sent + BATCH).map(|seq| payload(seq, 0, PAYLOAD));
+        match sender.send_batch(TOPIC, batch).await {
+            Ok(ids) => sent += ids.len() as u64,
+            Err(espial::Error::Send(espial::SendError::Backpressure(_))) => {
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            Err(e) => return Err(format!("send: {e}")),
         }
-        let batch = (sent..sent + BATCH).map(|seq| payload(seq, t0, 0));
-        let ids = sender
-            .send_batch(TOPIC, batch)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        sent += ids.len() as u64;
     }
     let send_s = start.elapsed().as_secs_f64();
-    let all = drain(
-        rxs,
-        sent,
-        |x| x.count.load(Ordering::Relaxed),
-        Duration::from_secs(10),
-    )
-    .await;
-    let p1 = (out(sender), subs.iter().map(out).sum::<u64>());
+    let (all, reps) = wait_for(subs, "count", sent, Duration::from_secs(10)).await?;
+    let p1 = (sender.stats().core.packets_out, rx_out(&reps));
     let per_event = |a: u64, b: u64, n: u64| round(b.saturating_sub(a) as f64 / n.max(1) as f64);
     let sender_dg = per_event(p0.0, p1.0, sent);
-    let rx_dg = per_event(p0.1, p1.1, sent * rxs.len() as u64);
-    let rates: Vec<f64> = rxs
+    let rx_dg = per_event(p0.1, p1.1, sent * reps.len() as u64);
+    let rates: Vec<f64> = reps
         .iter()
-        .map(|x| {
-            let secs = (x.last_ns.load(Ordering::Relaxed).saturating_sub(start_ns)) as f64 / 1e9;
-            x.count.load(Ordering::Relaxed) as f64 / secs.max(1e-9)
+        .map(|v| {
+            let secs = field(v, "last_ns").saturating_sub(start_ns) as f64 / 1e9;
+            field(v, "count") as f64 / secs.max(1e-9)
         })
         .collect();
-    let lost: u64 = rxs
+    let lost: u64 = reps
         .iter()
-        .map(|x| sent.saturating_sub(x.count.load(Ordering::Relaxed)))
+        .map(|v| sent.saturating_sub(field(v, "count")))
         .sum();
-    let anomalies: u64 = rxs
-        .iter()
-        .map(|x| x.anomalies.load(Ordering::Relaxed))
-        .sum();
+    let anomalies: u64 = reps.iter().map(|v| field(v, "anomalies")).sum();
+    let lagged: u64 = reps.iter().map(|v| field(v, "lagged")).sum();
     let s = Summary::of(&rates).ok_or("no receiver")?;
     let ratio = raw.map_or(0.0, |raw| s.median / raw.median.max(1e-9));
     let mut o = Map::new();
@@ -258,28 +294,34 @@ async fn throughput(
     o.insert("send_s".into(), round(send_s).into());
     o.insert("lost".into(), lost.into());
     o.insert("reordered".into(), anomalies.into());
+    o.insert("listener_lagged".into(), lagged.into());
+    o.insert("backpressure_waits".into(), waits.into());
     o.insert("payload_bytes".into(), PAYLOAD.into());
-    o.insert("receivers".into(), rxs.len().into());
+    o.insert("receivers".into(), reps.len().into());
     o.insert("encrypted".into(), true.into());
     o.insert("ratio_to_raw".into(), round(ratio).into());
     o.insert("sender_datagrams_per_event".into(), sender_dg.into());
     o.insert("receiver_datagrams_per_delivery".into(), rx_dg.into());
     o.insert(
         "mode".into(),
-        "in-process nodes, real UDP on 127.0.x.y".into(),
+        "sender node in the bench process, 4 subscriber processes, real UDP on 127.0.x.y".into(),
     );
     r.emit(
         Value::Object(o),
         format!(
-            "events    1 -> 4 subscribers, {PAYLOAD} B, encrypted, reliable, deliveries per receiver: {}; \
+            "events    1 -> 4 subscriber processes, {PAYLOAD} B, encrypted, reliable, deliveries per receiver: {}; \
              sent {sent}, lost {lost}, reordered {anomalies}; ratio to raw UDP {ratio:.2}; \
-             datagrams sent per event {sender_dg} (sender), per delivery {rx_dg} (receivers)",
+             datagrams sent per event {sender_dg} (sender), per delivery {rx_dg} (receivers); \
+             {waits} backpressure waits of 1 ms",
             s.text("/s", 0)
         ),
     );
-    if !all || lost > 0 || anomalies > 0 {
+    if !all || lost > 0 || anomalies > 0 || lagged > 0 {
         r.failures += 1;
-        r.note("events", format!("lost {lost}, reordered {anomalies}"));
+        r.note(
+            "events",
+            format!("lost {lost}, reordered {anomalies}, missed by a listener {lagged}"),
+        );
     }
     Ok(())
 }
@@ -287,8 +329,7 @@ async fn throughput(
 async fn latency(
     r: &mut Report,
     sender: &Espial,
-    rxs: &[Arc<Rx>],
-    t0: Instant,
+    subs: &mut [Sub],
     secs: u64,
 ) -> Result<(), String> {
     let total = LAT_RATE * secs;
@@ -299,23 +340,19 @@ async fn latency(
             tokio::time::sleep_until(due).await;
         }
         sender
-            .send(TOPIC, payload(i, t0, 1))
+            .send(TOPIC, payload(i, 1, PAYLOAD))
             .await
             .map_err(|e| format!("send: {e}"))?;
     }
-    let all = drain(
-        rxs,
-        total,
-        |x| x.lat_count.load(Ordering::Relaxed),
-        Duration::from_secs(10),
-    )
-    .await;
-    let mut lat: Vec<f64> = rxs
-        .iter()
-        .flat_map(|x| x.lat.lock().map(|l| l.clone()).unwrap_or_default())
-        .collect();
+    let (all, _) = wait_for(subs, "lat_count", total, Duration::from_secs(10)).await?;
+    let mut lat = Vec::new();
+    for s in subs.iter_mut() {
+        let v = s.ask("latencies").await?;
+        let us = v["lat_us"].as_array().cloned().unwrap_or_default();
+        lat.extend(us.iter().filter_map(Value::as_f64).map(|u| u / 1e3));
+    }
     lat.sort_by(f64::total_cmp);
-    let lost = (total * rxs.len() as u64).saturating_sub(lat.len() as u64);
+    let lost = (total * subs.len() as u64).saturating_sub(lat.len() as u64);
     let s = Summary::of(&lat).ok_or("no latency sample")?;
     let (p50, p99) = (quantile(&lat, 0.5), quantile(&lat, 0.99));
     let mut o = Map::new();
@@ -329,7 +366,7 @@ async fn latency(
     r.emit(
         Value::Object(o),
         format!(
-            "latency   one-way at {LAT_RATE}/s, encrypted: p50 {p50:.3} ms, p99 {p99:.3} ms ({}); lost {lost}",
+            "latency   one-way at {LAT_RATE}/s, encrypted, to 4 subscriber processes: p50 {p50:.3} ms, p99 {p99:.3} ms ({}); lost {lost}",
             s.text("ms", 3)
         ),
     );

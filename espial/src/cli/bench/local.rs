@@ -66,7 +66,7 @@ pub(crate) fn stop(nodes: &[Espial]) {
 }
 
 /// A per-run 32-byte key (not secret: it only keeps runs apart).
-fn psk() -> Vec<u8> {
+pub(crate) fn psk() -> Vec<u8> {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

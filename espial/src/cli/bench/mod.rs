@@ -15,6 +15,7 @@ mod events;
 mod idle;
 mod local;
 mod stats;
+pub(crate) mod subscriber;
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};

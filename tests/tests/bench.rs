@@ -102,6 +102,14 @@ fn bench_all_quick_produces_every_figure() {
     summary(e, "per_s");
     assert_eq!(e["lost"], 0, "{e}");
     assert_eq!(e["reordered"], 0, "{e}");
+    assert_eq!(e["listener_lagged"], 0, "{e}");
+    assert_eq!(e["receivers"], 4, "{e}");
+    assert!(
+        e["mode"]
+            .as_str()
+            .is_some_and(|m| m.contains("4 subscriber processes")),
+        "{e}"
+    );
     assert!(e["sent"].as_u64().is_some_and(|n| n > 0), "{e}");
     positive(e, "ratio_to_raw");
     let l = one("latency");
@@ -119,6 +127,10 @@ fn bench_all_quick_produces_every_figure() {
         let cpu = v["cpu_percent_per_node"].as_f64().expect("cpu");
         assert!(cpu.is_finite() && cpu >= 0.0, "{v}");
         assert_eq!(v["converged_at_end"], true, "{v}");
+        assert_eq!(
+            v["mode"], "one process per node, real UDP on 127.0.x.y",
+            "{v}"
+        );
     }
     positive(one("idle_growth"), "ratio");
     let done = one("done");

@@ -31,9 +31,9 @@ enum Cmd {
     /// Performance figures on loopback (127.0.x.y unicast, no multicast): event throughput
     /// and latency, failover, join, leave, idle cost, crypto. Bounded; ends by itself.
     Bench(bench::BenchArgs),
-    /// One subscriber process of `espial bench events` (started by the bench, not by hand).
+    /// One node process of `espial bench` (started by the bench, not by hand).
     #[command(hide = true)]
-    BenchSubscriber(bench::subscriber::SubscriberArgs),
+    BenchNode(bench::node_process::NodeArgs),
 }
 
 /// Timing profile names for the command line.
@@ -60,8 +60,8 @@ impl Profile {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    // A bench subscriber is one node and one listener: one thread, no cross-thread wake-ups.
-    let rt = if matches!(cli.command, Cmd::BenchSubscriber(_)) {
+    // A bench node is one node and one listener: one thread, no cross-thread wake-ups.
+    let rt = if matches!(cli.command, Cmd::BenchNode(_)) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -82,7 +82,7 @@ pub fn main() -> ExitCode {
         Cmd::Demo(args) => rt.block_on(demo::run(args)),
         Cmd::Agent(args) => rt.block_on(agent::run(*args)),
         Cmd::Bench(args) => rt.block_on(bench::run(args)),
-        Cmd::BenchSubscriber(args) => rt.block_on(bench::subscriber::run(args)),
+        Cmd::BenchNode(args) => rt.block_on(bench::node_process::run(args)),
     }
 }
 

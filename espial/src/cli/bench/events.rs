@@ -3,28 +3,25 @@
 //! same run by a minimal sender (a plain socket loop in this process).
 //!
 //! The sender is a node in this process; each subscriber is a copy of this binary
-//! (`espial bench-subscriber`, see [`super::subscriber`]) that counts what it receives and
+//! (`espial bench-node --topic`, see [`super::node_process`]) that counts what it receives and
 //! answers `report` on its stdin, so nothing per event crosses a pipe. Every process binds
 //! its own 127.0.<net>.x address. The sender sends in batches ([`Espial::send_batch`]) for
 //! the window and waits 1 ms whenever the node's queues are full (backpressure), so the
 //! figure is a sustained rate with nothing lost, not a burst into a queue.
 
+use super::node_process::{payload, wall_ns};
+use super::process_group::{self, field, reports, wait_for, NodeProcess};
 use super::stats::{quantile, round, Summary};
-use super::subscriber::{hex_encode, payload, wall_ns};
-use super::{local, Report};
+use super::Report;
 use espial::Espial;
 use serde_json::{Map, Value};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const NET: u8 = 190;
 const RAW_NET: u8 = 191;
-const PORT: u16 = 27_650;
 const PAYLOAD: usize = 128;
 const TOPIC: &str = "bench";
 /// Subscriber processes.
@@ -33,8 +30,6 @@ const SUBSCRIBERS: u8 = 4;
 const BATCH: u64 = 256;
 /// Paced rate of the latency phase.
 const LAT_RATE: u64 = 10_000;
-/// Longest wait for one answer from a subscriber process.
-const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(r: &mut Report, quick: bool) {
     let dur = Duration::from_secs(if quick { 1 } else { 10 });
@@ -78,106 +73,7 @@ pub(crate) async fn run(r: &mut Report, quick: bool) {
 }
 
 fn addr(host: u8) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::new(127, 0, NET, host), PORT))
-}
-
-/// One subscriber process and its pipes.
-struct Sub {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Sub {
-    /// Sends a command line and reads the JSON answer (bounded wait).
-    async fn ask(&mut self, cmd: &str) -> Result<Value, String> {
-        self.stdin
-            .write_all(format!("{cmd}\n").as_bytes())
-            .await
-            .map_err(|e| format!("subscriber stdin: {e}"))?;
-        self.stdin.flush().await.map_err(|e| e.to_string())?;
-        self.answer().await
-    }
-
-    async fn answer(&mut self) -> Result<Value, String> {
-        match tokio::time::timeout(ANSWER_LIMIT, self.lines.next_line()).await {
-            Ok(Ok(Some(l))) => serde_json::from_str(&l).map_err(|e| format!("{e}: {l}")),
-            Ok(Ok(None)) => Err("a subscriber process ended".into()),
-            Ok(Err(e)) => Err(format!("subscriber stdout: {e}")),
-            Err(_) => Err(format!("a subscriber did not answer in {ANSWER_LIMIT:?}")),
-        }
-    }
-}
-
-/// Every subscriber's `report`.
-async fn reports(subs: &mut [Sub]) -> Result<Vec<Value>, String> {
-    let mut out = Vec::with_capacity(subs.len());
-    for s in subs.iter_mut() {
-        out.push(s.ask("report").await?);
-    }
-    Ok(out)
-}
-
-fn field(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
-}
-
-/// Asks for reports (every 5 ms) until every subscriber has `n` by `key` or `limit` passed;
-/// the last reports.
-async fn wait_for(
-    subs: &mut [Sub],
-    key: &str,
-    n: u64,
-    limit: Duration,
-) -> Result<(bool, Vec<Value>), String> {
-    let start = Instant::now();
-    loop {
-        let reps = reports(subs).await?;
-        if reps.iter().all(|v| field(v, key) >= n) {
-            return Ok((true, reps));
-        }
-        if start.elapsed() > limit {
-            return Ok((false, reps));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn spawn_subs(psk: &[u8], seeds: &[SocketAddr]) -> Result<Vec<Sub>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let mut subs = Vec::new();
-    for h in 2..=SUBSCRIBERS + 1 {
-        let mut cmd = Command::new(&exe);
-        cmd.arg("bench-subscriber")
-            .args(["--bind", &addr(h).to_string()])
-            .args(["--psk-hex", &hex_encode(psk)])
-            .args(["--topic", TOPIC])
-            .args(["--name", &format!("sub-{h}")]);
-        for s in seeds.iter().filter(|s| **s != addr(h)) {
-            cmd.args(["--peer", &s.to_string()]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start a subscriber process: {e}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("subscriber pipes missing".into());
-        };
-        let mut sub = Sub {
-            _child: child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-        };
-        let ready = sub.answer().await?;
-        if ready["ready"] != true {
-            return Err(format!("unexpected first line from a subscriber: {ready}"));
-        }
-        subs.push(sub);
-    }
-    Ok(subs)
+    process_group::addr(NET, host)
 }
 
 async fn measure(
@@ -186,7 +82,7 @@ async fn measure(
     quick: bool,
     raw: Option<Summary>,
 ) -> Result<(), String> {
-    let psk = local::psk();
+    let psk = process_group::psk();
     let seeds: Vec<SocketAddr> = (1..=3).map(addr).collect();
     let sender = Espial::builder()
         .name("sender")
@@ -198,7 +94,8 @@ async fn measure(
         .await
         .map_err(|e| format!("the sender node could not start: {e}"))?;
     let res = async {
-        let mut subs = spawn_subs(&psk, &seeds).await?;
+        let mut subs =
+            process_group::start_group(NET, 2, SUBSCRIBERS, &seeds, &psk, Some(TOPIC)).await?;
         // Converged: every subscriber sees 5 members and the sender's master, and the
         // sender knows the 4 subscriptions.
         let ready = Instant::now();
@@ -214,9 +111,7 @@ async fn measure(
             if master.is_some()
                 && snap.members.len() == 5
                 && subscribed == SUBSCRIBERS as usize
-                && reps
-                    .iter()
-                    .all(|v| field(v, "members") == 5 && v["master"].as_str() == master.as_deref())
+                && process_group::converged(&reps, 5, master.as_deref())
             {
                 break;
             }
@@ -230,7 +125,7 @@ async fn measure(
         throughput(r, &sender, &mut subs, dur, raw).await?;
         latency(r, &sender, &mut subs, if quick { 1 } else { 5 }).await?;
         for s in &mut subs {
-            let _ = s.stdin.write_all(b"quit\n").await;
+            s.quit().await;
         }
         Ok(())
     }
@@ -242,7 +137,7 @@ async fn measure(
 async fn throughput(
     r: &mut Report,
     sender: &Espial,
-    subs: &mut [Sub],
+    subs: &mut [NodeProcess],
     dur: Duration,
     raw: Option<Summary>,
 ) -> Result<(), String> {
@@ -329,7 +224,7 @@ async fn throughput(
 async fn latency(
     r: &mut Report,
     sender: &Espial,
-    subs: &mut [Sub],
+    subs: &mut [NodeProcess],
     secs: u64,
 ) -> Result<(), String> {
     let total = LAT_RATE * secs;

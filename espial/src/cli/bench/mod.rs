@@ -4,8 +4,9 @@
 //! - `crypto`: the record cipher beside raw aws-lc-rs (`espial_crypto::bench`).
 //! - `failover`, `join`, `leave`: clusters of 5 real `espial agent` processes (copies of
 //!   this binary) whose JSON lines are read with deadlines.
-//! - `events`, `idle`: nodes inside this process over real UDP sockets on 127.0.x.y (see
-//!   `docs/BENCHMARKS.md` for why), beside a raw UDP sender measured in the same run.
+//! - `events`: a sender node in this process and 4 subscriber processes (`espial bench-node`,
+//!   copies of this binary), beside a raw UDP sender measured in the same run.
+//! - `idle`: 5, 20 and 50 `espial bench-node` processes.
 //!
 //! Every figure states its median, min, max and number of trials; `--json` prints one JSON
 //! object per measurement.
@@ -13,9 +14,9 @@
 mod cluster;
 mod events;
 mod idle;
-mod local;
+pub(crate) mod node_process;
+mod process_group;
 mod stats;
-pub(crate) mod subscriber;
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};

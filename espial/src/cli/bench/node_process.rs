@@ -1,14 +1,16 @@
-//! The subscriber process of `espial bench events` (`espial bench-subscriber`, hidden): one
-//! node that joins the bench topic and counts what it receives, so the figure measures
-//! espial across real process boundaries rather than JSON rendering on a pipe.
+//! One node process of `espial bench` (`espial bench-node`, hidden): a node that, with
+//! `--topic`, joins the bench topic and counts what it receives, so the event figures measure
+//! espial across real process boundaries rather than JSON rendering on a pipe; without it, an
+//! idle member for the idle figures.
 //!
 //! Protocol on its pipes, one line each way:
-//! - it prints `{"ready": true, "id": ..}` once the node runs and joined the topic;
+//! - it prints `{"ready": true, "id": ..}` once the node runs (and joined the topic);
 //! - `report` → `{"count", "anomalies", "last_ns", "lat_count", "members", "master",
-//!   "packets_out", "lagged"}`: throughput-phase deliveries, how many arrived out of order or
-//!   twice, the wall-clock time (ns since the Unix epoch) of the last one, latency-phase
-//!   deliveries, the members it sees (itself included), the master it follows, datagrams
-//!   its node sent, events its listener missed;
+//!   "is_master", "packets_out", "bytes_out", "lagged"}`: throughput-phase deliveries, how
+//!   many arrived out of order or twice, the wall-clock time (ns since the Unix epoch) of the
+//!   last one, latency-phase deliveries, the members it sees (itself included), the master it
+//!   follows and whether that is itself, datagrams and bytes its node sent, events its
+//!   listener missed;
 //! - `latencies` → `{"lat_us": [..]}`: every latency-phase one-way latency, µs;
 //! - `quit` or end of input: the process ends (without a graceful leave: the bench is over).
 //!
@@ -26,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Arguments of `espial bench-subscriber` (started by `espial bench events`).
+/// Arguments of `espial bench-node` (started by `espial bench`).
 #[derive(Args, Debug)]
-pub(crate) struct SubscriberArgs {
+pub(crate) struct NodeArgs {
     /// Address to bind (127.0.x.y:port).
     #[arg(long)]
     bind: SocketAddr,
@@ -38,9 +40,9 @@ pub(crate) struct SubscriberArgs {
     /// The cluster's pre-shared key, hex.
     #[arg(long)]
     psk_hex: String,
-    /// Topic to join.
+    /// Topic to join and count.
     #[arg(long)]
-    topic: String,
+    topic: Option<String>,
     /// Node name.
     #[arg(long)]
     name: String,
@@ -73,18 +75,18 @@ struct Seen {
     lagged: AtomicU64,
 }
 
-/// Runs the subscriber until `quit` or end of input.
-pub(crate) async fn run(args: SubscriberArgs) -> ExitCode {
+/// Runs the node until `quit` or end of input.
+pub(crate) async fn run(args: NodeArgs) -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("espial bench-subscriber: {e}");
+            eprintln!("espial bench-node: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(args: SubscriberArgs) -> Result<(), String> {
+async fn serve(args: NodeArgs) -> Result<(), String> {
     let psk = hex_decode(&args.psk_hex).ok_or("--psk-hex is not hex")?;
     let node = Espial::builder()
         .name(args.name)
@@ -96,9 +98,14 @@ async fn serve(args: SubscriberArgs) -> Result<(), String> {
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    node.join(&args.topic).map_err(|e| e.to_string())?;
     let seen = Arc::new(Seen::default());
-    let listener = tokio::spawn(listen(node.events(), args.topic, seen.clone()));
+    let listener = match args.topic {
+        Some(topic) => {
+            node.join(&topic).map_err(|e| e.to_string())?;
+            Some(tokio::spawn(listen(node.events(), topic, seen.clone())))
+        }
+        None => None,
+    };
     super::super::out(json!({"ready": true, "id": node.id().to_string()}));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -112,7 +119,9 @@ async fn serve(args: SubscriberArgs) -> Result<(), String> {
                     "lat_count": seen.lat_count.load(Ordering::Relaxed),
                     "members": snap.members.len(),
                     "master": snap.master.map(|m| m.to_string()),
+                    "is_master": snap.master == Some(snap.me.id),
                     "packets_out": snap.stats.packets_out,
+                    "bytes_out": snap.stats.bytes_out,
                     "lagged": seen.lagged.load(Ordering::Relaxed),
                 }));
             }
@@ -124,7 +133,9 @@ async fn serve(args: SubscriberArgs) -> Result<(), String> {
             _ => {}
         }
     }
-    listener.abort();
+    if let Some(l) = listener {
+        l.abort();
+    }
     node.kill();
     // Let the abort land before the runtime goes (nothing else to wait for).
     tokio::time::sleep(Duration::from_millis(1)).await;

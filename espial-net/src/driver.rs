@@ -159,9 +159,9 @@ pub enum Command {
         /// Receives the delivery report later.
         outcome: Option<Reply<SendOutcome>>,
     },
-    /// `Node::send` for each payload in order, stopping at the first refusal. Answers the
-    /// ids of the events queued (a prefix of `payloads`), or the refusal when not even the
-    /// first was queued.
+    /// `Node::send_batch`: each payload in order, stopping at the first refusal. Answers
+    /// the ids of the events queued (a prefix of `payloads`), or the refusal when not even
+    /// the first was queued.
     SendBatch {
         /// Event name.
         name: String,
@@ -522,17 +522,7 @@ impl Task {
                 target,
                 reply,
             } => {
-                let mut ids = Vec::with_capacity(payloads.len());
-                let mut refused = None;
-                for p in payloads {
-                    match self.node.send(now, &name, p, target.clone()) {
-                        Ok(id) => ids.push(id),
-                        Err(e) => {
-                            refused = Some(e);
-                            break;
-                        }
-                    }
-                }
+                let (ids, refused) = self.node.send_batch(now, &name, payloads, target);
                 let _ = reply.send(match refused {
                     Some(e) if ids.is_empty() => Err(e),
                     _ => Ok(ids),

@@ -368,6 +368,73 @@ impl Node {
         Ok(id)
     }
 
+    /// Publishes several events to the same target, in order, each with [`Node::send`]'s
+    /// guarantees; the targets are resolved once for the batch. Stops at the first refusal
+    /// (typically [`SendError::Backpressure`] part way): returns the ids of the events queued,
+    /// a prefix of `payloads`, and the refusal if there was one. Nothing after a refused
+    /// payload is queued, so the caller may send the rest again later.
+    ///
+    /// ```
+    /// # use espial_core::{testkit::TestNet, Config, SendError, Target};
+    /// # use bytes::Bytes;
+    /// let mut net = TestNet::new(1, Config::lan());
+    /// let a = espial_core::testkit::addr(0);
+    /// let (ids, refused) = net
+    ///     .with(a, |node, now| {
+    ///         let payloads = [Bytes::from_static(b"1"), Bytes::from_static(b"2")];
+    ///         node.send_batch(now, "jobs", payloads, Target::Subscribers)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!((ids.len(), refused), (2, None)); // no subscribers yet: delivered to nobody
+    /// ```
+    pub fn send_batch(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payloads: impl IntoIterator<Item = Bytes>,
+        target: Target,
+    ) -> (Vec<SendId>, Option<SendError>) {
+        let mut ids = Vec::new();
+        if self.left {
+            return (ids, Some(SendError::Shutdown));
+        }
+        if let Err(e) = check_event_name(name) {
+            return (ids, Some(e.into()));
+        }
+        let by_subscription = target == Target::Subscribers;
+        let targets = match self.resolve_targets(name, target) {
+            Ok(t) => t,
+            Err(e) => return (ids, Some(e)),
+        };
+        let mut refused = None;
+        for payload in payloads {
+            if payload.len() > self.config.max_event_payload {
+                refused = Some(SendError::TooLarge {
+                    size: payload.len(),
+                    limit: self.config.max_event_payload,
+                });
+                break;
+            }
+            let res = if by_subscription {
+                self.delivery
+                    .send_to_subscribers(now, name, payload, &targets, None)
+            } else {
+                self.delivery.send(now, name, payload, &targets, None)
+            };
+            match res {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.deferred_flush = Some(now);
+        }
+        (ids, refused)
+    }
+
     /// Sends a request to the live subscribers of `name`; replies arrive as
     /// [`Event::Reply`] as they come, and [`Event::RequestDone`] tells who answered and who
     /// did not, at the timeout (or earlier once no target can still answer).

@@ -363,3 +363,67 @@ fn core_event_names_and_master_target_errors_are_clear() {
         .unwrap();
     assert_eq!(r, Err(crate::SendError::UnknownTarget(crate::NodeId(99))));
 }
+
+#[test]
+fn send_batch_queues_in_order_and_stops_at_the_first_refusal() {
+    use bytes::Bytes;
+    let mut net = TestNet::new(3, Config::lan());
+    net.run_for(Duration::from_secs(1));
+    for i in 1..3 {
+        net.with(addr(i), |n, now| n.subscribe(now, "jobs").unwrap());
+    }
+    net.run_for(Duration::from_millis(500));
+    // 300 small events in one batch: every subscriber gets all of them once, in order.
+    let batch: Vec<Bytes> = (0..300u32)
+        .map(|i| Bytes::from(i.to_le_bytes().to_vec()))
+        .collect();
+    let (ids, refused) = net
+        .with(addr(0), |n, now| {
+            n.send_batch(now, "jobs", batch.clone(), crate::Target::Subscribers)
+        })
+        .unwrap();
+    assert_eq!((ids.len(), refused), (300, None));
+    // A payload over the limit part way: the prefix is queued, the rest is not.
+    let limit = Config::lan().max_event_payload;
+    let mixed = vec![
+        Bytes::from_static(b"tail-1"),
+        Bytes::from(vec![0; limit + 1]),
+        Bytes::from_static(b"tail-2"),
+    ];
+    let (ids, refused) = net
+        .with(addr(0), |n, now| {
+            n.send_batch(now, "jobs", mixed, crate::Target::Subscribers)
+        })
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert!(matches!(refused, Some(crate::SendError::TooLarge { .. })));
+    // Refused before anything is queued: a core event name, an unknown target.
+    let (ids, refused) = net
+        .with(addr(0), |n, now| {
+            n.send_batch(now, "new_master", batch.clone(), crate::Target::Subscribers)
+        })
+        .unwrap();
+    assert!(ids.is_empty() && matches!(refused, Some(crate::SendError::Name(_))));
+    let stranger = crate::NodeId(u128::MAX);
+    let (ids, refused) = net
+        .with(addr(0), |n, now| {
+            n.send_batch(
+                now,
+                "jobs",
+                batch.clone(),
+                crate::Target::Nodes(vec![stranger]),
+            )
+        })
+        .unwrap();
+    assert!(ids.is_empty() && matches!(refused, Some(crate::SendError::UnknownTarget(_))));
+    net.run_for(Duration::from_secs(2));
+    for i in 1..3 {
+        let got: Vec<Bytes> = customs(&net, addr(i)).into_iter().map(|e| e.data).collect();
+        let mut want = batch.clone();
+        want.push(Bytes::from_static(b"tail-1"));
+        assert_eq!(
+            got, want,
+            "node {i}: all 300 and the prefix, once, in order"
+        );
+    }
+}

@@ -2,12 +2,14 @@
 
 use crate::event::{Event, RequestId, SendId, SendOutcome};
 use crate::NodeId;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 #[derive(Debug)]
 struct SendTrack {
-    pending: BTreeSet<NodeId>,
+    /// Targets without a result yet, sorted (few per send: a sorted vector is faster than a
+    /// tree and costs one allocation).
+    pending: Vec<NodeId>,
     delivered: Vec<NodeId>,
     failed: Vec<NodeId>,
     request: Option<RequestId>,
@@ -24,7 +26,9 @@ struct RequestTrack {
 /// Sends awaiting their outcome and requests awaiting replies.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    sends: BTreeMap<SendId, SendTrack>,
+    /// Looked up once per acknowledged message: a hash map (never iterated, so its order
+    /// cannot leak into outputs).
+    sends: HashMap<SendId, SendTrack>,
     requests: BTreeMap<RequestId, RequestTrack>,
 }
 
@@ -47,11 +51,14 @@ impl Tracker {
         failed: Vec<NodeId>,
         request: Option<(RequestId, Instant)>,
     ) {
-        let pending: BTreeSet<NodeId> = targets
+        let mut pending: Vec<NodeId> = targets
             .iter()
             .copied()
             .filter(|t| !failed.contains(t))
             .collect();
+        pending.sort_unstable();
+        pending.dedup();
+        let delivered = Vec::with_capacity(pending.len());
         if let Some((rid, deadline)) = request {
             let mut all: Vec<NodeId> = targets.to_vec();
             all.extend(failed.iter().copied());
@@ -69,7 +76,7 @@ impl Tracker {
             id,
             SendTrack {
                 pending,
-                delivered: Vec::new(),
+                delivered,
                 failed,
                 request: request.map(|r| r.0),
             },
@@ -91,8 +98,11 @@ impl Tracker {
         let Some(t) = self.sends.get_mut(&id) else {
             return;
         };
-        if !t.pending.remove(&target) {
-            return;
+        match t.pending.binary_search(&target) {
+            Ok(i) => {
+                t.pending.remove(i);
+            }
+            Err(_) => return,
         }
         if delivered {
             t.delivered.push(target);

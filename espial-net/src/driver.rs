@@ -5,8 +5,9 @@
 //! handle, addresses from a discovery backend, an admission decision, or the node's next
 //! deadline (`Node::poll_timeout`). After every input it drains `Node::poll_output` (a
 //! burst of datagrams already queued on the socket counts as one input): `Transmit` goes
-//! to the transport, `Event` to the listeners, `Admission` to the connection filter (run in its own task, its answer fed back through a channel). Protocol
-//! logic stays in the core.
+//! to the transport, `Event` to the listeners, `Admission` to the connection filter (run
+//! in its own task, its answer fed back through a channel). Protocol logic stays in the
+//! core.
 //!
 //! Listeners use a tokio broadcast channel: a slow listener never blocks the node; when it
 //! falls more than the channel capacity behind it loses the oldest events and is told how
@@ -437,21 +438,7 @@ impl Task {
                             recv_failures = 0;
                             let now = Instant::now();
                             self.node.handle_datagram(now, from, &buf[..n]);
-                            // Feed what else is already queued on the socket, then drain
-                            // once: one wake-up and one round of acks for the burst.
-                            for _ in 1..RECV_BURST {
-                                match transport.try_recv_from(&mut buf) {
-                                    Ok(Some((n, from))) => {
-                                        self.node.handle_datagram(now, from, &buf[..n]);
-                                    }
-                                    Ok(None) => break,
-                                    Err(e) => {
-                                        self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
-                                        tracing::debug!("receive failed: {e}");
-                                        break;
-                                    }
-                                }
-                            }
+                            self.feed_queued(transport.as_ref(), &mut buf, now);
                         }
                         Err(e) => {
                             self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
@@ -489,6 +476,23 @@ impl Task {
                     let _ = r.send(());
                 }
                 return;
+            }
+        }
+    }
+
+    /// Feeds the datagrams already queued on the socket (at most `RECV_BURST - 1`, never
+    /// waiting), so the caller drains the node once for the whole burst: one wake-up and one
+    /// round of acknowledgements.
+    fn feed_queued(&mut self, transport: &dyn Transport, buf: &mut [u8], now: Instant) {
+        for _ in 1..RECV_BURST {
+            match transport.try_recv_from(buf) {
+                Ok(Some((n, from))) => self.node.handle_datagram(now, from, &buf[..n]),
+                Ok(None) => return,
+                Err(e) => {
+                    self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("receive failed: {e}");
+                    return;
+                }
             }
         }
     }

@@ -19,6 +19,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+/// Most events of a `send_batch` queued by one command to the node's task (as many as the
+/// task takes of separate `send` commands per wake-up).
+const BATCH_CHUNK: usize = 256;
+
 /// A running espial node. Cheap to clone (all clones control the same node).
 ///
 /// Queries (`nodes`, `master`, `is_master`, `node_info`, `stats`) read a snapshot the
@@ -139,13 +143,13 @@ impl Espial {
             .await
     }
 
-    /// Publishes several custom events to the subscribers of `name`, in order, in one
-    /// round trip to the node's task (events sent together share datagrams: the fastest way
-    /// to send many). Like [`std::io::Write::write`] it may take only a prefix: it returns
-    /// the ids of the events queued, all of them unless a queue filled up
-    /// ([`SendError::Backpressure`](crate::SendError::Backpressure)) part way, in which case the rest were not
-    /// queued and may be sent again later. It fails, queuing nothing, when not even the first
-    /// could be queued. An empty batch queues nothing and returns no ids.
+    /// Publishes several custom events to the subscribers of `name`, in order, with one
+    /// round trip to the node's task per 256 events (events sent together share datagrams:
+    /// the fastest way to send many). Like [`std::io::Write::write`] it may take only a
+    /// prefix: it returns the ids of the events queued, all of them unless a queue filled up
+    /// ([`SendError::Backpressure`](crate::SendError::Backpressure)) part way, in which case
+    /// the rest were not queued and may be sent again later. It fails, queuing nothing, when
+    /// not even the first could be queued. An empty batch queues nothing and returns no ids.
     ///
     /// ```no_run
     /// # async fn f(node: espial::Espial) -> espial::Result<()> {
@@ -166,19 +170,34 @@ impl Espial {
         name: &str,
         payloads: impl IntoIterator<Item = P>,
     ) -> Result<Vec<SendId>> {
-        let payloads: Vec<Bytes> = payloads.into_iter().map(Into::into).collect();
-        if payloads.is_empty() {
-            check_event_name(name)?;
-            return Ok(Vec::new());
+        check_event_name(name)?;
+        let mut payloads = payloads.into_iter().map(Into::into).peekable();
+        let mut ids = Vec::new();
+        // The node's task queues one chunk per command, so other input (datagrams, timers)
+        // is handled between chunks however long the batch is.
+        while payloads.peek().is_some() {
+            let chunk: Vec<Bytes> = payloads.by_ref().take(BATCH_CHUNK).collect();
+            let asked = chunk.len();
+            let (tx, rx) = oneshot::channel();
+            self.command(Command::SendBatch {
+                name: name.to_string(),
+                payloads: chunk,
+                target: Target::Subscribers,
+                reply: tx,
+            })?;
+            match rx.await.map_err(|_| Error::Shutdown)? {
+                Ok(queued) => {
+                    let partial = queued.len() < asked;
+                    ids.extend(queued);
+                    if partial {
+                        break;
+                    }
+                }
+                Err(e) if ids.is_empty() => return Err(e.into()),
+                Err(_) => break,
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::SendBatch {
-            name: name.to_string(),
-            payloads,
-            target: Target::Subscribers,
-            reply: tx,
-        })?;
-        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+        Ok(ids)
     }
 
     /// Sends a custom event to these nodes (they need not be subscribed).

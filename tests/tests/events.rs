@@ -147,6 +147,40 @@ async fn json_directed_master_and_request_reply() {
     let too_big = vec![0u8; c.nodes[0].config().max_event_payload + 1];
     let mixed = vec![vec![1u8; 8], vec![2u8; 8], too_big.clone(), vec![3u8; 8]];
     assert_eq!(c.nodes[0].send_batch("jobs", mixed).await.unwrap().len(), 2);
+    // Past the first chunk of 256 the same holds: 280 queued, then the refusal.
+    let mut long: Vec<Vec<u8>> = (0..300u32).map(|i| [i.to_le_bytes(); 3].concat()).collect();
+    long[280] = too_big.clone();
+    assert_eq!(
+        c.nodes[0].send_batch("jobs", long).await.unwrap().len(),
+        280
+    );
+    c.wait("the 280 of the long batch", Duration::from_secs(5), |c| {
+        (1..N).all(|i| {
+            c.events_of(i)
+                .filter(
+                    |e| matches!(e, Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 12),
+                )
+                .count()
+                >= 280
+        })
+    })
+    .await;
+    for i in 1..N {
+        let got: Vec<Vec<u8>> = c
+            .events_of(i)
+            .filter_map(|e| match e {
+                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 12 => {
+                    Some(ev.data.to_vec())
+                }
+                _ => None,
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = (0..280u32).map(|i| [i.to_le_bytes(); 3].concat()).collect();
+        assert_eq!(
+            got, want,
+            "node {i}: the 280 before the refusal, once, in order"
+        );
+    }
     let e = c.nodes[0].send_batch("jobs", [too_big]).await.unwrap_err();
     assert!(e.to_string().contains("max_event_payload"), "{e}");
     assert!(c.nodes[0].send_batch("new_master", ["x"]).await.is_err());

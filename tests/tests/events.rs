@@ -120,67 +120,33 @@ async fn json_directed_master_and_request_reply() {
     assert_eq!(got, ["ev-2 says pong", "ev-3 says pong"], "{replies:?}");
     assert!(replies.missing.is_empty(), "{replies:?}");
 
-    // A batch: one round trip, every event delivered once and in order.
+    // A batch: every event delivered once and in order (500 events: two commands of 256).
     let batch: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_le_bytes().to_vec()).collect();
-    let ids = c.nodes[0].send_batch("jobs", batch).await.unwrap();
+    let ids = c.nodes[0].send_batch("jobs", batch.clone()).await.unwrap();
     assert_eq!(ids.len(), 500);
-    let seqs = |c: &Cluster, i: usize| -> Vec<u32> {
-        c.events_of(i)
-            .filter_map(|e| match e {
-                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 4 => {
-                    Some(u32::from_le_bytes(ev.data[..].try_into().unwrap()))
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    c.wait(
-        "the 500 batched events at both subscribers",
-        Duration::from_secs(5),
-        |c| (1..N).all(|i| seqs(c, i).len() >= 500),
-    )
-    .await;
-    for i in 1..N {
-        assert_eq!(seqs(&c, i), (0..500).collect::<Vec<u32>>(), "node {i}");
-    }
+    expect_jobs(&mut c, 4, &batch, "the 500 batched events").await;
     // A refusal part way queues the prefix only; one at the start queues nothing.
     let too_big = vec![0u8; c.nodes[0].config().max_event_payload + 1];
     let mixed = vec![vec![1u8; 8], vec![2u8; 8], too_big.clone(), vec![3u8; 8]];
-    assert_eq!(c.nodes[0].send_batch("jobs", mixed).await.unwrap().len(), 2);
+    assert_eq!(
+        c.nodes[0]
+            .send_batch("jobs", mixed.clone())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Past the first chunk of 256 the same holds: 280 queued, then the refusal.
     let mut long: Vec<Vec<u8>> = (0..300u32).map(|i| [i.to_le_bytes(); 3].concat()).collect();
     long[280] = too_big.clone();
     assert_eq!(
-        c.nodes[0].send_batch("jobs", long).await.unwrap().len(),
+        c.nodes[0]
+            .send_batch("jobs", long.clone())
+            .await
+            .unwrap()
+            .len(),
         280
     );
-    c.wait("the 280 of the long batch", Duration::from_secs(5), |c| {
-        (1..N).all(|i| {
-            c.events_of(i)
-                .filter(
-                    |e| matches!(e, Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 12),
-                )
-                .count()
-                >= 280
-        })
-    })
-    .await;
-    for i in 1..N {
-        let got: Vec<Vec<u8>> = c
-            .events_of(i)
-            .filter_map(|e| match e {
-                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 12 => {
-                    Some(ev.data.to_vec())
-                }
-                _ => None,
-            })
-            .collect();
-        let want: Vec<Vec<u8>> = (0..280u32).map(|i| [i.to_le_bytes(); 3].concat()).collect();
-        assert_eq!(
-            got, want,
-            "node {i}: the 280 before the refusal, once, in order"
-        );
-    }
     let e = c.nodes[0].send_batch("jobs", [too_big]).await.unwrap_err();
     assert!(e.to_string().contains("max_event_payload"), "{e}");
     assert!(c.nodes[0].send_batch("new_master", ["x"]).await.is_err());
@@ -193,26 +159,8 @@ async fn json_directed_master_and_request_reply() {
         .await
         .unwrap()
         .is_empty());
-    c.wait("the batch prefix (2 events) at both subscribers", Duration::from_secs(5), |c| {
-        (1..N).all(|i| {
-            c.events_of(i)
-                .filter(|e| matches!(e, Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 8))
-                .count()
-                >= 2
-        })
-    })
-    .await;
-
-    for i in 1..N {
-        let short: Vec<u8> = c
-            .events_of(i)
-            .filter_map(|e| match e {
-                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == 8 => Some(ev.data[0]),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(short, [1, 2], "node {i}: only the prefix, in order");
-    }
+    expect_jobs(&mut c, 8, &mixed[..2], "the prefix of the short batch").await;
+    expect_jobs(&mut c, 12, &long[..280], "the 280 before the refusal").await;
 
     // Errors say what is wrong and nothing is sent.
     let e = c.nodes[0].send("new_master", "x").await.unwrap_err();
@@ -226,4 +174,26 @@ async fn json_directed_master_and_request_reply() {
         r.abort();
     }
     c.shutdown_all().await;
+}
+
+/// Waits (bounded) until both subscribers received `want.len()` "jobs" events of `len`
+/// bytes, then checks they are exactly `want`, once and in order.
+async fn expect_jobs(c: &mut Cluster, len: usize, want: &[Vec<u8>], what: &str) {
+    let got = |c: &Cluster, i: usize| -> Vec<Vec<u8>> {
+        c.events_of(i)
+            .filter_map(|e| match e {
+                Event::Custom(ev) if ev.name == "jobs" && ev.data.len() == len => {
+                    Some(ev.data.to_vec())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    c.wait(what, Duration::from_secs(5), |c| {
+        (1..N).all(|i| got(c, i).len() >= want.len())
+    })
+    .await;
+    for i in 1..N {
+        assert_eq!(got(c, i), want, "node {i}: {what}, once, in order");
+    }
 }

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Signature domain of handshake identity proofs.
-pub const HANDSHAKE_DOMAIN: &[u8] = b"espial handshake v2";
+pub use crate::cipher::DOMAIN_HANDSHAKE as HANDSHAKE_DOMAIN;
 /// Associated data of the key-confirmation record.
 const CONFIRM_AAD: &[u8] = b"espial-confirm-v2";
 /// Largest accepted key share.
@@ -56,18 +56,21 @@ pub fn proof_message(transcript: &[u8], role: Role) -> Vec<u8> {
 }
 
 impl Sessions {
-    /// Our identity proof for a handshake transcript in `role`.
+    /// Our identity proof for a handshake transcript in `role`: our static public key and
+    /// its signature (domain [`HANDSHAKE_DOMAIN`]) over [`proof_message`].
     fn proof(&self, t: &[u8], role: Role) -> IdentityProof {
-        let msg = proof_message(t, role);
         IdentityProof {
-            public_key: self.cipher.identity_public_key().unwrap_or_default(),
-            signature: self.cipher.sign(&msg).unwrap_or_default(),
+            public_key: self.cipher.identity_public_key(),
+            signature: self
+                .cipher
+                .sign(HANDSHAKE_DOMAIN, &proof_message(t, role)),
         }
     }
 
-    /// Checks a peer's identity proof: a valid signature over the transcript and role by
-    /// `proof.public_key`, and that key's node id is `claimed`. Failures are counted in
-    /// `identity_mismatch`.
+    /// Checks a peer's identity proof: `proof.public_key` derives the `claimed` node id, and
+    /// its signature over this handshake's transcript and the peer's role verifies (so a
+    /// proof from another session, or the other side's proof, fails). Failures are counted
+    /// in `identity_mismatch`.
     fn check_proof(
         &self,
         claimed: NodeId,
@@ -76,15 +79,16 @@ impl Sessions {
         role: Role,
         stats: &mut Stats,
     ) -> bool {
-        let _ = claimed;
-        let ok = if !self.cipher.requires_identity() && proof.public_key.is_empty() {
-            true
-        } else {
-            let msg = proof_message(t, role);
-            self.cipher
-                .verify(&proof.public_key, &msg, &proof.signature)
-                .is_ok()
-        };
+        let ok = self.cipher.node_id_for(&proof.public_key) == Some(claimed)
+            && self
+                .cipher
+                .verify(
+                    &proof.public_key,
+                    HANDSHAKE_DOMAIN,
+                    &proof_message(t, role),
+                    &proof.signature,
+                )
+                .is_ok();
         if !ok {
             stats.identity_mismatch += 1;
         }
@@ -497,9 +501,7 @@ impl Sessions {
         peer.confirm_retry = Some((retry, 1));
         peer.rekeying = false;
         peer.confirm_msg = Some(confirm_msg);
-        if !key.is_empty() {
-            peer.verified_key = Some(key);
-        }
+        peer.verified_key = Some(key);
         stats.handshakes_completed += 1;
         for r in records {
             out.push((from, r));
@@ -598,9 +600,7 @@ impl Sessions {
         let me = self.me;
         let peer = self.install(now, hdr.sender, from, h.keys);
         peer.rekeying = false;
-        if !identity.public_key.is_empty() {
-            peer.verified_key = Some(identity.public_key);
-        }
+        peer.verified_key = Some(identity.public_key);
         if let Some(data) = seal(me, &mut peer.current, &[Msg::ConfirmAck], stats) {
             out.push((from, data));
         }

@@ -195,6 +195,24 @@ impl Cipher for PskTest {
     fn start_exchange(&mut self) -> Box<dyn KeyExchange> {
         self.0.start_exchange()
     }
+    fn identity_public_key(&self) -> Vec<u8> {
+        self.0.identity_public_key()
+    }
+    fn node_id_for(&self, pk: &[u8]) -> Option<NodeId> {
+        self.0.node_id_for(pk)
+    }
+    fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        self.0.sign(domain, msg)
+    }
+    fn verify(
+        &self,
+        pk: &[u8],
+        domain: &[u8],
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), crate::cipher::CryptoError> {
+        self.0.verify(pk, domain, msg, sig)
+    }
     fn beacon_mac(&self, data: &[u8]) -> Option<[u8; 16]> {
         let mut m = [self.1; 16];
         for (i, b) in data.iter().enumerate() {
@@ -211,7 +229,7 @@ fn psk_side(id: u128, i: u8, key: u8) -> Side {
     Side {
         s: Sessions::new(
             NodeId(id),
-            Box::new(PskTest(PlaintextTestCipher::new(), key)),
+            Box::new(PskTest(PlaintextTestCipher::for_node(NodeId(id)), key)),
             &Config::lan(),
         ),
         rng: Rng::new(id as u64),

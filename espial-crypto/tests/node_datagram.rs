@@ -246,7 +246,12 @@ mod authenticated {
 
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
-            Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
+            Just(Msg::Confirm {
+                identity: IdentityProof {
+                    public_key: vec![],
+                    signature: vec![]
+                }
+            }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
                 node: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),

@@ -6,6 +6,7 @@
 //! call are packed into one sealed record, with pending membership updates piggybacked in the
 //! remaining room.
 
+mod adversary;
 mod dispatch;
 mod election;
 mod join;

@@ -114,6 +114,16 @@ impl Node {
         now: Instant,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
+        let mut me = me;
+        if cipher.node_id() != me.id {
+            return Err(ConfigError(format!(
+                "node id {} is not the id of the cipher's identity key ({}); derive the id \
+                 from the key (Cipher::node_id)",
+                me.id,
+                cipher.node_id()
+            )));
+        }
+        me.identity_key = Some(cipher.identity_public_key());
         me.metadata
             .check(config.max_metadata_bytes)
             .map_err(|e| ConfigError(e.to_string()))?;

@@ -185,6 +185,12 @@ enum Ev {
         gen: u32,
     },
     Action(usize),
+    /// A datagram from an address that is no slot's (adversary), or spoofed.
+    Spoofed {
+        to: usize,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
     Discover {
         slot: usize,
         gen: u32,
@@ -247,6 +253,8 @@ pub struct Sim {
     by_id: HashMap<NodeId, usize>,
     admission: Option<AdmissionPolicy>,
     outbuf: Vec<Output>,
+    /// Adversaries (spoofing outsider, lying member) and their invariants, when enabled.
+    pub adversary: Option<Box<crate::adversary::Adversary>>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -282,6 +290,7 @@ impl Sim {
             by_id: HashMap::new(),
             admission: None,
             outbuf: Vec::new(),
+            adversary: None,
         })
     }
 
@@ -602,6 +611,9 @@ impl Sim {
                     self.counters.dropped_crashed += 1;
                     return;
                 }
+                if let Some(adv) = self.adversary.as_mut() {
+                    adv.capture(from, to, &data);
+                }
                 match self.slots[to].state {
                     SlotState::Running => {
                         self.trace.delivery(self.now, from, to, &data);
@@ -675,7 +687,24 @@ impl Sim {
                     self.apply(a);
                 }
             }
+            Ev::Spoofed { to, from, data } => {
+                if self.slots[to].state == SlotState::Running {
+                    self.counters.delivered += 1;
+                    let now = self.instant();
+                    if let Some(node) = self.slots[to].node.as_mut() {
+                        node.handle_datagram(now, from, &data);
+                        self.drain(to);
+                    }
+                }
+            }
         }
+    }
+
+    /// Schedules delivery of `data` to `to` after `delay`, as if sent from `from` (any
+    /// address: the adversary's own, or spoofed). Bypasses partitions and loss.
+    pub fn inject(&mut self, to: usize, from: SocketAddr, data: Vec<u8>, delay: Duration) {
+        let at = self.now + ns(delay);
+        self.push(at, Ev::Spoofed { to, from, data });
     }
 
     /// Drains a node's outputs (transmits, events, admission requests), checks the
@@ -773,6 +802,10 @@ impl Sim {
         }
         let Some(dest) = addr_slot(to).filter(|&d| d < self.slots.len()) else {
             self.counters.dropped_unknown_addr += 1;
+            if let Some(mut adv) = self.adversary.take() {
+                adv.on_outside(self, from, to, data);
+                self.adversary = Some(adv);
+            }
             return;
         };
         match self.net.route(from, dest) {
@@ -809,6 +842,10 @@ impl Sim {
             self.trace.event(now, slot, e.name());
         }
         self.counters.on_event(&e);
+        if let Some(mut adv) = self.adversary.take() {
+            adv.check_event(self, slot, &e);
+            self.adversary = Some(adv);
+        }
         match &e {
             Event::Accepted { .. } => self.slots[slot].accepted = true,
             Event::Rejected { .. } => self.slots[slot].rejected = true,

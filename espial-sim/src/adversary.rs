@@ -74,6 +74,8 @@ pub struct Adversary {
     pub bytes_from_outside: u64,
     /// Bytes the nodes sent to addresses that are no node's.
     pub bytes_to_outside: u64,
+    /// Per non-node address: (bytes it sent to nodes, bytes nodes sent to it).
+    per_addr: BTreeMap<SocketAddr, (u64, u64)>,
     promoted: HashSet<(NodeId, u64)>,
     /// Attacks performed, by kind.
     pub attacks: BTreeMap<&'static str, u64>,
@@ -92,6 +94,7 @@ impl Adversary {
             next_outside: 0,
             bytes_from_outside: 0,
             bytes_to_outside: 0,
+            per_addr: BTreeMap::new(),
             promoted: HashSet::new(),
             attacks: BTreeMap::new(),
         }
@@ -127,6 +130,7 @@ impl Adversary {
     /// A node sent `data` to `to`, an address that is no node's (ours, or a spoofed victim).
     pub fn on_outside(&mut self, sim: &mut Sim, _from: usize, to: SocketAddr, data: Vec<u8>) {
         self.bytes_to_outside += data.len() as u64;
+        self.per_addr.entry(to).or_default().1 += data.len() as u64;
         let Some(i) = self.imps.iter().position(|m| m.addr == to) else {
             return;
         };
@@ -148,7 +152,7 @@ impl Adversary {
         );
         let (addr, target) = (imp.addr, imp.target);
         for (_, d) in out {
-            self.bytes_from_outside += d.len() as u64;
+            self.sent_from(addr, d.len());
             sim.inject(target, addr, d, Duration::from_millis(1));
         }
     }
@@ -211,13 +215,29 @@ impl Adversary {
         }
     }
 
-    /// Violations found at the end of a run (amplification).
+    /// Counts `n` bytes the outsider sent from `addr` (an address that is no node's).
+    fn sent_from(&mut self, addr: SocketAddr, n: usize) {
+        self.bytes_from_outside += n as u64;
+        self.per_addr.entry(addr).or_default().0 += n as u64;
+    }
+
+    /// Violations found at the end of a run: amplification toward any address that is no
+    /// node's (bytes the nodes sent it > bytes it sent them).
     pub fn final_violations(&self) -> Vec<String> {
+        let over: Vec<_> = self
+            .per_addr
+            .iter()
+            .filter(|(_, (i, o))| o > i)
+            .collect();
         let mut v = Vec::new();
-        if self.bytes_to_outside > self.bytes_from_outside {
+        if let Some((addr, (i, o))) = over.iter().max_by_key(|(_, (i, o))| o * 1000 / i.max(&1)) {
             v.push(format!(
-                "amplification: nodes sent {} B to non-node addresses that sent them {} B",
-                self.bytes_to_outside, self.bytes_from_outside
+                "amplification: {} non-node address(es) got more than they sent, worst {addr}: \
+                 {i} B in, {o} B out ({:.1}x); all: {} B in, {} B out",
+                over.len(),
+                *o as f64 / (*i).max(1) as f64,
+                self.bytes_from_outside,
+                self.bytes_to_outside
             ));
         }
         v
@@ -369,7 +389,7 @@ pub fn impersonate(sim: &mut Sim, claimed: usize, target: usize, spoof: bool) {
         }
         for (_, d) in out {
             if !spoof {
-                a.bytes_from_outside += d.len() as u64;
+                a.sent_from(addr, d.len());
             }
             sim.inject(target, addr, d, Duration::from_millis(1));
         }
@@ -382,16 +402,16 @@ pub fn impersonate(sim: &mut Sim, claimed: usize, target: usize, spoof: bool) {
     });
 }
 
-/// `count` fake sealed records naming `claimed` (unknown epochs, garbage ciphertext) from a
-/// spoofed victim address that is no node's: "heal" bait.
+/// `count` fake sealed records naming `claimed` (unknown epochs, garbage ciphertext), each
+/// from another spoofed victim address that is no node's: "heal" bait.
 pub fn forged_sealed(sim: &mut Sim, claimed: usize, target: usize, count: usize) {
     let Some(claimed_id) = running_id(sim, claimed) else {
         return;
     };
     with_adv(sim, |a, sim| {
         a.count("forged_sealed");
-        let victim = a.outside();
         for _ in 0..count {
+            let victim = a.outside();
             let mut d = Vec::new();
             SealedHeader {
                 sender: claimed_id,
@@ -400,7 +420,7 @@ pub fn forged_sealed(sim: &mut Sim, claimed: usize, target: usize, count: usize)
             }
             .write(&mut d);
             d.extend((0..8).map(|_| a.rng.next_u64() as u8));
-            a.bytes_from_outside += d.len() as u64;
+            a.sent_from(victim, d.len());
             sim.inject(target, victim, d, Duration::from_millis(1));
         }
     });
@@ -428,7 +448,7 @@ pub fn hello_flood(sim: &mut Sim, target: usize, count: usize) {
             );
             let from = a.outside();
             for (_, d) in out {
-                a.bytes_from_outside += d.len() as u64;
+                a.sent_from(from, d.len());
                 // Spread over ~1 ms per 100.
                 let delay = Duration::from_micros(10 * k as u64 + 1);
                 sim.inject(target, from, d, delay);
@@ -451,8 +471,9 @@ pub fn replay(sim: &mut Sim, count: usize, as_sender: bool) {
             let src = if as_sender {
                 slot_addr(from)
             } else {
-                a.bytes_from_outside += data.len() as u64;
-                a.outside()
+                let src = a.outside();
+                a.sent_from(src, data.len());
+                src
             };
             sim.inject(to, src, data, Duration::from_millis(1));
         }

@@ -93,3 +93,91 @@ proptest! {
         );
     }
 }
+
+/// One attack on a calm 4+1-node cluster (fixed seed), strict: nobody may be removed.
+fn single(seed: u64, op: AdvOp) -> Vec<String> {
+    let c = AdvCase {
+        seed,
+        nodes: 4,
+        strict: true,
+        steps: vec![(200, op), (2_000, AdvOp::Heal)],
+    };
+    let (sim, v) = run_adv_case(&c, false, Duration::from_secs(30));
+    let a = sim.adversary.as_ref().expect("adversary");
+    println!(
+        "seed {seed}: attacks {:?}, bytes from non-node addresses {}, to them {}, violations {}",
+        a.attacks,
+        a.bytes_from_outside,
+        a.bytes_to_outside,
+        v.len()
+    );
+    v
+}
+
+fn check(v: Vec<String>) {
+    assert!(v.is_empty(), "violations:\n{}", v.join("\n"));
+}
+
+#[test]
+fn sim_outsider_impersonation_from_own_address_fails() {
+    check(single(11, AdvOp::Impersonate(0, 1, false)));
+}
+
+#[test]
+fn sim_outsider_impersonation_spoofed_from_victims_address_fails() {
+    check(single(12, AdvOp::Impersonate(0, 1, true)));
+}
+
+#[test]
+fn sim_forged_sealed_records_reflect_at_most_1x() {
+    check(single(13, AdvOp::ForgedSealed(0, 1, 20)));
+}
+
+#[test]
+fn sim_hello_flood_reflects_at_most_1x_and_locks_nobody_out() {
+    let c = AdvCase {
+        seed: 14,
+        nodes: 4,
+        strict: true,
+        steps: vec![(200, AdvOp::HelloFlood(0, 1_500)), (100, AdvOp::Join)],
+    };
+    check(run_adv_case(&c, false, Duration::from_secs(30)).1);
+}
+
+#[test]
+fn sim_replays_change_nothing() {
+    check(single(15, AdvOp::Replay(20, false)));
+    check(single(16, AdvOp::Replay(20, true)));
+}
+
+#[test]
+fn sim_liar_forged_left_is_refused() {
+    check(single(21, AdvOp::Lie(Lie::Left, 1)));
+}
+
+#[test]
+fn sim_liar_forged_alive_is_refused() {
+    check(single(22, AdvOp::Lie(Lie::Alive, 1)));
+}
+
+#[test]
+fn sim_liar_forged_dead_is_refused() {
+    check(single(23, AdvOp::Lie(Lie::Dead, 1)));
+}
+
+#[test]
+fn sim_liar_suspect_with_max_incarnation_does_not_overflow() {
+    check(single(24, AdvOp::Lie(Lie::SuspectReceiver, 1)));
+}
+
+#[test]
+fn sim_liar_forged_claim_heartbeat_resign_are_refused() {
+    check(single(25, AdvOp::Lie(Lie::Claim, 1)));
+    check(single(26, AdvOp::Lie(Lie::Heartbeat, 1)));
+    check(single(27, AdvOp::Lie(Lie::Resign, 1)));
+}
+
+#[test]
+fn sim_liar_flood_changes_nothing() {
+    check(single(28, AdvOp::LieFlood(1, 99)));
+}

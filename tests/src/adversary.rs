@@ -18,7 +18,7 @@ pub struct AgentCluster {
     /// Bound addresses.
     pub addrs: Vec<SocketAddr>,
     /// The PSK file, when the cluster has one.
-    pub psk: Option<Vec<u8>>,
+    pub psk: Option<String>,
     /// Members that are not agents (an admitted attacker): (id, address) as views show them.
     pub extra_members: Vec<(String, String)>,
     bin: String,
@@ -55,7 +55,7 @@ impl AgentCluster {
             a: Agents::new(),
             ids: Vec::new(),
             addrs: (1..=n as u8).map(|h| addr(net, h, port)).collect(),
-            psk: psk.map(<[u8]>::to_vec),
+            psk: psk.map(|k| psk_file(k, &format!("{net}"))),
             extra_members: Vec::new(),
             bin: bin.to_string(),
             net,
@@ -68,8 +68,8 @@ impl AgentCluster {
                 "--peers".into(),
                 peers.join(","),
             ];
-            if let Some(psk) = psk {
-                args.extend(["--psk-file".to_string(), psk_file(psk, &format!("{net}"))]);
+            if let Some(path) = &c.psk {
+                args.extend(["--psk-file".to_string(), path.clone()]);
             }
             args.extend(extra(h));
             c.a.spawn(bin, &format!("a{h}"), &args);
@@ -107,31 +107,70 @@ impl AgentCluster {
             "--peers".into(),
             peers.join(","),
         ];
-        if let Some(psk) = self.psk.clone() {
-            args.extend([
-                "--psk-file".to_string(),
-                psk_file(&psk, &format!("{}", self.net)),
-            ]);
+        if let Some(path) = self.psk.clone() {
+            args.extend(["--psk-file".to_string(), path]);
         }
         let bin = self.bin.clone();
         self.a.spawn(&bin, name, &args)
     }
 
-    /// Sends `cmd` to agent `i` and returns its next reply named `reply`.
+    /// Sends `cmd` to agent `i` and returns its next reply named `reply` (panics when the
+    /// agent answers with an error instead, e.g. because its node task died).
     pub async fn query(&mut self, i: usize, cmd: &str, reply: &str) -> Value {
         self.a.pump();
-        let before = self.a.agents[i]
-            .lines
-            .iter()
-            .filter(|v| v["reply"] == reply)
-            .count();
+        let count = |a: &Agents| {
+            let l = &a.agents[i].lines;
+            (
+                l.iter().filter(|v| v["reply"] == reply).count(),
+                l.iter().filter(|v| v.get("error").is_some()).count(),
+            )
+        };
+        let before = count(&self.a);
         self.a.cmd(i, cmd).await;
         self.a
             .wait(&format!("reply to {cmd:?}"), Duration::from_secs(10), |a| {
-                a.agents[i].lines.iter().filter(|v| v["reply"] == reply).count() > before
+                let now = count(a);
+                now.0 > before.0 || now.1 > before.1
             })
             .await;
+        let now = count(&self.a);
+        assert!(
+            now.0 > before.0,
+            "{} answered {cmd:?} with an error: {:?}",
+            self.a.agents[i].name,
+            self.a.agents[i].lines.iter().rev().find(|v| v.get("error").is_some())
+        );
         self.a.agents[i].last_reply(reply).cloned().expect("reply")
+    }
+
+    /// Proves every agent in `live` still works end to end: each sets metadata `adv=<tag>`
+    /// through its node task, and every one of them then sees every other's new value.
+    pub async fn assert_working(&mut self, live: &[usize], tag: &str, limit: Duration) {
+        for &i in live {
+            self.query(i, &format!("meta adv={tag}"), "meta").await;
+        }
+        let deadline = std::time::Instant::now() + limit;
+        for &i in live {
+            loop {
+                let r = self.query(i, "nodes", "nodes").await;
+                let ok = live.iter().all(|&j| {
+                    let id = self.ids[j].to_string();
+                    r["nodes"].as_array().is_some_and(|v| {
+                        v.iter()
+                            .any(|n| n["id"] == id.as_str() && n["metadata"]["adv"] == tag)
+                    })
+                });
+                if ok {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} does not see everyone's metadata adv={tag} (a node stopped working): {r}",
+                    self.a.agents[i].name
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 
     /// Agent `i`'s member view: id → address.
@@ -199,6 +238,7 @@ impl AgentCluster {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        self.assert_working(live, "intact", settle).await;
         if let Some(m) = master {
             for &i in live {
                 assert_eq!(

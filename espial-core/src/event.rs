@@ -130,6 +130,15 @@ pub enum Event {
         /// The reply payload.
         data: Bytes,
     },
+    /// A handshake with `addr` failed for a reason an operator can fix, e.g. a different
+    /// cluster key (`handshake_failed`). Reported once per address; also logged as a
+    /// warning. Forged packets can cause it too, so it is a hint, not proof.
+    HandshakeFailed {
+        /// The peer's address.
+        addr: std::net::SocketAddr,
+        /// What probably differs, e.g. "different cluster key?".
+        reason: String,
+    },
     /// A request's timeout passed: who answered and who did not.
     RequestDone {
         /// The request.
@@ -158,6 +167,7 @@ impl Event {
             Event::SendOutcome(_) => "send_outcome",
             Event::Reply { .. } => "reply",
             Event::RequestDone { .. } => "request_done",
+            Event::HandshakeFailed { .. } => "handshake_failed",
         }
     }
 }
@@ -177,6 +187,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "send_outcome",
     "reply",
     "request_done",
+    "handshake_failed",
     "Listening",
     "NodeAdded",
     "NodeUpdated",

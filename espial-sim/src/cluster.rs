@@ -954,5 +954,6 @@ pub fn describe(e: &Event) -> String {
             answered.len(),
             missing.len()
         ),
+        Event::HandshakeFailed { addr, reason } => format!("handshake_failed {addr} {reason}"),
     }
 }

@@ -165,6 +165,7 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
         Kind::Beacon => add("beacon", data.len()),
         Kind::Hello => add("hello", data.len()),
         Kind::HelloAck => add("hello_ack", data.len()),
+        Kind::Cookie => add("cookie", data.len()),
         Kind::Sealed => {
             let msgs = wire::SealedHeader::parse(body)
                 .ok()
@@ -210,6 +211,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
         Kind::Beacon => "beacon".into(),
         Kind::Hello => "hello".into(),
         Kind::HelloAck => "hello_ack".into(),
+        Kind::Cookie => "cookie".into(),
         Kind::Sealed => {
             let Some((hdr, msgs)) = wire::SealedHeader::parse(body)
                 .ok()

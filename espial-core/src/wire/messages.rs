@@ -17,7 +17,9 @@ pub struct Beacon {
     pub mac: Option<[u8; 16]>,
 }
 
-/// First handshake message, initiator to responder.
+/// First handshake message, initiator to responder. The datagram is zero-padded after the
+/// encoded body to at least [`crate::wire::HELLO_MIN_LEN`] bytes (the padding ensures the
+/// answer is never larger than the question: no amplification).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// Initiator's node id.
@@ -28,6 +30,21 @@ pub struct Hello {
     pub attempt: u64,
     /// Initiator's ephemeral public key share.
     pub share: Vec<u8>,
+    /// The responder's cookie for this source address and attempt, once it sent one
+    /// ([`Cookie`]; only needed while the responder is under load).
+    pub cookie: Option<[u8; 16]>,
+}
+
+/// Stateless answer of a responder under load to a Hello without a valid cookie: the
+/// initiator repeats its Hello with `cookie` (proving it receives at its source address).
+/// Never larger than the Hello it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cookie {
+    /// The `Hello.attempt` this answers.
+    pub attempt: u64,
+    /// MAC of the Hello's source address, initiator id and attempt under the responder's
+    /// rotating secret.
+    pub cookie: [u8; 16],
 }
 
 /// Identity proof: a static public key and a signature over the handshake transcript.
@@ -52,8 +69,9 @@ pub struct HelloAck {
     pub epoch: u32,
     /// Responder's ephemeral public key share.
     pub share: Vec<u8>,
-    /// Responder's identity proof, when it has an identity key.
-    pub identity: Option<IdentityProof>,
+    /// Responder's identity proof: its static public key (whose node id must equal `from`)
+    /// and its signature over the transcript.
+    pub identity: IdentityProof,
     /// Empty record sealed with the responder's new send key (key confirmation).
     pub confirm: Vec<u8>,
 }
@@ -136,10 +154,11 @@ pub struct StateChunk {
 /// Messages inside sealed records. Several may share one record (piggybacking).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Initiator's key confirmation (with its identity proof when it has a key).
+    /// Initiator's key confirmation with its identity proof (static public key whose node
+    /// id must equal the record's sender, and its signature over the transcript).
     Confirm {
         /// Initiator's identity proof.
-        identity: Option<IdentityProof>,
+        identity: IdentityProof,
     },
     /// Responder's acknowledgement of `Confirm`.
     ConfirmAck,

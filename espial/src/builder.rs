@@ -335,7 +335,9 @@ impl Builder {
         me.metadata = metadata;
         me.master_eligible = self.master_eligible;
         me.priority = self.priority;
-        me.identity_key = self.identity.as_ref().map(|k| k.public_key());
+        if let Some(k) = self.identity.as_ref() {
+            me.public_key = k.public_key();
+        }
 
         let node = Node::new(
             config.clone(),

@@ -33,13 +33,14 @@ struct Member {
 }
 
 fn member(i: u8) -> Member {
-    let cipher = PlaintextTestCipher::new();
+    let id = NodeId(0x1000 + i as u128);
+    let cipher = PlaintextTestCipher::for_node(id);
     let mut info = NodeInfo::new(
-        NodeId(0x1000 + i as u128),
+        id,
         format!("m{i}"),
         SocketAddr::from(([127, 0, 0, 10 + i], 27272)),
     );
-    info.public_key = cipher.identity_public_key().unwrap_or_default();
+    info.public_key = cipher.identity_public_key();
     Member { cipher, info }
 }
 
@@ -86,7 +87,7 @@ fn sign_as(m: &Member, msgs: &mut [Msg]) {
 /// node does.
 pub fn member_messages(data: &[u8]) {
     let start = Instant::now();
-    let me_cipher = PlaintextTestCipher::new();
+    let me_cipher = PlaintextTestCipher::for_node(NodeId(0x0F00));
     let me = NodeInfo::new(
         NodeId(0x0F00),
         "target",

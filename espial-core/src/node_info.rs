@@ -28,8 +28,8 @@ pub struct NodeInfo {
     /// Custom event names this node subscribes to.
     pub subscriptions: BTreeSet<String>,
     /// The node's static identity public key: `id` is derived from it, and it verifies the
-    /// node's signed statements (`Update::Alive`, `Update::Left`). Empty until the node
-    /// fills it in from its cipher ([`crate::Node::new`] does).
+    /// node's signed statements (`Update::Alive`, `Update::Left`). [`crate::Node::new`] sets
+    /// it from its cipher.
     pub public_key: Vec<u8>,
 }
 

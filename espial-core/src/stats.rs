@@ -24,6 +24,9 @@ pub struct Stats {
     pub unknown_session: u64,
     /// Handshake messages that were malformed, unexpected or failed verification.
     pub handshake_failures: u64,
+    /// Handshake proofs whose identity key does not derive the node id the peer claimed
+    /// (impersonation attempts; the handshake is refused).
+    pub identity_mismatch: u64,
     /// Handshakes completed.
     pub handshakes_completed: u64,
     /// Handshake starts refused because too many were in progress.

@@ -414,6 +414,10 @@ mod tests {
     use super::*;
     use espial_core::cipher::KeyExchange;
 
+    fn test_identity() -> espial_core::PlaintextTestCipher {
+        espial_core::PlaintextTestCipher::for_node(NodeId(1))
+    }
+
     /// A stand-in "PSK" cipher: the MAC is a keyed checksum (tests only).
     struct MacOnly(u8);
     impl Cipher for MacOnly {
@@ -421,7 +425,25 @@ mod tests {
             "mac-only-test"
         }
         fn start_exchange(&mut self) -> Box<dyn KeyExchange> {
-            espial_core::PlaintextTestCipher::new().start_exchange()
+            test_identity().start_exchange()
+        }
+        fn identity_public_key(&self) -> Vec<u8> {
+            test_identity().identity_public_key()
+        }
+        fn node_id_for(&self, pk: &[u8]) -> Option<NodeId> {
+            test_identity().node_id_for(pk)
+        }
+        fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+            test_identity().sign(domain, msg)
+        }
+        fn verify(
+            &self,
+            pk: &[u8],
+            domain: &[u8],
+            msg: &[u8],
+            sig: &[u8],
+        ) -> Result<(), espial_core::cipher::CryptoError> {
+            test_identity().verify(pk, domain, msg, sig)
         }
         fn beacon_mac(&self, beacon: &[u8]) -> Option<[u8; 16]> {
             let mut m = [self.0; 16];

@@ -371,18 +371,19 @@ impl Sim {
     }
 
     fn new_node(&mut self, slot: usize) -> Node {
-        let id = NodeId(((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128);
+        let test_id = NodeId(((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128);
         let node_seed = self.ids.next_u64();
         let opts = self.slots[slot].opts.clone();
+        let cipher = self
+            .cfg
+            .cipher
+            .make(node_seed ^ 0xc1_9e4, test_id)
+            .expect("cipher checked at start");
+        let id = cipher.node_id();
         let mut info = NodeInfo::new(id, format!("{}{slot}", opts.name), slot_addr(slot));
         info.master_eligible = opts.eligible;
         info.priority = opts.priority;
         info.metadata = opts.metadata.clone();
-        let cipher = self
-            .cfg
-            .cipher
-            .make(node_seed ^ 0xc1_9e4)
-            .expect("cipher checked at start");
         let mut node = Node::new(
             self.cfg.core.clone(),
             info,

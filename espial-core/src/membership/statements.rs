@@ -29,9 +29,9 @@ use crate::wire::SignedEntry;
 use crate::{NodeId, NodeInfo};
 
 /// Signature domain of `Update::Alive` entries.
-pub const ALIVE_DOMAIN: &[u8] = b"espial alive v2";
+pub const ALIVE_DOMAIN: &[u8] = crate::cipher::DOMAIN_ALIVE;
 /// Signature domain of `Update::Left`.
-pub const LEFT_DOMAIN: &[u8] = b"espial left v2";
+pub const LEFT_DOMAIN: &[u8] = crate::cipher::DOMAIN_LEFT;
 /// Largest incarnation jump a node accepts from someone else's (unsigned) statement about it.
 pub const MAX_INCARNATION_JUMP: u64 = 1 << 20;
 
@@ -75,9 +75,7 @@ pub fn sign_left(cipher: &dyn Cipher, id: NodeId, incarnation: u64) -> Vec<u8> {
 
 /// Checks that `key` is the identity key behind `id`.
 pub fn key_matches(cipher: &dyn Cipher, key: &[u8], id: NodeId) -> bool {
-    let _ = node_id_for(cipher, key);
-    let _ = id;
-    true
+    cipher.node_id_for(key) == Some(id)
 }
 
 /// Verifies a signed entry: its key derives its id and the signature covers the entry.
@@ -132,24 +130,20 @@ pub fn refutation(mine: u64, claimed: u64, signed_by_me: bool) -> Option<(u64, b
     }
 }
 
-// ----- the primitives (the Cipher's identity signature API) -----
-
-fn sign(_cipher: &dyn Cipher, _domain: &[u8], _msg: &[u8]) -> Vec<u8> {
-    Vec::new()
+fn sign(cipher: &dyn Cipher, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+    cipher.sign(domain, msg)
 }
 
 fn verify(
-    _cipher: &dyn Cipher,
-    _key: &[u8],
-    _domain: &[u8],
-    _msg: &[u8],
-    _sig: &[u8],
+    cipher: &dyn Cipher,
+    key: &[u8],
+    domain: &[u8],
+    msg: &[u8],
+    sig: &[u8],
 ) -> Result<(), Refused> {
-    Ok(())
-}
-
-fn node_id_for(_cipher: &dyn Cipher, _key: &[u8]) -> Option<NodeId> {
-    None
+    cipher
+        .verify(key, domain, msg, sig)
+        .map_err(|_| Refused::BadSignature)
 }
 
 #[cfg(test)]

@@ -116,15 +116,21 @@ impl Node {
         now: Instant,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
+        let mut me = me;
+        if cipher.node_id() != me.id {
+            return Err(ConfigError(format!(
+                "node id {} is not the id of the cipher's identity key ({}); derive the id \
+                 from the key (Cipher::node_id)",
+                me.id,
+                cipher.node_id()
+            )));
+        }
+        me.public_key = cipher.identity_public_key();
         me.metadata
             .check(config.max_metadata_bytes)
             .map_err(|e| ConfigError(e.to_string()))?;
         for name in &me.subscriptions {
             check_event_name(name).map_err(|e| ConfigError(e.to_string()))?;
-        }
-        let mut me = me;
-        if me.public_key.is_empty() {
-            me.public_key = cipher.identity_public_key().unwrap_or_default();
         }
         let my_entry = crate::membership::statements::sign_alive(&*cipher, &me);
         let mut rng = Rng::new(seed ^ (me.id.0 as u64) ^ ((me.id.0 >> 64) as u64));

@@ -18,7 +18,7 @@ mod replay;
 
 pub use replay::ReplayWindow;
 
-use crate::cipher::{Cipher, KeyExchange, Role};
+use crate::cipher::{Cipher, KeyExchange, Role, DOMAIN_HANDSHAKE};
 use crate::config::Config;
 use crate::rng::Rng;
 use crate::stats::Stats;
@@ -382,6 +382,24 @@ impl Sessions {
         }
     }
 
+    /// Our proof of the static identity key for a handshake transcript.
+    fn proof(&self, transcript: &[u8]) -> IdentityProof {
+        IdentityProof {
+            public_key: self.cipher.identity_public_key(),
+            signature: self.cipher.sign(DOMAIN_HANDSHAKE, transcript),
+        }
+    }
+
+    fn check_proof(
+        &self,
+        claimed: NodeId,
+        proof: Option<&IdentityProof>,
+        transcript: &[u8],
+        stats: &mut Stats,
+    ) -> Option<Vec<u8>> {
+        check_proof(&*self.cipher, claimed, proof, transcript, stats)
+    }
+
     fn on_hello(
         &mut self,
         now: Instant,
@@ -444,10 +462,7 @@ impl Sessions {
         if keys.send.seal(0, CONFIRM_AAD, &mut confirm).is_err() {
             return fail(stats);
         }
-        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
-            public_key: self.cipher.identity_public_key().unwrap_or_default(),
-            signature,
-        });
+        let identity = Some(self.proof(&t));
         let ack = self.clear_datagram(
             Kind::HelloAck,
             &HelloAck {
@@ -539,26 +554,8 @@ impl Sessions {
             }
         };
         let mut confirm = ack.confirm.clone();
-        let verified = if self.cipher.requires_identity() {
-            match &ack.identity {
-                Some(proof) => self
-                    .cipher
-                    .verify(&proof.public_key, &t, &proof.signature)
-                    .is_ok()
-                    .then(|| proof.public_key.clone()),
-                None => None,
-            }
-        } else {
-            ack.identity.as_ref().and_then(|proof| {
-                self.cipher
-                    .verify(&proof.public_key, &t, &proof.signature)
-                    .is_ok()
-                    .then(|| proof.public_key.clone())
-            })
-        };
-        if keys.recv.open(0, CONFIRM_AAD, &mut confirm).is_err()
-            || (self.cipher.requires_identity() && verified.is_none())
-        {
+        let verified = self.check_proof(ack.from, ack.identity.as_ref(), &t, stats);
+        if keys.recv.open(0, CONFIRM_AAD, &mut confirm).is_err() || verified.is_none() {
             stats.handshake_failures += 1;
             self.retry_with_fresh_exchange(now, ack.attempt, pending);
             return Err(Drop::Handshake);
@@ -577,10 +574,7 @@ impl Sessions {
         };
         let grace = now + self.rekey_grace;
         let retry = Some((now + self.handshake_timeout, 1));
-        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
-            public_key: self.cipher.identity_public_key().unwrap_or_default(),
-            signature,
-        });
+        let identity = Some(self.proof(&t));
         let confirm_msg = Msg::Confirm { identity };
         match self.peers.get_mut(&ack.from) {
             Some(p) => {
@@ -729,9 +723,7 @@ impl Sessions {
                 peer.rekeying = false;
                 peer.confirm_msg = None;
                 peer.confirm_retry = None;
-                if self.cipher.requires_identity() {
-                    peer.confirmed = false;
-                }
+                peer.confirmed = false;
                 self.timed.insert(hdr.sender);
                 self.cached_deadline = Some(self.cached_deadline.map_or(grace, |d| d.min(grace)));
             }
@@ -744,30 +736,22 @@ impl Sessions {
             }
         };
         let mut new_session = false;
-        let requires_identity = self.cipher.requires_identity();
         let mut reply_confirm_ack = false;
         let mut kept = Vec::with_capacity(msgs.len());
         for m in msgs {
             match m {
                 Msg::Confirm { identity } => {
-                    let proof_ok = match &identity {
-                        Some(proof) => self
-                            .cipher
-                            .verify(
-                                &proof.public_key,
-                                &peer.current.transcript,
-                                &proof.signature,
-                            )
-                            .is_ok(),
-                        None => false,
-                    };
-                    if requires_identity && !proof_ok {
+                    let Some(key) = check_proof(
+                        &*self.cipher,
+                        hdr.sender,
+                        identity.as_ref(),
+                        &peer.current.transcript,
+                        stats,
+                    ) else {
                         stats.handshake_failures += 1;
                         return Err(Drop::Handshake);
-                    }
-                    if proof_ok {
-                        peer.verified_key = identity.map(|p| p.public_key);
-                    }
+                    };
+                    peer.verified_key = Some(key);
                     if !peer.confirmed {
                         new_session = true;
                     }
@@ -781,12 +765,9 @@ impl Sessions {
             }
         }
         if !peer.confirmed {
-            if requires_identity {
-                stats.handshake_failures += 1;
-                return Err(Drop::Handshake);
-            }
-            peer.confirmed = true;
-            new_session = true;
+            // The initiator's first record must carry its identity proof.
+            stats.handshake_failures += 1;
+            return Err(Drop::Handshake);
         }
         // Any record from the responder proves it got our Confirm's session.
         if which == Which::Current && peer.confirm_retry.is_some() && peer.answered.is_none() {
@@ -929,6 +910,33 @@ impl Sessions {
             .min();
         [a, b, c].into_iter().flatten().min()
     }
+}
+
+/// Checks a peer's identity proof: the signature over this handshake's transcript verifies
+/// under the presented key, and that key derives the node id the peer claims. Returns the
+/// verified key; a mismatch is counted in `identity_mismatch`, a bad signature in
+/// `handshake_failures` by the caller.
+fn check_proof(
+    cipher: &dyn Cipher,
+    claimed: NodeId,
+    proof: Option<&IdentityProof>,
+    transcript: &[u8],
+    stats: &mut Stats,
+) -> Option<Vec<u8>> {
+    let proof = proof?;
+    if cipher.node_id_for(&proof.public_key) != Some(claimed) {
+        stats.identity_mismatch += 1;
+        return None;
+    }
+    cipher
+        .verify(
+            &proof.public_key,
+            DOMAIN_HANDSHAKE,
+            transcript,
+            &proof.signature,
+        )
+        .ok()?;
+    Some(proof.public_key.clone())
 }
 
 fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg]) -> Vec<u8> {

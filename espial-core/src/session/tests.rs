@@ -38,7 +38,11 @@ impl Side {
 
 fn side(id: u128, i: u8, config: &Config) -> Side {
     Side {
-        s: Sessions::new(NodeId(id), Box::new(PlaintextTestCipher::new()), config),
+        s: Sessions::new(
+            NodeId(id),
+            Box::new(PlaintextTestCipher::for_node(NodeId(id))),
+            config,
+        ),
         rng: Rng::new(id as u64),
         stats: Stats::default(),
         addr: a(i),

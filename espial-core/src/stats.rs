@@ -52,4 +52,11 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Membership statements dropped because they failed authentication: an `Alive` whose
+    /// key does not derive its id or whose signature does not verify, a `Left` not signed by
+    /// the member (see `membership::statements`). Never applied, never forwarded.
+    pub statements_rejected: u64,
+    /// Incarnation claims refused as implausible (more than `MAX_INCARNATION_JUMP` above ours
+    /// from someone else) or unrepresentable (`u64::MAX` reached).
+    pub incarnations_refused: u64,
 }

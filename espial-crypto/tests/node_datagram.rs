@@ -137,7 +137,7 @@ mod authenticated {
     use espial_core::session::{proof_message, transcript};
     use espial_core::wire::{
         decode_body, encode_msgs, split_header, Claim, IdentityProof, Msg, SealedHeader,
-        StateChunk, Update,
+        SignedEntry, StateChunk, Update,
     };
     use espial_core::Output;
     use espial_crypto::AesGcmCipher;
@@ -237,9 +237,16 @@ mod authenticated {
                 incarnation,
                 by
             }),
-            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left { id, incarnation }),
+            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left {
+                id,
+                incarnation,
+                signature: vec![0; 64],
+            }),
             (id(), "[a-z]{0,12}", any::<u16>()).prop_map(|(id, name, port)| {
-                Update::Alive(NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()))
+                Update::Alive(SignedEntry {
+                    entry: NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()),
+                    signature: vec![0; 64],
+                })
             }),
         ]
     }
@@ -249,12 +256,18 @@ mod authenticated {
             Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
-                node: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                node: SignedEntry {
+                    entry: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
                 attempt,
             }),
             (any::<u64>(), id()).prop_map(|(attempt, i)| Msg::JoinAccept {
                 attempt,
-                by: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                by: SignedEntry {
+                    entry: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
             }),
             (any::<u64>(), ".{0,20}")
                 .prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),

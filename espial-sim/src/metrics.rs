@@ -242,7 +242,8 @@ pub fn describe_datagram(data: &[u8]) -> String {
                         let v: Vec<String> = u
                             .iter()
                             .map(|u| match u {
-                                wire::Update::Alive(e) => {
+                                wire::Update::Alive(s) => {
+                                    let e = &s.entry;
                                     format!("alive {}@{}", e.id.short(), e.incarnation)
                                 }
                                 wire::Update::Suspect {
@@ -255,7 +256,9 @@ pub fn describe_datagram(data: &[u8]) -> String {
                                 } => {
                                     format!("dead {}@{incarnation}", id.short())
                                 }
-                                wire::Update::Left { id, incarnation } => {
+                                wire::Update::Left {
+                                    id, incarnation, ..
+                                } => {
                                     format!("left {}@{incarnation}", id.short())
                                 }
                             })

@@ -79,11 +79,22 @@ pub struct HelloAck {
 /// A member entry as gossiped: everything needed to add or update a member.
 pub type MemberEntry = NodeInfo;
 
+/// A member entry with its subject's signature: only the member itself can state its
+/// address, incarnation, metadata and subscriptions (see `membership::statements`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEntry {
+    /// The entry (its `public_key` must derive its `id`).
+    pub entry: MemberEntry,
+    /// The subject's signature, domain `b"espial alive v2"`, over `postcard(entry)`.
+    pub signature: Vec<u8>,
+}
+
 /// Liveness state carried by a membership update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Update {
-    /// The member is alive at this incarnation (also carries metadata/subscription changes).
-    Alive(MemberEntry),
+    /// The member is alive at this incarnation (also carries metadata/subscription changes),
+    /// signed by the member.
+    Alive(SignedEntry),
     /// `by` suspects the member at this incarnation.
     Suspect {
         /// Suspected member.
@@ -102,12 +113,15 @@ pub enum Update {
         /// Who declared it.
         by: NodeId,
     },
-    /// The member left gracefully.
+    /// The member left gracefully (signed by the member).
     Left {
         /// Departed member.
         id: NodeId,
         /// Its incarnation.
         incarnation: u64,
+        /// The member's signature, domain `b"espial left v2"`, over `id (16 bytes BE) ||
+        /// incarnation (8 bytes BE)`.
+        signature: Vec<u8>,
     },
 }
 
@@ -115,7 +129,7 @@ impl Update {
     /// The member the update is about.
     pub fn subject(&self) -> NodeId {
         match self {
-            Update::Alive(e) => e.id,
+            Update::Alive(e) => e.entry.id,
             Update::Suspect { id, .. } | Update::Dead { id, .. } | Update::Left { id, .. } => *id,
         }
     }
@@ -162,10 +176,10 @@ pub enum Msg {
     },
     /// Responder's acknowledgement of `Confirm`.
     ConfirmAck,
-    /// Join request: the joiner's member entry, seen by the admission filter.
+    /// Join request: the joiner's signed member entry, seen by the admission filter.
     JoinRequest {
         /// The joiner.
-        node: MemberEntry,
+        node: SignedEntry,
         /// Random id of this join attempt.
         attempt: u64,
     },
@@ -173,12 +187,14 @@ pub enum Msg {
     JoinAccept {
         /// The join attempt answered.
         attempt: u64,
-        /// The accepting member's entry.
-        by: MemberEntry,
+        /// The accepting member's signed entry.
+        by: SignedEntry,
     },
-    /// Join refused; nothing else is ever sent to the refused node.
+    /// Join refused; nothing else is ever sent to the refused node. `attempt = 0` (never a
+    /// real attempt id) means "my connection filter refuses you as a member": the sender
+    /// learned of the receiver from the cluster and will not talk to it.
     JoinReject {
-        /// The join attempt answered.
+        /// The join attempt answered (0: a member's refusal, not an answer to a request).
         attempt: u64,
         /// The filter's reason.
         reason: String,

@@ -131,7 +131,12 @@ pub struct Slot {
     pub bytes_out: u64,
     /// Datagrams sent by this slot (all incarnations).
     pub packets_out: u64,
-    wake_at: Option<u64>,
+    /// Clock rate of this host: its `now` advances `rate` ns per simulated ns (drift).
+    pub rate: f64,
+    /// Processing delay of this host in ns (a slow node): every input is handled this
+    /// much after it arrives, timers fire this much late.
+    pub slow: u64,
+    pub(crate) wake_at: Option<u64>,
     inbox: Vec<(usize, Vec<u8>)>,
 }
 
@@ -152,6 +157,8 @@ impl Slot {
             members_by_events: 1,
             bytes_out: 0,
             packets_out: 0,
+            rate: 1.0,
+            slow: 0,
             wake_at: None,
             inbox: Vec::new(),
         }
@@ -175,6 +182,8 @@ enum Ev {
         from: usize,
         from_gen: u32,
         data: Vec<u8>,
+        /// Already held back by the receiver's processing delay.
+        late: bool,
     },
     Wake {
         slot: usize,
@@ -222,8 +231,8 @@ pub type AdmissionPolicy = Box<dyn FnMut(&AdmissionRequest) -> Admission>;
 pub struct Sim {
     /// Run parameters.
     pub cfg: SimConfig,
-    base: Instant,
-    now: u64,
+    pub(crate) base: Instant,
+    pub(crate) now: u64,
     seq: u64,
     queue: BinaryHeap<Entry>,
     /// Every slot ever used (index = slot number).
@@ -247,6 +256,10 @@ pub struct Sim {
     by_id: HashMap<NodeId, usize>,
     admission: Option<AdmissionPolicy>,
     outbuf: Vec<Output>,
+    /// Slots whose node believed it was master after its last interaction (quorum check).
+    pub(crate) believers: std::collections::BTreeSet<usize>,
+    /// Start of the current two-master overlap (quorum mode), if any.
+    pub(crate) overlap_since: Option<u64>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -282,6 +295,8 @@ impl Sim {
             by_id: HashMap::new(),
             admission: None,
             outbuf: Vec::new(),
+            believers: Default::default(),
+            overlap_since: None,
         })
     }
 
@@ -388,7 +403,7 @@ impl Sim {
             info,
             cipher,
             node_seed,
-            self.instant(),
+            self.local_instant(slot),
         )
         .expect("config validated at start");
         if self.admission.is_some() {
@@ -470,7 +485,7 @@ impl Sim {
 
     /// Feeds discovered addresses to a running node.
     pub fn discover(&mut self, slot: usize, addrs: &[SocketAddr]) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.handle_discovered(now, addrs);
             self.drain(slot);
@@ -491,7 +506,7 @@ impl Sim {
         slot: usize,
         f: impl FnOnce(&mut Node, Instant) -> R,
     ) -> Option<R> {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         let node = self.running(slot)?;
         let r = f(node, now);
         self.drain(slot);
@@ -509,6 +524,7 @@ impl Sim {
         s.gen += 1;
         s.wake_at = None;
         s.inbox.clear();
+        self.believers.remove(&slot);
         self.trace.fault(self.now, &format!("crash n{slot}"));
         self.events.on_crash(slot, self.now);
     }
@@ -522,7 +538,7 @@ impl Sim {
 
     /// Graceful leave: the node announces it, then stays inert.
     pub fn leave(&mut self, slot: usize) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.leave(now);
             self.trace.fault(self.now, &format!("leave n{slot}"));
@@ -559,6 +575,9 @@ impl Sim {
             self.now = e.at;
             self.counters.steps += 1;
             self.handle(e.ev);
+            if self.cfg.core.quorum.is_some() {
+                self.check_single_master();
+            }
         }
         self.now = self.now.max(end);
     }
@@ -596,16 +615,31 @@ impl Sim {
                 from,
                 from_gen,
                 data,
+                late,
             } => {
-                if self.slots[from].gen != from_gen {
+                if self.slots[from].gen != from_gen && !late {
                     self.counters.dropped_crashed += 1;
                     return;
                 }
                 match self.slots[to].state {
+                    SlotState::Running if !late && self.slots[to].slow > 0 => {
+                        // A slow node: the datagram waits in its queue.
+                        let at = self.now + self.slots[to].slow;
+                        self.push(
+                            at,
+                            Ev::Deliver {
+                                to,
+                                from,
+                                from_gen,
+                                data,
+                                late: true,
+                            },
+                        );
+                    }
                     SlotState::Running => {
                         self.trace.delivery(self.now, from, to, &data);
                         self.counters.delivered += 1;
-                        let now = self.instant();
+                        let now = self.local_instant(to);
                         let addr = slot_addr(from);
                         if let Some(node) = self.slots[to].node.as_mut() {
                             node.handle_datagram(now, addr, &data);
@@ -624,7 +658,7 @@ impl Sim {
                 }
             }
             Ev::Wake { slot, gen } => {
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 let s = &mut self.slots[slot];
                 if s.gen != gen || s.wake_at != Some(self.now) || s.state != SlotState::Running {
                     return;
@@ -644,7 +678,7 @@ impl Sim {
                 s.state = SlotState::Running;
                 let inbox = std::mem::take(&mut s.inbox);
                 self.trace.fault(self.now, &format!("resume n{slot}"));
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 for (from, data) in inbox {
                     self.trace.delivery(self.now, from, slot, &data);
                     self.counters.delivered += 1;
@@ -715,7 +749,7 @@ impl Sim {
             if answers.is_empty() {
                 continue;
             }
-            let now = self.instant();
+            let now = self.local_instant(slot);
             if let Some(node) = self.slots[slot].node.as_mut() {
                 for (id, d) in answers {
                     node.handle_admission(now, id, d);
@@ -732,6 +766,7 @@ impl Sim {
         let Some(node) = s.node.as_ref() else { return };
         let term = node.max_term();
         let deadline = node.poll_timeout();
+        let believes = node.is_master();
         let gen = s.gen;
         let running = s.state == SlotState::Running;
         let old_term = s.last_term;
@@ -741,11 +776,17 @@ impl Sim {
                 "term decreased on n{slot}: max_term {old_term} -> {term}"
             ));
         }
+        if believes {
+            self.believers.insert(slot);
+        } else {
+            self.believers.remove(&slot);
+        }
         if !running {
             return;
         }
         if let Some(d) = deadline {
-            let mut at = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let local = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let mut at = self.sim_ns_for_local(slot, local) + self.slots[slot].slow;
             if at <= now {
                 // A deadline in the past right after being driven: wake on the next tick.
                 at = now + 1_000;
@@ -793,6 +834,7 @@ impl Sim {
                             from,
                             from_gen,
                             data: bytes,
+                            late: false,
                         },
                     );
                 }
@@ -849,7 +891,7 @@ impl Sim {
                 let gen = self.slots[slot].gen;
                 if let (Some(req), true) = (c.request, subscribed) {
                     let from = c.from;
-                    let now_i = self.instant();
+                    let now_i = self.local_instant(slot);
                     if let Some(node) = self.slots[slot].node.as_mut() {
                         if node
                             .reply(now_i, from, req, bytes::Bytes::from_static(b"pong"))

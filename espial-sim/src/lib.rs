@@ -20,8 +20,10 @@
 #![deny(missing_docs)]
 
 pub mod cipher;
+pub mod clock;
 pub mod cluster;
 pub mod events;
+pub mod families;
 pub mod faults;
 pub mod invariants;
 pub mod metrics;

@@ -38,6 +38,8 @@ pub struct Counters {
     pub live_removed: u64,
     /// A few of those, for the report.
     pub live_removed_examples: Vec<String>,
+    /// Quorum mode: total simulated time during which two nodes acted as master (ns).
+    pub overlap_ns: u64,
     /// Sent (messages, bytes) per message kind, when `SimConfig::classify_traffic` is on.
     pub by_kind: std::collections::BTreeMap<&'static str, (u64, u64)>,
 }

@@ -42,4 +42,7 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
+    /// not sent by the claim's master itself, or with an implausible term.
+    pub election_dropped: u64,
 }

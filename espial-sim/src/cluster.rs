@@ -935,6 +935,7 @@ pub fn describe(e: &Event) -> String {
         Event::Demotion { new_master, term } => {
             format!("demotion t{term} new={:?}", new_master.map(|p| p.short()))
         }
+        Event::NoMaster { previous } => format!("no_master prev={}", previous.short()),
         Event::Custom(c) => format!(
             "custom {} from {} len={}",
             c.name,

@@ -107,7 +107,11 @@ pub fn run_case(
         let rho = c.drift as f64 / 1000.0;
         for s in slots {
             let size = rho * (0.5 + sim.rng.unit() / 2.0);
-            let rate = if sim.rng.below(2) == 0 { 1.0 + size } else { 1.0 - size };
+            let rate = if sim.rng.below(2) == 0 {
+                1.0 + size
+            } else {
+                1.0 - size
+            };
             sim.set_clock_rate(s, rate);
         }
     }

@@ -117,6 +117,14 @@ pub enum Event {
         /// The term of the replacing claim (or of the resigned one).
         term: u64,
     },
+    /// This node knows no master any more (`no_master`): the master it followed (or this
+    /// node itself, after its `demotion`) resigned, lost its lease or was removed, and no
+    /// other claim is known yet. In quorum mode a minority stays in this state until a
+    /// quorum elects a master; `new_master` or `promotion` ends it.
+    NoMaster {
+        /// The master it followed until now.
+        previous: NodeId,
+    },
     /// A custom event (`custom`).
     Custom(CustomEvent),
     /// Outcome of a `send` once every target acknowledged or failed.
@@ -163,6 +171,7 @@ impl Event {
             Event::NewMaster { .. } => "new_master",
             Event::Promotion { .. } => "promotion",
             Event::Demotion { .. } => "demotion",
+            Event::NoMaster { .. } => "no_master",
             Event::Custom(_) => "custom",
             Event::SendOutcome(_) => "send_outcome",
             Event::Reply { .. } => "reply",
@@ -183,6 +192,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "new_master",
     "promotion",
     "demotion",
+    "no_master",
     "custom",
     "send_outcome",
     "reply",
@@ -197,6 +207,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "NewMaster",
     "Promotion",
     "Demotion",
+    "NoMaster",
     "Custom",
 ];
 

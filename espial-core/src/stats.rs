@@ -59,4 +59,7 @@ pub struct Stats {
     /// Incarnation claims refused as implausible (more than `MAX_INCARNATION_JUMP` above ours
     /// from someone else) or unrepresentable (`u64::MAX` reached).
     pub incarnations_refused: u64,
+    /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
+    /// not sent by the claim's master itself, or with an implausible term.
+    pub election_dropped: u64,
 }

@@ -219,6 +219,7 @@ mod authenticated {
 
     fn claim() -> impl Strategy<Value = Claim> {
         (any::<u64>(), any::<u32>(), id()).prop_map(|(term, priority, master)| Claim {
+            majority: term % 2 == 0,
             term,
             priority,
             master,
@@ -305,6 +306,23 @@ mod authenticated {
             }),
             claim().prop_map(Msg::Claim),
             claim().prop_map(Msg::Resign),
+            (claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+            (claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+                Msg::VoteRequest {
+                    claim,
+                    attempt,
+                    force,
+                }
+            }),
+            (any::<u64>(), any::<u32>(), proptest::option::of(claim())).prop_map(
+                |(term, attempt, master)| Msg::VoteReply {
+                    term,
+                    attempt,
+                    granted: true,
+                    voted_term: term,
+                    master,
+                }
+            ),
         ]
     }
 

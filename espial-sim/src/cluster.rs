@@ -131,7 +131,12 @@ pub struct Slot {
     pub bytes_out: u64,
     /// Datagrams sent by this slot (all incarnations).
     pub packets_out: u64,
-    wake_at: Option<u64>,
+    /// Clock rate of this host: its `now` advances `rate` ns per simulated ns (drift).
+    pub rate: f64,
+    /// Processing delay of this host in ns (a slow node): every input is handled this
+    /// much after it arrives, timers fire this much late.
+    pub slow: u64,
+    pub(crate) wake_at: Option<u64>,
     inbox: Vec<(usize, Vec<u8>)>,
 }
 
@@ -152,6 +157,8 @@ impl Slot {
             members_by_events: 1,
             bytes_out: 0,
             packets_out: 0,
+            rate: 1.0,
+            slow: 0,
             wake_at: None,
             inbox: Vec::new(),
         }
@@ -175,6 +182,8 @@ enum Ev {
         from: usize,
         from_gen: u32,
         data: Vec<u8>,
+        /// Already held back by the receiver's processing delay.
+        late: bool,
     },
     Wake {
         slot: usize,
@@ -228,8 +237,8 @@ pub type AdmissionPolicy = Box<dyn FnMut(&AdmissionRequest) -> Admission>;
 pub struct Sim {
     /// Run parameters.
     pub cfg: SimConfig,
-    base: Instant,
-    now: u64,
+    pub(crate) base: Instant,
+    pub(crate) now: u64,
     seq: u64,
     queue: BinaryHeap<Entry>,
     /// Every slot ever used (index = slot number).
@@ -255,6 +264,10 @@ pub struct Sim {
     outbuf: Vec<Output>,
     /// Adversaries (spoofing outsider, lying member) and their invariants, when enabled.
     pub adversary: Option<Box<crate::adversary::Adversary>>,
+    /// Slots whose node believed it was master after its last interaction (quorum check).
+    pub(crate) believers: std::collections::BTreeSet<usize>,
+    /// Start of the current two-master overlap (quorum mode), if any.
+    pub(crate) overlap_since: Option<u64>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -291,6 +304,8 @@ impl Sim {
             admission: None,
             outbuf: Vec::new(),
             adversary: None,
+            believers: Default::default(),
+            overlap_since: None,
         })
     }
 
@@ -398,7 +413,7 @@ impl Sim {
             info,
             cipher,
             node_seed,
-            self.instant(),
+            self.local_instant(slot),
         )
         .expect("config validated at start");
         if self.admission.is_some() {
@@ -480,7 +495,7 @@ impl Sim {
 
     /// Feeds discovered addresses to a running node.
     pub fn discover(&mut self, slot: usize, addrs: &[SocketAddr]) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.handle_discovered(now, addrs);
             self.drain(slot);
@@ -501,7 +516,7 @@ impl Sim {
         slot: usize,
         f: impl FnOnce(&mut Node, Instant) -> R,
     ) -> Option<R> {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         let node = self.running(slot)?;
         let r = f(node, now);
         self.drain(slot);
@@ -519,6 +534,7 @@ impl Sim {
         s.gen += 1;
         s.wake_at = None;
         s.inbox.clear();
+        self.believers.remove(&slot);
         self.trace.fault(self.now, &format!("crash n{slot}"));
         self.events.on_crash(slot, self.now);
     }
@@ -532,7 +548,7 @@ impl Sim {
 
     /// Graceful leave: the node announces it, then stays inert.
     pub fn leave(&mut self, slot: usize) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.leave(now);
             self.trace.fault(self.now, &format!("leave n{slot}"));
@@ -569,6 +585,9 @@ impl Sim {
             self.now = e.at;
             self.counters.steps += 1;
             self.handle(e.ev);
+            if self.cfg.core.quorum.is_some() {
+                self.check_single_master();
+            }
         }
         self.now = self.now.max(end);
     }
@@ -606,8 +625,9 @@ impl Sim {
                 from,
                 from_gen,
                 data,
+                late,
             } => {
-                if self.slots[from].gen != from_gen {
+                if self.slots[from].gen != from_gen && !late {
                     self.counters.dropped_crashed += 1;
                     return;
                 }
@@ -615,10 +635,24 @@ impl Sim {
                     adv.capture(from, to, &data);
                 }
                 match self.slots[to].state {
+                    SlotState::Running if !late && self.slots[to].slow > 0 => {
+                        // A slow node: the datagram waits in its queue.
+                        let at = self.now + self.slots[to].slow;
+                        self.push(
+                            at,
+                            Ev::Deliver {
+                                to,
+                                from,
+                                from_gen,
+                                data,
+                                late: true,
+                            },
+                        );
+                    }
                     SlotState::Running => {
                         self.trace.delivery(self.now, from, to, &data);
                         self.counters.delivered += 1;
-                        let now = self.instant();
+                        let now = self.local_instant(to);
                         let addr = slot_addr(from);
                         if let Some(node) = self.slots[to].node.as_mut() {
                             node.handle_datagram(now, addr, &data);
@@ -637,7 +671,7 @@ impl Sim {
                 }
             }
             Ev::Wake { slot, gen } => {
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 let s = &mut self.slots[slot];
                 if s.gen != gen || s.wake_at != Some(self.now) || s.state != SlotState::Running {
                     return;
@@ -657,7 +691,7 @@ impl Sim {
                 s.state = SlotState::Running;
                 let inbox = std::mem::take(&mut s.inbox);
                 self.trace.fault(self.now, &format!("resume n{slot}"));
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 for (from, data) in inbox {
                     self.trace.delivery(self.now, from, slot, &data);
                     self.counters.delivered += 1;
@@ -690,7 +724,7 @@ impl Sim {
             Ev::Spoofed { to, from, data } => {
                 if self.slots[to].state == SlotState::Running {
                     self.counters.delivered += 1;
-                    let now = self.instant();
+                    let now = self.local_instant(to);
                     if let Some(node) = self.slots[to].node.as_mut() {
                         node.handle_datagram(now, from, &data);
                         self.drain(to);
@@ -745,7 +779,7 @@ impl Sim {
             if answers.is_empty() {
                 continue;
             }
-            let now = self.instant();
+            let now = self.local_instant(slot);
             if let Some(node) = self.slots[slot].node.as_mut() {
                 for (id, d) in answers {
                     node.handle_admission(now, id, d);
@@ -762,6 +796,7 @@ impl Sim {
         let Some(node) = s.node.as_ref() else { return };
         let term = node.max_term();
         let deadline = node.poll_timeout();
+        let believes = node.is_master();
         let gen = s.gen;
         let running = s.state == SlotState::Running;
         let old_term = s.last_term;
@@ -771,11 +806,17 @@ impl Sim {
                 "term decreased on n{slot}: max_term {old_term} -> {term}"
             ));
         }
+        if believes {
+            self.believers.insert(slot);
+        } else {
+            self.believers.remove(&slot);
+        }
         if !running {
             return;
         }
         if let Some(d) = deadline {
-            let mut at = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let local = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let mut at = self.sim_ns_for_local(slot, local) + self.slots[slot].slow;
             if at <= now {
                 // A deadline in the past right after being driven: wake on the next tick.
                 at = now + 1_000;
@@ -827,6 +868,7 @@ impl Sim {
                             from,
                             from_gen,
                             data: bytes,
+                            late: false,
                         },
                     );
                 }
@@ -887,7 +929,7 @@ impl Sim {
                 let gen = self.slots[slot].gen;
                 if let (Some(req), true) = (c.request, subscribed) {
                     let from = c.from;
-                    let now_i = self.instant();
+                    let now_i = self.local_instant(slot);
                     if let Some(node) = self.slots[slot].node.as_mut() {
                         if node
                             .reply(now_i, from, req, bytes::Bytes::from_static(b"pong"))
@@ -931,6 +973,7 @@ pub fn describe(e: &Event) -> String {
         Event::Demotion { new_master, term } => {
             format!("demotion t{term} new={:?}", new_master.map(|p| p.short()))
         }
+        Event::NoMaster { previous } => format!("no_master prev={}", previous.short()),
         Event::Custom(c) => format!(
             "custom {} from {} len={}",
             c.name,

@@ -22,8 +22,10 @@
 pub mod adv_schedule;
 pub mod adversary;
 pub mod cipher;
+pub mod clock;
 pub mod cluster;
 pub mod events;
+pub mod families;
 pub mod faults;
 pub mod invariants;
 pub mod metrics;

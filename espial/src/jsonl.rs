@@ -119,6 +119,10 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("new_master".into(), id_or_null(*new_master));
             o.insert("term".into(), (*term).into());
         }
+        Event::NoMaster { previous } => {
+            node(me, &mut o);
+            o.insert("previous".into(), previous.to_string().into());
+        }
         Event::Custom(c) => {
             o.insert("name".into(), c.name.clone().into());
             o.insert("from".into(), c.from.to_string().into());
@@ -201,6 +205,15 @@ mod tests {
             look,
         );
         assert_eq!(v["new_master"], Value::Null);
+        let v = event_json(
+            &Event::NoMaster {
+                previous: NodeId(2),
+            },
+            &me,
+            look,
+        );
+        assert_eq!(v["event"], "no_master");
+        assert_eq!(v["previous"], NodeId(2).to_string());
         let v = event_json(
             &Event::NewMaster {
                 master: NodeId(2),

@@ -178,9 +178,30 @@ impl Node {
                 incarnation,
                 members,
             } => self.on_heartbeat(now, from, claim, incarnation, members),
-            Msg::Claim(c) => self.consider_claim(now, c),
-            Msg::Resign(c) => self.on_resign(now, c),
+            // Only the claim's master may claim, resign or send its heartbeats (the session
+            // layer authenticated `from`).
+            Msg::Claim(c) if c.master == from => self.consider_claim(now, c),
+            Msg::Resign(c) if c.master == from => self.on_resign(now, c),
+            Msg::Claim(_) | Msg::Resign(_) => self.stats.election_dropped += 1,
             Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
+            Msg::LeaseRequest { claim, round } => self.on_lease_request(now, from, claim, round),
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            } => self.on_lease_ack(now, from, term, round, granted),
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            } => self.on_vote_request(now, from, claim, attempt, force),
+            Msg::VoteReply {
+                term,
+                attempt,
+                granted,
+                voted_term,
+                master,
+            } => self.on_vote_reply(now, from, term, attempt, granted, voted_term, master),
         }
     }
 

@@ -439,14 +439,18 @@ impl Node {
     }
 
     pub(super) fn on_state(&mut self, now: Instant, from: NodeId, chunk: StateChunk) {
-        self.election.max_term = self.election.max_term.max(chunk.max_term);
+        if chunk.max_term <= super::election::MAX_TERM {
+            self.election.max_term = self.election.max_term.max(chunk.max_term);
+        } else {
+            self.stats.election_dropped += 1;
+        }
         for u in chunk.members {
             self.apply_update(now, u, true);
         }
         if let Some(c) = chunk.claim {
             if chunk.master_alive || c.master == self.me.id {
                 self.consider_claim(now, c);
-            } else {
+            } else if c.term <= super::election::MAX_TERM {
                 self.election.max_term = self.election.max_term.max(c.term);
             }
         }

@@ -10,6 +10,7 @@ mod adversary;
 mod dispatch;
 mod election;
 mod join;
+mod lease;
 mod probe;
 mod updates;
 
@@ -216,6 +217,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.receive(now, from, data);
         // Packed at the next `poll_output`: a driver that feeds a burst of datagrams before
         // draining sends one round of acknowledgements and replies for all of them.
@@ -228,6 +230,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         for addr in addrs {
             self.discovered(now, *addr);
         }
@@ -239,6 +242,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.admission_decided(now, id, decision);
         self.flush(now);
     }
@@ -248,6 +252,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         let mut out = Vec::new();
         self.sessions.handle_timeout(now, &mut self.stats, &mut out);
         self.push_transmits(out);
@@ -286,6 +291,7 @@ impl Node {
             if now >= at {
                 self.timers.heartbeat = Some(now + self.config.master_heartbeat_interval);
                 self.send_heartbeats();
+                self.lease_round(now);
             }
         }
         self.flush(now);
@@ -317,7 +323,8 @@ impl Node {
             self.sessions.poll_timeout(),
             self.members.next_suspicion_deadline(),
             self.probe.next_deadline(),
-            self.election.at,
+            self.election.next_deadline(),
+            self.master_lease_until(),
             self.delivery.poll_timeout(),
         ]
         .into_iter()
@@ -365,6 +372,7 @@ impl Node {
         if self.left {
             return Err(SendError::Shutdown);
         }
+        self.check_lease(now);
         check_event_name(name)?;
         if payload.len() > self.config.max_event_payload {
             return Err(SendError::TooLarge {
@@ -414,6 +422,7 @@ impl Node {
         if self.left {
             return (ids, Some(SendError::Shutdown));
         }
+        self.check_lease(now);
         if let Err(e) = check_event_name(name) {
             return (ids, Some(e.into()));
         }
@@ -525,12 +534,17 @@ impl Node {
         }
     }
 
-    /// Forces this node to take over as master with a higher term. Errors leave the election
-    /// state unchanged.
+    /// Forces this node to take over as master with a higher term: it asks every live
+    /// member, telling them to disregard the master they still hear, and claims once enough
+    /// answered (available mode: a majority of the members it knows, or anyway after two
+    /// probe timeouts; quorum mode: `quorum` votes, which may take until the old master's
+    /// promises have run out, about `lease_promise`). `Promotion` reports the takeover.
+    /// Errors leave the election state unchanged.
     pub fn promote(&mut self, now: Instant) -> Result<(), PromoteError> {
         if self.left {
             return Err(PromoteError::Shutdown);
         }
+        self.check_lease(now);
         if !self.me.master_eligible {
             return Err(PromoteError::NotEligible);
         }
@@ -540,7 +554,9 @@ impl Node {
                 return Err(PromoteError::NoQuorum { live, quorum: q });
             }
         }
-        self.claim_mastership(now);
+        if !self.is_master() {
+            self.start_candidacy(now, true);
+        }
         self.flush(now);
         Ok(())
     }
@@ -628,6 +644,17 @@ impl Node {
     /// True when this node is the master.
     pub fn is_master(&self) -> bool {
         self.master() == Some(self.me.id)
+    }
+
+    /// Quorum mode, while this node is master: the end of its lease on its own clock. It
+    /// acts as master only before that instant and steps down at it (`demotion`). `None`
+    /// otherwise (available mode has no lease).
+    pub fn master_lease_until(&self) -> Option<Instant> {
+        if self.config.quorum.is_some() && self.is_master() {
+            self.election.lease.until()
+        } else {
+            None
+        }
     }
 
     /// The latest master claim known (its master may be dead or resigned).
@@ -860,5 +887,7 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod election_tests;
 #[cfg(test)]
 mod tests;

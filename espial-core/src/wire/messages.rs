@@ -135,9 +135,15 @@ impl Update {
     }
 }
 
-/// A master claim: `(term, priority, master)`, ordered lexicographically (greater wins).
+/// A master claim: `(majority, term, priority, master)`, ordered lexicographically
+/// (greater wins). `majority` is true when the claimant showed it could reach a majority of
+/// the members it knows when it claimed (always true in quorum mode, where a claim needs a
+/// quorum of votes): a claim made by a node cut off from the majority never wins over the
+/// majority's master, whatever its term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Claim {
+    /// Made with a majority's answers (see the type's doc).
+    pub majority: bool,
     /// Election term.
     pub term: u64,
     /// The master's priority at the time of the claim.
@@ -243,4 +249,46 @@ pub enum Msg {
     Resign(Claim),
     /// Event delivery frames (custom events, acks, fragments).
     Delivery(crate::delivery::Frame),
+    /// Quorum mode: the master of `claim` asks the receiver to renew its lease (round
+    /// `round`). Sent each heartbeat period to a quorum of members plus spares, not to all.
+    LeaseRequest {
+        /// The master's claim (its master must be the authenticated sender).
+        claim: Claim,
+        /// Round number, echoed in the answer.
+        round: u64,
+    },
+    /// Answer to `LeaseRequest`. `granted`: the sender promises not to vote for or renew
+    /// the lease of any other master for `lease_promise` from the moment it received the
+    /// request.
+    LeaseAck {
+        /// The term of the claim answered.
+        term: u64,
+        /// The round answered.
+        round: u64,
+        /// Whether the promise was given.
+        granted: bool,
+    },
+    /// A candidate asks for a vote (quorum mode) or checks that it reaches a majority
+    /// (available mode) before claiming `claim`.
+    VoteRequest {
+        /// The claim the sender would make (its master must be the authenticated sender).
+        claim: Claim,
+        /// Attempt number, echoed in the answer.
+        attempt: u32,
+        /// Forced takeover (`promote()`): voters ignore a master they still hear.
+        force: bool,
+    },
+    /// Answer to `VoteRequest`.
+    VoteReply {
+        /// The term asked for.
+        term: u64,
+        /// The attempt answered.
+        attempt: u32,
+        /// Vote granted (quorum mode: with a promise like `LeaseAck`'s).
+        granted: bool,
+        /// The highest term the sender voted or promised in (a candidate asks again above it).
+        voted_term: u64,
+        /// The claim of the master the sender still follows, when it refused because of it.
+        master: Option<Claim>,
+    },
 }

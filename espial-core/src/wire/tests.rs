@@ -40,6 +40,7 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
 
 fn arb_claim() -> impl Strategy<Value = Claim> {
     (any::<u64>(), any::<u32>(), arb_id()).prop_map(|(term, priority, master)| Claim {
+        majority: term % 2 == 0,
         term,
         priority,
         master,
@@ -92,6 +93,33 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
+        (arb_claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(term, round, granted)| {
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            }
+        }),
+        (arb_claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            }
+        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            proptest::option::of(arb_claim())
+        )
+            .prop_map(|(term, attempt, master)| Msg::VoteReply {
+                term,
+                attempt,
+                granted: term % 3 == 0,
+                voted_term: term / 2,
+                master,
+            }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),

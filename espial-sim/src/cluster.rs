@@ -916,5 +916,10 @@ pub fn describe(e: &Event) -> String {
             answered.len(),
             missing.len()
         ),
+        Event::EventsMissed { from, name, count } => format!(
+            "events_missed {count} from {} ({})",
+            from.short(),
+            name.as_deref().unwrap_or("-")
+        ),
     }
 }

@@ -157,6 +157,14 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("answered".into(), ids(answered));
             o.insert("missing".into(), ids(missing));
         }
+        Event::EventsMissed { from, name, count } => {
+            o.insert("from".into(), from.to_string().into());
+            o.insert(
+                "name".into(),
+                name.as_ref().map_or(Value::Null, |n| n.clone().into()),
+            );
+            o.insert("count".into(), (*count).into());
+        }
     }
     o.insert("ts_ms".into(), now_ms().into());
     Value::Object(o)

@@ -156,6 +156,20 @@ pub enum Event {
         /// Targets that did not reply in time.
         missing: Vec<NodeId>,
     },
+    /// A gap: custom events from `from` that this node will never receive (`events_missed`).
+    /// Either `from` gave up on sending them (this node was unreachable or paused; `from`
+    /// reported them failed, "not confirmed", and `name` is `None`: the count may include
+    /// replies), or `from` published `count` events named `name` while this node was out of
+    /// its member view (removed as failed, then back). Reported in order with `from`'s
+    /// other events: everything after it was sent after the gap.
+    EventsMissed {
+        /// The sender.
+        from: NodeId,
+        /// The event name when known.
+        name: Option<String>,
+        /// How many events were missed.
+        count: u64,
+    },
 }
 
 impl Event {
@@ -177,6 +191,7 @@ impl Event {
             Event::Reply { .. } => "reply",
             Event::RequestDone { .. } => "request_done",
             Event::HandshakeFailed { .. } => "handshake_failed",
+            Event::EventsMissed { .. } => "events_missed",
         }
     }
 }
@@ -198,6 +213,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "reply",
     "request_done",
     "handshake_failed",
+    "events_missed",
     "Listening",
     "NodeAdded",
     "NodeUpdated",

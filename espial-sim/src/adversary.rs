@@ -23,7 +23,8 @@ use crate::network::slot_addr;
 use espial_core::rng::Rng;
 use espial_core::session::Sessions;
 use espial_core::wire::{Claim, Msg, SealedHeader, Update};
-use espial_core::{Event, NodeId, PlaintextTestCipher, RemovalReason, Stats};
+use espial_core::membership::statements;
+use espial_core::{Cipher, Event, NodeId, PlaintextTestCipher, RemovalReason, Stats};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -256,16 +257,23 @@ fn running_id(sim: &Sim, slot: usize) -> Option<NodeId> {
     (s.state == SlotState::Running && s.node.is_some()).then_some(s.id)
 }
 
-/// The forged statement `lie` about `victim`, by `author` (at `author_addr`), for `receiver`.
+/// The forged statement `lie` about `victim` (whose real identity key is `victim_key`),
+/// by `author` at `author_addr`, for `receiver`. Statements that need the subject's
+/// signature carry one made with the author's own key (`signer`): never a forgery of a key
+/// it does not hold, only a lie about whose statement it is.
+#[allow(clippy::too_many_arguments)]
 pub fn forge(
     lie: Lie,
+    signer: &dyn Cipher,
     author: NodeId,
     author_addr: SocketAddr,
     victim: NodeId,
+    victim_key: &[u8],
     receiver: NodeId,
     receiver_claim: Option<Claim>,
 ) -> Msg {
     let big = Claim {
+        majority: true,
         term: u64::MAX,
         priority: u32::MAX,
         master: victim,
@@ -274,11 +282,13 @@ pub fn forge(
         Lie::Left => Msg::Updates(vec![Update::Left {
             id: victim,
             incarnation: u64::MAX,
+            signature: statements::sign_left(signer, victim, u64::MAX),
         }]),
         Lie::Alive => {
             let mut fake = espial_core::NodeInfo::new(victim, "forged", author_addr);
             fake.incarnation = u64::MAX;
-            Msg::Updates(vec![Update::Alive(fake)])
+            fake.public_key = victim_key.to_vec();
+            Msg::Updates(vec![Update::Alive(statements::sign_alive(signer, &fake))])
         }
         Lie::Dead => Msg::Updates(vec![Update::Dead {
             id: victim,
@@ -317,8 +327,21 @@ pub fn lie(sim: &mut Sim, lie: Lie, victim: usize, target: Option<usize>) {
             continue;
         };
         let claim = sim.node(t).and_then(|n| n.claim());
-        let msg = forge(lie, author, slot_addr(liar), victim_id, receiver, claim);
+        let victim_key = sim
+            .node(victim)
+            .map(|n| n.info().public_key.clone())
+            .unwrap_or_default();
         sim.with_node(liar, |n, now| {
+            let msg = forge(
+                lie,
+                n.cipher(),
+                author,
+                slot_addr(liar),
+                victim_id,
+                &victim_key,
+                receiver,
+                claim,
+            );
             n.adversary_send(now, receiver, slot_addr(t), vec![msg])
         });
     }
@@ -374,9 +397,23 @@ pub fn impersonate(sim: &mut Sim, claimed: usize, target: usize, spoof: bool) {
             .and_then(|s| running_id(sim, s))
             .unwrap_or(claimed_id);
         let claim = sim.node(target).and_then(|n| n.claim());
+        let victim_key = sim
+            .slot_of(victim)
+            .and_then(|s| sim.node(s))
+            .map(|n| n.info().public_key.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for l in [Lie::Left, Lie::Alive, Lie::Dead, Lie::Resign, Lie::Claim] {
-            let m = forge(l, claimed_id, addr, victim, target_id, claim);
+            let m = forge(
+                l,
+                imp.sessions.cipher(),
+                claimed_id,
+                addr,
+                victim,
+                &victim_key,
+                target_id,
+                claim,
+            );
             imp.sessions.send(
                 now,
                 Some(target_id),

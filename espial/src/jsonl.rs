@@ -166,6 +166,14 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("addr".into(), addr.to_string().into());
             o.insert("reason".into(), reason.clone().into());
         }
+        Event::EventsMissed { from, name, count } => {
+            o.insert("from".into(), from.to_string().into());
+            o.insert(
+                "name".into(),
+                name.as_ref().map_or(Value::Null, |n| n.clone().into()),
+            );
+            o.insert("count".into(), (*count).into());
+        }
     }
     o.insert("ts_ms".into(), now_ms().into());
     Value::Object(o)

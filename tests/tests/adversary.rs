@@ -8,7 +8,8 @@
 
 use espial_core::delivery::{Delivery, DeliveryConfig};
 use espial_core::wire::{Claim, Msg, Update};
-use espial_core::{Event, NodeId, NodeInfo};
+use espial_core::membership::statements;
+use espial_core::{Cipher, Event, NodeId, NodeInfo};
 use espial_tests::adversary::AgentCluster;
 use espial_tests::attacker::{Impersonator, Liar};
 use espial_tests::{addr, require_netns};
@@ -38,6 +39,7 @@ fn forged_custom_event(from: NodeId, to: NodeId) -> Vec<Msg> {
 /// (the target's own id: a refutation must not overflow), `Claim`/`Heartbeat` with term
 /// `u64::MAX` naming `claimed_master`, and `Resign` for the real master's plausible terms.
 fn forged_statements(
+    signer: &dyn Cipher,
     author: NodeId,
     target: NodeId,
     victim: NodeId,
@@ -47,7 +49,9 @@ fn forged_statements(
 ) -> Vec<Vec<Msg>> {
     let mut fake = NodeInfo::new(victim, "victim", attacker_addr);
     fake.incarnation = u64::MAX;
+    fake.public_key = signer.identity_public_key();
     let big = Claim {
+        majority: true,
         term: u64::MAX,
         priority: u32::MAX,
         master: claimed_master,
@@ -56,8 +60,11 @@ fn forged_statements(
         vec![Msg::Updates(vec![Update::Left {
             id: victim,
             incarnation: u64::MAX,
+            signature: statements::sign_left(signer, victim, u64::MAX),
         }])],
-        vec![Msg::Updates(vec![Update::Alive(fake)])],
+        vec![Msg::Updates(vec![Update::Alive(statements::sign_alive(
+            signer, &fake,
+        ))])],
         vec![Msg::Updates(vec![Update::Dead {
             id: victim,
             incarnation: u64::MAX,
@@ -76,11 +83,14 @@ fn forged_statements(
         }],
     ];
     for term in 0..4 {
-        out.push(vec![Msg::Resign(Claim {
-            term,
-            priority: 0,
-            master: real_master,
-        })]);
+        for majority in [false, true] {
+            out.push(vec![Msg::Resign(Claim {
+                majority,
+                term,
+                priority: 0,
+                master: real_master,
+            })]);
+        }
     }
     out
 }
@@ -110,7 +120,8 @@ async fn impersonation(net: u8, port: u16, psk: Option<&'static [u8]>) {
     let (session, bytes_in) = blocking(move || {
         let mut imp = Impersonator::new(me, a, psk);
         imp.send(Some(b), b_addr, forged_custom_event(a, b));
-        for m in forged_statements(a, b, victim, me, a, master_id) {
+        let lies = forged_statements(imp.sessions.cipher(), a, b, victim, me, a, master_id);
+        for m in lies {
             imp.send(Some(b), b_addr, m);
         }
         imp.pump(Duration::from_secs(3));
@@ -170,15 +181,17 @@ async fn fresh_key_claiming_a_members_id_is_refused() {
         let mut imp = Impersonator::new(me, b, None);
         let mut fake = NodeInfo::new(b, "a2", me);
         fake.incarnation = 1_000;
+        fake.public_key = imp.sessions.cipher().identity_public_key();
+        let signed = statements::sign_alive(imp.sessions.cipher(), &fake);
         imp.send(
             Some(a),
             a_addr,
             vec![Msg::JoinRequest {
-                node: fake.clone(),
+                node: signed.clone(),
                 attempt: 1,
             }],
         );
-        imp.send(Some(a), a_addr, vec![Msg::Updates(vec![Update::Alive(fake)])]);
+        imp.send(Some(a), a_addr, vec![Msg::Updates(vec![Update::Alive(signed)])]);
         imp.pump(Duration::from_secs(3));
         (imp.has_session(a), imp.bytes_in)
     })
@@ -226,8 +239,16 @@ async fn admitted_member_forging_statements_changes_nothing() {
         }
         let claim = l.node.claim();
         for i in 0..3 {
-            for m in forged_statements(l.id(), ids[i], ids[(i + 1) % 3], me, master_id, master_id)
-            {
+            let lies = forged_statements(
+                l.node.cipher(),
+                l.id(),
+                ids[i],
+                ids[(i + 1) % 3],
+                me,
+                master_id,
+                master_id,
+            );
+            for m in lies {
                 l.lie(ids[i], addrs[i], m);
             }
         }

@@ -591,6 +591,12 @@ impl Node {
                 self.me.incarnation,
             ),
         };
+        // What this node received and consumed goes out first, in datagrams of its own
+        // (an ack behind the Left would reach a peer that already dropped its sends).
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
         let resign = self.is_master().then_some(self.election.claim).flatten();
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
@@ -603,8 +609,38 @@ impl Node {
             self.queue(id, msgs);
         }
         self.flush(now);
+        // Sends still open are not confirmed: report them now rather than never.
+        self.delivery.close(now);
+        while let Some(e) = self.delivery.poll_event() {
+            self.outputs.push_back(Output::Event(e));
+        }
         self.left = true;
         self.timers.heartbeat = None;
+    }
+
+    /// Makes custom-event flow control reach the application: a released event counts as
+    /// consumed only when [`Node::events_consumed`] says so (a driver that buffers events
+    /// for its listeners turns this on). Off by default: an event counts as consumed when
+    /// [`Node::poll_output`] hands it out.
+    pub fn set_app_consumption(&mut self, on: bool) {
+        self.delivery.set_app_consumption(on);
+    }
+
+    /// The application consumed the `count` oldest [`Event::Custom`] events handed out by
+    /// [`Node::poll_output`] (with [`Node::set_app_consumption`] on): their senders learn
+    /// they were delivered, and credit opens again.
+    pub fn events_consumed(&mut self, now: Instant, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.delivery.app_consumed(now, count);
+        self.deferred_flush = Some(now);
+    }
+
+    /// Custom events handed out and not yet consumed, and their cost in bytes (payload +
+    /// 64 each; bounded by `Config::max_unread_event_bytes` plus one event per peer).
+    pub fn unread_events(&self) -> (usize, u64) {
+        self.delivery.unread()
     }
 
     /// True once [`Node::leave`] was called.

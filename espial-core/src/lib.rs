@@ -36,6 +36,8 @@ pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod membership;
 pub mod metadata;

@@ -52,4 +52,14 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Membership statements dropped because they failed authentication: an `Alive` whose
+    /// key does not derive its id or whose signature does not verify, a `Left` not signed by
+    /// the member (see `membership::statements`). Never applied, never forwarded.
+    pub statements_rejected: u64,
+    /// Incarnation claims refused as implausible (more than `MAX_INCARNATION_JUMP` above ours
+    /// from someone else) or unrepresentable (`u64::MAX` reached).
+    pub incarnations_refused: u64,
+    /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
+    /// not sent by the claim's master itself, or with an implausible term.
+    pub election_dropped: u64,
 }

@@ -137,7 +137,7 @@ mod authenticated {
     use espial_core::session::{proof_message, transcript};
     use espial_core::wire::{
         decode_body, encode_msgs, split_header, Claim, IdentityProof, Msg, SealedHeader,
-        StateChunk, Update,
+        SignedEntry, StateChunk, Update,
     };
     use espial_core::Output;
     use espial_crypto::AesGcmCipher;
@@ -219,6 +219,7 @@ mod authenticated {
 
     fn claim() -> impl Strategy<Value = Claim> {
         (any::<u64>(), any::<u32>(), id()).prop_map(|(term, priority, master)| Claim {
+            majority: term % 2 == 0,
             term,
             priority,
             master,
@@ -237,9 +238,16 @@ mod authenticated {
                 incarnation,
                 by
             }),
-            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left { id, incarnation }),
+            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left {
+                id,
+                incarnation,
+                signature: vec![0; 64],
+            }),
             (id(), "[a-z]{0,12}", any::<u16>()).prop_map(|(id, name, port)| {
-                Update::Alive(NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()))
+                Update::Alive(SignedEntry {
+                    entry: NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()),
+                    signature: vec![0; 64],
+                })
             }),
         ]
     }
@@ -254,12 +262,18 @@ mod authenticated {
             }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
-                node: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                node: SignedEntry {
+                    entry: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
                 attempt,
             }),
             (any::<u64>(), id()).prop_map(|(attempt, i)| Msg::JoinAccept {
                 attempt,
-                by: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                by: SignedEntry {
+                    entry: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
             }),
             (any::<u64>(), ".{0,20}")
                 .prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
@@ -297,6 +311,23 @@ mod authenticated {
             }),
             claim().prop_map(Msg::Claim),
             claim().prop_map(Msg::Resign),
+            (claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+            (claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+                Msg::VoteRequest {
+                    claim,
+                    attempt,
+                    force,
+                }
+            }),
+            (any::<u64>(), any::<u32>(), proptest::option::of(claim())).prop_map(
+                |(term, attempt, master)| Msg::VoteReply {
+                    term,
+                    attempt,
+                    granted: true,
+                    voted_term: term,
+                    master,
+                }
+            ),
         ]
     }
 

@@ -119,6 +119,10 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("new_master".into(), id_or_null(*new_master));
             o.insert("term".into(), (*term).into());
         }
+        Event::NoMaster { previous } => {
+            node(me, &mut o);
+            o.insert("previous".into(), previous.to_string().into());
+        }
         Event::Custom(c) => {
             o.insert("name".into(), c.name.clone().into());
             o.insert("from".into(), c.from.to_string().into());
@@ -162,6 +166,14 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("addr".into(), addr.to_string().into());
             o.insert("reason".into(), reason.clone().into());
         }
+        Event::EventsMissed { from, name, count } => {
+            o.insert("from".into(), from.to_string().into());
+            o.insert(
+                "name".into(),
+                name.as_ref().map_or(Value::Null, |n| n.clone().into()),
+            );
+            o.insert("count".into(), (*count).into());
+        }
     }
     o.insert("ts_ms".into(), now_ms().into());
     Value::Object(o)
@@ -201,6 +213,15 @@ mod tests {
             look,
         );
         assert_eq!(v["new_master"], Value::Null);
+        let v = event_json(
+            &Event::NoMaster {
+                previous: NodeId(2),
+            },
+            &me,
+            look,
+        );
+        assert_eq!(v["event"], "no_master");
+        assert_eq!(v["previous"], NodeId(2).to_string());
         let v = event_json(
             &Event::NewMaster {
                 master: NodeId(2),

@@ -21,7 +21,7 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
         any::<u32>(),
         any::<u64>(),
         proptest::collection::btree_set("[a-z]{1,10}", 0..4),
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 32)),
+        proptest::collection::vec(any::<u8>(), 0..33),
     )
         .prop_map(
             |(id, name, addr, md, elig, prio, inc, subs, key)| NodeInfo {
@@ -33,22 +33,28 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
                 priority: prio,
                 incarnation: inc,
                 subscriptions: subs,
-                identity_key: key,
+                public_key: key,
             },
         )
 }
 
 fn arb_claim() -> impl Strategy<Value = Claim> {
     (any::<u64>(), any::<u32>(), arb_id()).prop_map(|(term, priority, master)| Claim {
+        majority: term % 2 == 0,
         term,
         priority,
         master,
     })
 }
 
+pub(crate) fn arb_signed() -> impl Strategy<Value = SignedEntry> {
+    (arb_info(), proptest::collection::vec(any::<u8>(), 0..65))
+        .prop_map(|(entry, signature)| SignedEntry { entry, signature })
+}
+
 fn arb_update() -> impl Strategy<Value = Update> {
     prop_oneof![
-        arb_info().prop_map(Update::Alive),
+        arb_signed().prop_map(Update::Alive),
         (arb_id(), any::<u64>(), arb_id()).prop_map(|(id, incarnation, by)| Update::Suspect {
             id,
             incarnation,
@@ -59,7 +65,16 @@ fn arb_update() -> impl Strategy<Value = Update> {
             incarnation,
             by
         }),
-        (arb_id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left { id, incarnation }),
+        (
+            arb_id(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..65)
+        )
+            .prop_map(|(id, incarnation, signature)| Update::Left {
+                id,
+                incarnation,
+                signature
+            }),
     ]
 }
 
@@ -68,7 +83,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         any::<u64>().prop_map(|seq| Msg::Ping { seq }),
         any::<u64>().prop_map(|seq| Msg::Ack { seq }),
         (any::<u64>(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
-        (arb_info(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
+        (arb_signed(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
         (any::<u64>(), ".{0,40}").prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
         proptest::collection::vec(arb_update(), 0..5).prop_map(Msg::Updates),
         (arb_claim(), any::<u64>()).prop_map(|(claim, incarnation)| Msg::Heartbeat {
@@ -78,6 +93,33 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
+        (arb_claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(term, round, granted)| {
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            }
+        }),
+        (arb_claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            }
+        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            proptest::option::of(arb_claim())
+        )
+            .prop_map(|(term, attempt, master)| Msg::VoteReply {
+                term,
+                attempt,
+                granted: term % 3 == 0,
+                voted_term: term / 2,
+                master,
+            }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),

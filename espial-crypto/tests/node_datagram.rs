@@ -1,7 +1,9 @@
 //! Always-on stand-in for the `node_datagram` fuzz target: arbitrary bytes fed to
 //! `Node::handle_datagram` never panic (1024 cases by default; `PROPTEST_CASES` overrides).
 
-use espial_core::wire::{encode_clear, Beacon, Hello, HelloAck, Kind, MAGIC, VERSION};
+use espial_core::wire::{
+    encode_clear, encode_hello, Beacon, Hello, HelloAck, IdentityProof, Kind, MAGIC, VERSION,
+};
 use espial_core::{Config, Node, NodeId, NodeInfo, PlaintextTestCipher};
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -51,14 +53,15 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..40),
     )
         .prop_map(|(from, to, attempt, share)| {
-            encode_clear(
-                Kind::Hello,
+            encode_hello(
                 &Hello {
                     from: NodeId(from),
                     to: to.map(NodeId),
                     attempt,
                     share,
+                    cookie: None,
                 },
+                0,
             )
         });
     let ack = (
@@ -77,7 +80,10 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
                     attempt,
                     epoch,
                     share,
-                    identity: None,
+                    identity: IdentityProof {
+                        public_key: vec![],
+                        signature: vec![],
+                    },
                     confirm,
                 },
             )
@@ -128,7 +134,7 @@ proptest! {
 mod authenticated {
     use super::*;
     use espial_core::cipher::{Cipher, Role, SessionKeys, DOMAIN_HANDSHAKE};
-    use espial_core::session::transcript;
+    use espial_core::session::{proof_message, transcript};
     use espial_core::wire::{
         decode_body, encode_msgs, split_header, Claim, IdentityProof, Msg, SealedHeader,
         SignedEntry, StateChunk, Update,
@@ -167,8 +173,9 @@ mod authenticated {
             to: Some(me),
             attempt: 5,
             share: share.clone(),
+            cookie: None,
         };
-        node.handle_datagram(now, from, &encode_clear(Kind::Hello, &hello));
+        node.handle_datagram(now, from, &encode_hello(&hello, 0));
         let mut ack = None;
         while let Some(o) = node.poll_output() {
             if let Output::Transmit(t) = o {
@@ -180,10 +187,10 @@ mod authenticated {
         let ack = ack.expect("the node answers a Hello with a HelloAck");
         let t = transcript(peer, me, &share, &ack.share);
         let keys = ex.complete(&ack.share, &t, Role::Initiator).expect("keys");
-        let identity = Some(IdentityProof {
+        let identity = IdentityProof {
             public_key: ours.identity_public_key(),
-            signature: ours.sign(DOMAIN_HANDSHAKE, &t),
-        });
+            signature: ours.sign(DOMAIN_HANDSHAKE, &proof_message(&t, Role::Initiator)),
+        };
         Peer {
             id: peer,
             keys,
@@ -212,6 +219,7 @@ mod authenticated {
 
     fn claim() -> impl Strategy<Value = Claim> {
         (any::<u64>(), any::<u32>(), id()).prop_map(|(term, priority, master)| Claim {
+            majority: term % 2 == 0,
             term,
             priority,
             master,
@@ -246,7 +254,7 @@ mod authenticated {
 
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
-            Just(Msg::Confirm { identity: None }),
+            Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
                 node: SignedEntry {
@@ -298,6 +306,23 @@ mod authenticated {
             }),
             claim().prop_map(Msg::Claim),
             claim().prop_map(Msg::Resign),
+            (claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+            (claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+                Msg::VoteRequest {
+                    claim,
+                    attempt,
+                    force,
+                }
+            }),
+            (any::<u64>(), any::<u32>(), proptest::option::of(claim())).prop_map(
+                |(term, attempt, master)| Msg::VoteReply {
+                    term,
+                    attempt,
+                    granted: true,
+                    voted_term: term,
+                    master,
+                }
+            ),
         ]
     }
 

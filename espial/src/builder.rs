@@ -371,15 +371,17 @@ impl Builder {
             }
         }
 
+        let hub = espial_net::EventHub::new(self.event_buffer.max(16));
         let opts = DriverOptions {
             event_capacity: self.event_buffer.max(16),
             filter: self.filter,
             filter_timeout: self.filter_timeout,
             recv_buffer: config.max_datagram + 1,
+            hub: Some(hub.clone()),
         };
         let spawned = espial_net::spawn(node, transport, discoveries, opts)?;
         tracing::debug!(%bound, %advertised, "espial node started");
-        Ok(Espial::new(spawned, config, bound, beacons))
+        Ok(Espial::new(spawned, hub, config, bound, beacons))
     }
 }
 

@@ -74,6 +74,7 @@ fn arb_claim() -> impl Strategy<Value = Claim> {
     // Terms stay below 2^40 here: term arithmetic belongs to the election (its checks are
     // another part of issue 10); the fuzz target sends any term.
     (0u64..1 << 40, any::<u32>(), arb_id()).prop_map(|(term, priority, master)| Claim {
+        majority: false,
         term,
         priority,
         master,
@@ -196,6 +197,7 @@ fn extreme_counters_from_a_lying_member_do_not_panic() {
             0,
             vec![Msg::Heartbeat {
                 claim: Claim {
+                    majority: false,
                     term: 1 << 40,
                     priority: u32::MAX,
                     master: a,

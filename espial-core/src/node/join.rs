@@ -32,6 +32,20 @@ const ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
 const JOIN_ATTEMPT_TTL: Duration = Duration::from_secs(10);
 /// Seeds tried at once while alone.
 const MAX_SEEDS_PER_ROUND: usize = 8;
+/// Seed addresses remembered (discovery can be fed forged beacons: the table is bounded,
+/// the least recently announced seed is evicted first).
+pub(crate) const MAX_SEEDS: usize = 1024;
+/// A seed not announced by discovery for this long is forgotten (static peers and live
+/// beacons re-announce theirs well within it).
+pub(crate) const SEED_TTL: Duration = Duration::from_secs(300);
+
+/// A seed address: last join attempt through it and last time discovery announced it.
+#[derive(Clone, Copy)]
+struct Seed {
+    tried: Option<Instant>,
+    seen: Instant,
+}
+
 /// Members refused by our filter (or refusing us) remembered at most (oldest forgotten).
 const MAX_REFUSALS: usize = 4096;
 /// Interval between repeated refusal notices to the same refused member.
@@ -52,7 +66,7 @@ struct PendingAdmission {
 #[derive(Default)]
 pub(crate) struct JoinState {
     /// Seed addresses from discovery, with the last attempt through each.
-    seeds: BTreeMap<SocketAddr, Option<Instant>>,
+    seeds: BTreeMap<SocketAddr, Seed>,
     /// Seeds that refused us: not retried.
     refused: BTreeSet<SocketAddr>,
     /// Join attempts in flight: attempt → (address, sent at).
@@ -78,7 +92,18 @@ impl Node {
         if addr == self.me.addr || self.join.refused.contains(&addr) {
             return;
         }
-        let last = *self.join.seeds.entry(addr).or_insert(None);
+        if !self.join.seeds.contains_key(&addr) && self.join.seeds.len() >= MAX_SEEDS {
+            let oldest = self.join.seeds.iter().min_by_key(|(_, s)| s.seen);
+            if let Some(a) = oldest.map(|(a, _)| *a) {
+                self.join.seeds.remove(&a);
+            }
+        }
+        let seed = self.join.seeds.entry(addr).or_insert(Seed {
+            tried: None,
+            seen: now,
+        });
+        seed.seen = now;
+        let last = seed.tried;
         if self.members.live_at(addr).is_some() {
             return;
         }
@@ -107,8 +132,8 @@ impl Node {
         {
             return;
         }
-        if let Some(t) = self.join.seeds.get_mut(&addr) {
-            *t = Some(now);
+        if let Some(s) = self.join.seeds.get_mut(&addr) {
+            s.tried = Some(now);
         }
         let attempt = self.rng.next_u64().max(1); // 0 is a member's refusal notice
         self.join.attempts.insert(attempt, (addr, now));
@@ -420,14 +445,18 @@ impl Node {
     }
 
     pub(super) fn on_state(&mut self, now: Instant, from: NodeId, chunk: StateChunk) {
-        self.election.max_term = self.election.max_term.max(chunk.max_term);
+        if chunk.max_term <= super::election::MAX_TERM {
+            self.election.max_term = self.election.max_term.max(chunk.max_term);
+        } else {
+            self.stats.election_dropped += 1;
+        }
         for u in chunk.members {
             self.apply_update(now, u, true);
         }
         if let Some(c) = chunk.claim {
             if chunk.master_alive || c.master == self.me.id {
                 self.consider_claim(now, c);
-            } else {
+            } else if c.term <= super::election::MAX_TERM {
                 self.election.max_term = self.election.max_term.max(c.term);
             }
         }
@@ -500,7 +529,13 @@ impl Node {
         }
     }
 
+    /// Number of remembered seed addresses (for bound tests).
+    pub fn seed_count(&self) -> usize {
+        self.join.seeds.len()
+    }
+
     pub(super) fn join_sweep(&mut self, now: Instant) {
+        self.join.seeds.retain(|_, s| now < s.seen + SEED_TTL);
         self.join
             .attempts
             .retain(|_, (_, t)| now < *t + JOIN_ATTEMPT_TTL);

@@ -6,9 +6,11 @@
 //! call are packed into one sealed record, with pending membership updates piggybacked in the
 //! remaining room.
 
+mod adversary;
 mod dispatch;
 mod election;
 mod join;
+mod lease;
 mod probe;
 mod updates;
 
@@ -215,6 +217,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.receive(now, from, data);
         // Packed at the next `poll_output`: a driver that feeds a burst of datagrams before
         // draining sends one round of acknowledgements and replies for all of them.
@@ -227,6 +230,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         for addr in addrs {
             self.discovered(now, *addr);
         }
@@ -238,6 +242,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.admission_decided(now, id, decision);
         self.flush(now);
     }
@@ -247,6 +252,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         let mut out = Vec::new();
         self.sessions.handle_timeout(now, &mut self.stats, &mut out);
         self.push_transmits(out);
@@ -285,6 +291,7 @@ impl Node {
             if now >= at {
                 self.timers.heartbeat = Some(now + self.config.master_heartbeat_interval);
                 self.send_heartbeats();
+                self.lease_round(now);
             }
         }
         self.flush(now);
@@ -316,7 +323,8 @@ impl Node {
             self.sessions.poll_timeout(),
             self.members.next_suspicion_deadline(),
             self.probe.next_deadline(),
-            self.election.at,
+            self.election.next_deadline(),
+            self.master_lease_until(),
             self.delivery.poll_timeout(),
         ]
         .into_iter()
@@ -364,6 +372,7 @@ impl Node {
         if self.left {
             return Err(SendError::Shutdown);
         }
+        self.check_lease(now);
         check_event_name(name)?;
         if payload.len() > self.config.max_event_payload {
             return Err(SendError::TooLarge {
@@ -413,6 +422,7 @@ impl Node {
         if self.left {
             return (ids, Some(SendError::Shutdown));
         }
+        self.check_lease(now);
         if let Err(e) = check_event_name(name) {
             return (ids, Some(e.into()));
         }
@@ -524,12 +534,17 @@ impl Node {
         }
     }
 
-    /// Forces this node to take over as master with a higher term. Errors leave the election
-    /// state unchanged.
+    /// Forces this node to take over as master with a higher term: it asks every live
+    /// member, telling them to disregard the master they still hear, and claims once enough
+    /// answered (available mode: a majority of the members it knows, or anyway after two
+    /// probe timeouts; quorum mode: `quorum` votes, which may take until the old master's
+    /// promises have run out, about `lease_promise`). `Promotion` reports the takeover.
+    /// Errors leave the election state unchanged.
     pub fn promote(&mut self, now: Instant) -> Result<(), PromoteError> {
         if self.left {
             return Err(PromoteError::Shutdown);
         }
+        self.check_lease(now);
         if !self.me.master_eligible {
             return Err(PromoteError::NotEligible);
         }
@@ -539,7 +554,9 @@ impl Node {
                 return Err(PromoteError::NoQuorum { live, quorum: q });
             }
         }
-        self.claim_mastership(now);
+        if !self.is_master() {
+            self.start_candidacy(now, true);
+        }
         self.flush(now);
         Ok(())
     }
@@ -574,6 +591,12 @@ impl Node {
                 self.me.incarnation,
             ),
         };
+        // What this node received and consumed goes out first, in datagrams of its own
+        // (an ack behind the Left would reach a peer that already dropped its sends).
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
         let resign = self.is_master().then_some(self.election.claim).flatten();
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
@@ -586,8 +609,38 @@ impl Node {
             self.queue(id, msgs);
         }
         self.flush(now);
+        // Sends still open are not confirmed: report them now rather than never.
+        self.delivery.close(now);
+        while let Some(e) = self.delivery.poll_event() {
+            self.outputs.push_back(Output::Event(e));
+        }
         self.left = true;
         self.timers.heartbeat = None;
+    }
+
+    /// Makes custom-event flow control reach the application: a released event counts as
+    /// consumed only when [`Node::events_consumed`] says so (a driver that buffers events
+    /// for its listeners turns this on). Off by default: an event counts as consumed when
+    /// [`Node::poll_output`] hands it out.
+    pub fn set_app_consumption(&mut self, on: bool) {
+        self.delivery.set_app_consumption(on);
+    }
+
+    /// The application consumed the `count` oldest [`Event::Custom`] events handed out by
+    /// [`Node::poll_output`] (with [`Node::set_app_consumption`] on): their senders learn
+    /// they were delivered, and credit opens again.
+    pub fn events_consumed(&mut self, now: Instant, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.delivery.app_consumed(now, count);
+        self.deferred_flush = Some(now);
+    }
+
+    /// Custom events handed out and not yet consumed, and their cost in bytes (payload +
+    /// 64 each; bounded by `Config::max_unread_event_bytes` plus one event per peer).
+    pub fn unread_events(&self) -> (usize, u64) {
+        self.delivery.unread()
     }
 
     /// True once [`Node::leave`] was called.
@@ -627,6 +680,17 @@ impl Node {
     /// True when this node is the master.
     pub fn is_master(&self) -> bool {
         self.master() == Some(self.me.id)
+    }
+
+    /// Quorum mode, while this node is master: the end of its lease on its own clock. It
+    /// acts as master only before that instant and steps down at it (`demotion`). `None`
+    /// otherwise (available mode has no lease).
+    pub fn master_lease_until(&self) -> Option<Instant> {
+        if self.config.quorum.is_some() && self.is_master() {
+            self.election.lease.until()
+        } else {
+            None
+        }
     }
 
     /// The latest master claim known (its master may be dead or resigned).
@@ -859,6 +923,8 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod election_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

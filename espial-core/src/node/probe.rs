@@ -89,6 +89,11 @@ impl ProbeState {
         self.order.insert(at, id);
     }
 
+    /// Whether the master was heard from within `d` before `now`.
+    pub(crate) fn heard_master_within(&self, now: Instant, d: std::time::Duration) -> bool {
+        now < self.master_last_contact + d
+    }
+
     pub(crate) fn master_contact(&mut self, now: Instant) {
         self.master_last_contact = now;
         self.master_check = None;
@@ -362,6 +367,10 @@ impl Node {
         incarnation: u64,
         members: u32,
     ) {
+        if claim.master != from || claim.term > super::election::MAX_TERM {
+            self.stats.election_dropped += 1;
+            return;
+        }
         // Membership digest: two heartbeats in a row with a different member count mean our
         // view (or the master's) missed an update; a push-pull repairs both sides' gaps.
         let mine = (self.members.live_count() + 1) as u32;

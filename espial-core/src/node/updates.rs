@@ -228,6 +228,8 @@ impl Node {
                     if !self.applying_state_sync {
                         self.gossip_entry(info.id);
                     }
+                    self.delivery
+                        .peer_returned(now, info.id, &info.subscriptions);
                     self.emit(Event::NodeAdded { node: info });
                 }
                 Applied::Updated {
@@ -281,6 +283,9 @@ impl Node {
                     self.broadcasts.push(u);
                     self.probe.last_chance.remove(&info.id);
                     self.delivery.peer_gone(now, info.id);
+                    if reason == RemovalReason::Failed {
+                        self.delivery.note_departed(info.id, &info.subscriptions);
+                    }
                     self.emit(Event::NodeRemoved { node: info, reason });
                 }
                 Applied::Refute(incarnation) => self.refute(now, incarnation, false),

@@ -40,6 +40,7 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
 
 fn arb_claim() -> impl Strategy<Value = Claim> {
     (any::<u64>(), any::<u32>(), arb_id()).prop_map(|(term, priority, master)| Claim {
+        majority: term % 2 == 0,
         term,
         priority,
         master,
@@ -92,6 +93,33 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
+        (arb_claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(term, round, granted)| {
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            }
+        }),
+        (arb_claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            }
+        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            proptest::option::of(arb_claim())
+        )
+            .prop_map(|(term, attempt, master)| Msg::VoteReply {
+                term,
+                attempt,
+                granted: term % 3 == 0,
+                voted_term: term / 2,
+                master,
+            }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),
@@ -120,8 +148,9 @@ proptest! {
 
     #[test]
     fn hello_round_trip(from in arb_id(), to in proptest::option::of(arb_id()), attempt in any::<u64>(), share in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let h = Hello { from, to, attempt, share };
-        let dgram = encode_clear(Kind::Hello, &h);
+        let h = Hello { from, to, attempt, share, cookie: None };
+        let dgram = encode_hello(&h, 0);
+        prop_assert!(dgram.len() >= HELLO_MIN_LEN);
         let (kind, body) = split_header(&dgram, 1400).unwrap();
         prop_assert_eq!(kind, Kind::Hello);
         prop_assert_eq!(decode_body::<Hello>(body).unwrap(), h);
@@ -148,12 +177,13 @@ proptest! {
         let _ = decode_body::<Hello>(&data);
         let _ = decode_body::<HelloAck>(&data);
         let _ = decode_body::<Beacon>(&data);
+        let _ = decode_body::<Cookie>(&data);
         let _ = SealedHeader::parse(&data);
     }
 
     /// Valid headers followed by garbage bodies.
     #[test]
-    fn garbage_bodies_never_panic(kind in 1u8..=4, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+    fn garbage_bodies_never_panic(kind in 1u8..=5, body in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut d = vec![MAGIC[0], MAGIC[1], VERSION, kind];
         d.extend_from_slice(&body);
         if let Ok((k, b)) = split_header(&d, 1400) {
@@ -161,6 +191,7 @@ proptest! {
                 Kind::Hello => { let _ = decode_body::<Hello>(b); }
                 Kind::HelloAck => { let _ = decode_body::<HelloAck>(b); }
                 Kind::Beacon => { let _ = decode_body::<Beacon>(b); }
+                Kind::Cookie => { let _ = decode_body::<Cookie>(b); }
                 Kind::Sealed => { let _ = SealedHeader::parse(b); let _ = decode_msgs(b); }
             }
         }

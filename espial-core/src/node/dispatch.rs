@@ -80,6 +80,15 @@ impl Node {
                 // handshake already showed; members get gossip piggybacked.
                 if member {
                     self.queue(from, vec![Msg::Ack { seq }]);
+                    if let Some(c) = self
+                        .election
+                        .claim
+                        .filter(|c| c.master == self.me.id && self.election.resigned && !self.left)
+                    {
+                        // We resigned this claim; a member that missed the resignation
+                        // (partitioned) watches us as its master: tell it again.
+                        self.queue(from, vec![Msg::Resign(c)]);
+                    }
                 } else {
                     self.queue_to(from, addr, vec![Msg::Ack { seq }], false);
                     self.notify_if_dead(now, from);

@@ -237,6 +237,13 @@ impl Node {
             c.force |= force;
             return;
         }
+        if self.config.quorum.is_some() && !force {
+            if let Some(until) = self.election.lease.promised_other(self.me.id, now) {
+                // Our own vote is promised to another node: ask once it is free.
+                self.election.at = Some(until);
+                return;
+            }
+        }
         let base = self.election.max_term.max(self.election.lease.voted_term);
         let Some(term) = base.checked_add(1).filter(|t| *t <= MAX_TERM) else {
             return;
@@ -312,8 +319,7 @@ impl Node {
                 // Available mode: no majority answered in time; claim anyway, marked.
                 self.win(now, c.claim, false);
             } else if self.current_master().is_none() && self.me.master_eligible {
-                let jitter = self.config.election_backoff.mul_f64(1.0 + self.rng.unit());
-                self.election.at = Some(now + jitter);
+                self.retry_election_later(now);
             }
             return;
         }
@@ -334,6 +340,26 @@ impl Node {
             }
             self.send_vote_requests(now);
         }
+    }
+
+    /// After a failed or abandoned candidacy: try again once the promises given in this
+    /// round have run out (quorum mode), best-ranked first, with jitter.
+    pub(super) fn retry_election_later(&mut self, now: Instant) {
+        let my_rank = self.me.rank();
+        let rank = self
+            .members
+            .live_ids()
+            .iter()
+            .filter_map(|id| self.members.get(*id))
+            .filter(|m| m.info.master_eligible && m.info.rank() > my_rank)
+            .count() as u32;
+        let backoff = self.config.election_backoff;
+        let base = match self.config.quorum {
+            Some(_) => self.config.lease_promise(),
+            None => backoff,
+        };
+        let jitter = backoff.mul_f64(self.rng.unit() / 2.0);
+        self.election.at = Some(now + base + backoff * rank + jitter);
     }
 
     /// A member answered a vote request.

@@ -111,6 +111,13 @@ impl LeaseState {
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until
     }
+
+    /// Voter side: the end of a running promise to another node than `me`.
+    pub(crate) fn promised_other(&self, me: NodeId, now: Instant) -> Option<Instant> {
+        self.promise
+            .filter(|(holder, until)| *holder != me && now < *until)
+            .map(|p| p.1)
+    }
 }
 
 impl Node {
@@ -276,6 +283,28 @@ impl Node {
             .members
             .get(from)
             .is_some_and(|m| m.info.master_eligible);
+        if self
+            .election
+            .claim
+            .is_some_and(|c| c.master == from && c.term < claim.term)
+            && !self.election.resigned
+        {
+            // Our master asks for a new term: it no longer holds the old one.
+            self.election.resigned = true;
+            self.reconcile(now);
+        }
+        let higher = self
+            .members
+            .get(from)
+            .is_some_and(|m| m.info.rank() > self.me.rank());
+        if self.config.quorum.is_some()
+            && higher
+            && self.election.candidacy.as_ref().is_some_and(|c| !c.force)
+        {
+            // Yield to a better-ranked candidate rather than split the votes.
+            self.election.candidacy = None;
+            self.retry_election_later(now);
+        }
         let master = self.current_master();
         let hears_master = master.is_some_and(|m| {
             m != from

@@ -81,6 +81,15 @@ pub struct Config {
     pub rekey_grace: Duration,
     /// Largest custom event payload (bigger sends fail with a clear error).
     pub max_event_payload: usize,
+    /// Flow control of custom events, per sending peer: received events the application
+    /// has not consumed yet, plus those the peer may still send, stay within this many
+    /// bytes (payload + 64 per event). Raised to at least one largest event. When it is
+    /// used up the sender sees backpressure; nothing is dropped.
+    pub event_window_bytes: usize,
+    /// Unread custom events over all peers, in bytes (payload + 64 per event): past it no
+    /// peer gets more credit until the application reads. Raised to at least
+    /// `event_window_bytes`.
+    pub max_unread_event_bytes: usize,
 }
 
 impl Default for Config {
@@ -124,6 +133,8 @@ impl Config {
             rekey_after: ms(3_600_000),
             rekey_grace: ms(10_000),
             max_event_payload: 1 << 20,
+            event_window_bytes: 4 << 20,
+            max_unread_event_bytes: 32 << 20,
         }
     }
 

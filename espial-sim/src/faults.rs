@@ -46,6 +46,11 @@ pub enum Action {
     Subscribe(usize, String),
     /// Unsubscribe a node from a custom event name.
     Unsubscribe(usize, String),
+    /// The node's application stops reading custom events for a while (reader models with
+    /// an inbox, see `SimConfig::reader`); the node itself keeps running.
+    PauseReader(usize, Duration),
+    /// The node's application reads again (scheduled by `PauseReader`).
+    ResumeReader(usize),
 }
 
 impl Sim {
@@ -60,6 +65,20 @@ impl Sim {
             Action::Restart(s) => self.restart(s),
             Action::Leave(s) => self.leave(s),
             Action::Pause(s, d) => self.pause(s, d),
+            Action::PauseReader(s, d) => {
+                self.trace.fault(t, &format!("pause reader n{s} {d:?}"));
+                let until = self.now() + d;
+                if let Some(slot) = self.slots.get_mut(s) {
+                    slot.reader_paused_until = until.as_nanos() as u64;
+                }
+                self.schedule(until, Action::ResumeReader(s));
+            }
+            Action::ResumeReader(s) => {
+                self.trace.fault(t, &format!("resume reader n{s}"));
+                if s < self.slots.len() {
+                    self.drain(s);
+                }
+            }
             Action::Partition(groups) => {
                 self.trace.fault(t, &format!("partition {groups:?}"));
                 self.net.partition.split(&groups);

@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod adv_schedule;
+pub mod adversary;
 pub mod cipher;
 pub mod clock;
 pub mod cluster;

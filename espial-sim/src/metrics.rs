@@ -167,6 +167,7 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
         Kind::Beacon => add("beacon", data.len()),
         Kind::Hello => add("hello", data.len()),
         Kind::HelloAck => add("hello_ack", data.len()),
+        Kind::Cookie => add("cookie", data.len()),
         Kind::Sealed => {
             let msgs = wire::SealedHeader::parse(body)
                 .ok()
@@ -214,6 +215,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
         Kind::Beacon => "beacon".into(),
         Kind::Hello => "hello".into(),
         Kind::HelloAck => "hello_ack".into(),
+        Kind::Cookie => "cookie".into(),
         Kind::Sealed => {
             let Some((hdr, msgs)) = wire::SealedHeader::parse(body)
                 .ok()
@@ -244,7 +246,8 @@ pub fn describe_datagram(data: &[u8]) -> String {
                         let v: Vec<String> = u
                             .iter()
                             .map(|u| match u {
-                                wire::Update::Alive(e) => {
+                                wire::Update::Alive(s) => {
+                                    let e = &s.entry;
                                     format!("alive {}@{}", e.id.short(), e.incarnation)
                                 }
                                 wire::Update::Suspect {
@@ -257,7 +260,9 @@ pub fn describe_datagram(data: &[u8]) -> String {
                                 } => {
                                     format!("dead {}@{incarnation}", id.short())
                                 }
-                                wire::Update::Left { id, incarnation } => {
+                                wire::Update::Left {
+                                    id, incarnation, ..
+                                } => {
                                     format!("left {}@{incarnation}", id.short())
                                 }
                             })

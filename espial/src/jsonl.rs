@@ -161,6 +161,19 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("answered".into(), ids(answered));
             o.insert("missing".into(), ids(missing));
         }
+        Event::HandshakeFailed { addr, reason } => {
+            node(me, &mut o);
+            o.insert("addr".into(), addr.to_string().into());
+            o.insert("reason".into(), reason.clone().into());
+        }
+        Event::EventsMissed { from, name, count } => {
+            o.insert("from".into(), from.to_string().into());
+            o.insert(
+                "name".into(),
+                name.as_ref().map_or(Value::Null, |n| n.clone().into()),
+            );
+            o.insert("count".into(), (*count).into());
+        }
     }
     o.insert("ts_ms".into(), now_ms().into());
     Value::Object(o)
@@ -241,6 +254,18 @@ mod tests {
             look,
         );
         assert_eq!(v["event"], "node_rejected");
+        let v = event_json(
+            &Event::HandshakeFailed {
+                addr: "127.0.0.3:9".parse().unwrap(),
+                reason: "different cluster key?".into(),
+            },
+            &me,
+            look,
+        );
+        assert_eq!(v["event"], "handshake_failed");
+        assert_eq!(v["addr"], "127.0.0.3:9");
+        assert_eq!(v["reason"], "different cluster key?");
+        assert_eq!(v["node"]["name"], "me");
         assert_eq!(v["reason"], "no");
     }
 }

@@ -175,6 +175,9 @@ impl Node {
                     continue;
                 }
                 self.probe.idx += 1;
+                if self.join.refused_by.contains(&id) {
+                    continue; // it refuses us: it would not answer
+                }
                 if Some(id) == master && self.members.live_count() > 1 {
                     continue; // the master watch covers it
                 }
@@ -198,7 +201,7 @@ impl Node {
         while picks.len() < k && tries < 4 * k + 4 {
             tries += 1;
             let id = live[self.rng.below(n)];
-            if id != target && !picks.contains(&id) {
+            if id != target && !picks.contains(&id) && !self.join.refused_by.contains(&id) {
                 picks.push(id);
             }
         }
@@ -291,7 +294,8 @@ impl Node {
             self.probe.master_check = None;
             return;
         };
-        if master == self.me.id {
+        if master == self.me.id || self.join.refused_by.contains(&master) {
+            // A master that refuses us is watched by the others for us.
             self.probe.master_check = None;
             return;
         }

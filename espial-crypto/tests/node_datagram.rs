@@ -254,7 +254,12 @@ mod authenticated {
 
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
-            Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
+            Just(Msg::Confirm {
+                identity: IdentityProof {
+                    public_key: vec![],
+                    signature: vec![]
+                }
+            }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
                 node: SignedEntry {
@@ -290,6 +295,7 @@ mod authenticated {
                     |(claim, master_alive, max_term, members, reply, index, total)| {
                         Msg::State(StateChunk {
                             claim,
+                            claim_signature: Vec::new(),
                             master_alive,
                             max_term,
                             members,

@@ -191,7 +191,14 @@ impl Node {
             // layer authenticated `from`).
             Msg::Claim(c) if c.master == from => self.consider_claim(now, c),
             Msg::Resign(c) if c.master == from => self.on_resign(now, c),
-            Msg::Claim(_) | Msg::Resign(_) => self.stats.election_dropped += 1,
+            Msg::SignedClaim { claim, signature }
+                if claim.master == from && self.claim_signed(&claim, &signature) =>
+            {
+                self.consider_signed_claim(now, claim, signature)
+            }
+            Msg::Claim(_) | Msg::Resign(_) | Msg::SignedClaim { .. } => {
+                self.stats.election_dropped += 1
+            }
             Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
             Msg::LeaseRequest { claim, round } => self.on_lease_request(now, from, claim, round),
             Msg::LeaseAck {

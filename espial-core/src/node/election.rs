@@ -25,6 +25,7 @@
 
 use super::lease::LeaseState;
 use super::Node;
+use crate::cipher::DOMAIN_CLAIM;
 use crate::event::Event;
 use crate::wire::{Claim, Msg};
 use crate::NodeId;
@@ -34,6 +35,11 @@ use std::time::Instant;
 /// Highest plausible term (2^48: one election per microsecond for nine years). Claims,
 /// requests and state above it are refused, so `term + 1` never overflows.
 pub(crate) const MAX_TERM: u64 = 1 << 48;
+
+/// The signed bytes of a claim: its postcard encoding.
+pub(crate) fn claim_bytes(c: &Claim) -> Vec<u8> {
+    postcard::to_allocvec(c).unwrap_or_default()
+}
 
 /// A candidacy in progress.
 pub(crate) struct Candidacy {
@@ -82,6 +88,8 @@ pub(crate) struct ElectionState {
     pub(crate) next_attempt: u32,
     /// Quorum mode: lease (master side) and promises (voter side).
     pub(crate) lease: LeaseState,
+    /// The master's signature over `claim` (empty when not known): relayed in `State`.
+    pub(crate) claim_sig: Vec<u8>,
 }
 
 impl ElectionState {
@@ -99,6 +107,7 @@ impl ElectionState {
             candidacy: None,
             next_attempt: 0,
             lease: LeaseState::default(),
+            claim_sig: Vec::new(),
         }
     }
 
@@ -463,11 +472,46 @@ impl Node {
         self.election.max_term = self.election.max_term.max(claim.term);
         self.election.claim = Some(claim);
         self.election.resigned = false;
+        let signature = self
+            .sessions
+            .cipher()
+            .sign(DOMAIN_CLAIM, &claim_bytes(&claim));
+        self.election.claim_sig = signature.clone();
+        let msg = Msg::SignedClaim { claim, signature };
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
-            self.queue(id, vec![Msg::Claim(claim)]);
+            self.queue(id, vec![msg.clone()]);
         }
         self.reconcile(now);
+    }
+
+    /// Whether `sig` is the signature of `c`'s master over `c` (its key from the member
+    /// table, checked against its id).
+    pub(super) fn claim_signed(&self, c: &Claim, sig: &[u8]) -> bool {
+        if sig.is_empty() {
+            return false;
+        }
+        let key = if c.master == self.me.id {
+            self.sessions.cipher().identity_public_key()
+        } else {
+            match self.members.get(c.master) {
+                Some(m) => m.info.public_key.clone(),
+                None => return false,
+            }
+        };
+        let cipher = self.sessions.cipher();
+        cipher.node_id_for(&key) == Some(c.master)
+            && cipher
+                .verify(&key, DOMAIN_CLAIM, &claim_bytes(c), sig)
+                .is_ok()
+    }
+
+    /// Adopts a claim (see `consider_claim`) and keeps its master's signature to relay it.
+    pub(super) fn consider_signed_claim(&mut self, now: Instant, c: Claim, sig: Vec<u8>) {
+        self.consider_claim(now, c);
+        if self.election.claim == Some(c) && self.election.claim_sig.is_empty() {
+            self.election.claim_sig = sig;
+        }
     }
 
     /// Adopts a claim greater than ours.
@@ -481,6 +525,7 @@ impl Node {
             return;
         }
         self.election.claim = Some(c);
+        self.election.claim_sig = Vec::new();
         // Quorum mode: our own old claim (state sync after a restart) is no mastership
         // without a lease.
         self.election.resigned = c.master == self.me.id

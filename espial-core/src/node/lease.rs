@@ -334,7 +334,11 @@ impl Node {
                         self.reconcile(now);
                     }
                 }
+                // A candidate keeps its own vote (it yielded above if the other ranks
+                // better and its candidacy was not forced).
+                let candidate = self.election.candidacy.is_some();
                 let ok = eligible
+                    && !candidate
                     && (force || !hears_master)
                     && !other_transfer
                     && self.election.lease.may_vote_for(from, claim.term, now);
@@ -342,7 +346,17 @@ impl Node {
                     let until = now + self.config.lease_promise();
                     self.election.lease.vote(from, claim.term, Some(until));
                 }
-                (ok, self.election.lease.voted_term)
+                // Report a term at or above the one asked for only when the term is what
+                // refused it (the candidate then asks again above it).
+                let l = &self.election.lease;
+                let term_ok = claim.term > l.voted_term
+                    || (claim.term == l.voted_term && l.voted_for.is_none_or(|v| v == from));
+                let reported = if term_ok {
+                    l.voted_term.min(claim.term.saturating_sub(1))
+                } else {
+                    l.voted_term
+                };
+                (ok, reported)
             }
         };
         let master = if !granted && hears_master {

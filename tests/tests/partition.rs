@@ -175,3 +175,72 @@ async fn partition_with_quorum_minority_master_steps_down() {
     }
     c.shutdown_all().await;
 }
+
+/// Samples every node's `is_master()` every millisecond for `d` and returns the most nodes
+/// seen acting as master at one sample, and how many samples had more than one.
+async fn sample_masters(c: &mut Cluster, d: Duration) -> (usize, usize) {
+    let end = std::time::Instant::now() + d;
+    let (mut most, mut overlaps) = (0, 0);
+    while std::time::Instant::now() < end {
+        let n = c.nodes.iter().filter(|n| n.is_master()).count();
+        most = most.max(n);
+        if n > 1 {
+            overlaps += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (most, overlaps)
+}
+
+/// Issue 11 item 1, master on the majority side: the 2-node minority must not promote its
+/// own master (it did at ~1.15 s before leases), and no two nodes are master at any sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_with_quorum_master_on_majority_side_minority_stays_masterless() {
+    require_netns!();
+    const NET: u8 = 9;
+    // Node 1 (side A, the majority) has the highest priority: the first master.
+    let mut c = cluster(NET, 27400, Some(3), |h| if h == 1 { 10 } else { 0 }).await;
+    let before = c.agreed_master().unwrap();
+    assert_eq!(before, c.nodes[0].id(), "node 1 leads before the partition");
+    let cut = Partition::new("espial_test_p9", &ips(NET, &SIDE_A), &ips(NET, &SIDE_B));
+    let (most, overlaps) = sample_masters(&mut c, Duration::from_secs(4)).await;
+    assert_eq!(overlaps, 0, "two masters at the same sample");
+    assert!(most <= 1);
+    assert!(
+        c.nodes[0].is_master(),
+        "the majority's master kept the role"
+    );
+    for i in SIDE_B {
+        assert!(!c.nodes[i].is_master(), "minority node {i} became master");
+    }
+    cut.heal();
+    let all: Vec<usize> = (0..N).collect();
+    c.wait(
+        "one master everywhere after healing",
+        Duration::from_secs(30),
+        |c| c.members_are(&all) && c.agreed_master() == Some(before),
+    )
+    .await;
+    c.shutdown_all().await;
+}
+
+/// Issue 11 item 1, master on the minority side: it steps down before the majority elects,
+/// so no sample ever sees two masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_with_quorum_master_on_minority_side_never_overlaps() {
+    require_netns!();
+    const NET: u8 = 10;
+    let mut c = cluster(NET, 27410, Some(3), |h| if h == 5 { 10 } else { 0 }).await;
+    assert_eq!(c.agreed_master(), Some(c.nodes[4].id()));
+    let cut = Partition::new("espial_test_p10", &ips(NET, &SIDE_A), &ips(NET, &SIDE_B));
+    let (most, overlaps) = sample_masters(&mut c, Duration::from_secs(4)).await;
+    assert_eq!(overlaps, 0, "two masters at the same sample");
+    assert!(most <= 1);
+    assert!(
+        c.agreed_master_among(&SIDE_A)
+            .is_some_and(|m| side_of(&c, &SIDE_A, m)),
+        "the majority elected within 4 s"
+    );
+    cut.heal();
+    c.shutdown_all().await;
+}

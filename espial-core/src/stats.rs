@@ -42,4 +42,9 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Custom events handed to the application and not consumed yet, in bytes (payload +
+    /// 64 each; flow control bounds it by `Config::max_unread_event_bytes`).
+    pub unread_event_bytes: u64,
+    /// Events reported missed to the application (`events_missed` gap events).
+    pub events_missed: u64,
 }

@@ -22,6 +22,14 @@ pub enum Action {
     Partition(Vec<Vec<usize>>),
     /// Cut the directed link `a → b`.
     CutLink(usize, usize),
+    /// Restore the directed link `a → b`.
+    RestoreLink(usize, usize),
+    /// Drop everything a node sends (it still receives): a one-way mute.
+    Mute(usize),
+    /// End a mute.
+    Unmute(usize),
+    /// Make a node slow: every input is handled this much late (zero: normal again).
+    Slow(usize, Duration),
     /// Remove every partition and cut link.
     Heal,
     /// Set the loss probability.
@@ -79,6 +87,19 @@ impl Sim {
                 self.trace.fault(t, &format!("cut {a}->{b}"));
                 self.net.partition.cut_link(a, b);
             }
+            Action::RestoreLink(a, b) => {
+                self.trace.fault(t, &format!("restore {a}->{b}"));
+                self.net.partition.restore_link(a, b);
+            }
+            Action::Mute(s) => {
+                self.trace.fault(t, &format!("mute n{s}"));
+                self.net.partition.mute(s);
+            }
+            Action::Unmute(s) => {
+                self.trace.fault(t, &format!("unmute n{s}"));
+                self.net.partition.unmute(s);
+            }
+            Action::Slow(s, d) => self.set_slow(s, d),
             Action::Heal => {
                 self.trace.fault(t, "heal");
                 self.net.partition.heal();

@@ -98,7 +98,10 @@ pub fn run_case(
     if c.quorum {
         cfg.core.quorum = Some(c.nodes / 2 + 1);
     }
-    if c.steps.iter().any(|(_, op)| matches!(op, Op::PauseReader(..))) {
+    if c.steps
+        .iter()
+        .any(|(_, op)| matches!(op, Op::PauseReader(..)))
+    {
         cfg.reader = crate::cluster::ReaderModel::Consumed;
         cfg.core.event_window_bytes = 16 * 1024;
     }

@@ -126,9 +126,7 @@ async fn slow_reader_backpressures_the_sender_and_loses_nothing() {
     assert_eq!(got, COUNT);
     let last = last.expect("last send");
     assert_eq!(last.delivered, vec![b.id()], "the last send is confirmed");
-    println!(
-        "slow reader: {COUNT} events of {SIZE} B, {refusals} backpressure refusals, 0 lost"
-    );
+    println!("slow reader: {COUNT} events of {SIZE} B, {refusals} backpressure refusals, 0 lost");
     a.shutdown().await.ok();
     b.shutdown().await.ok();
 }
@@ -169,7 +167,12 @@ async fn send_confirmed_then_immediate_shutdown_is_delivered() {
                 false
             }));
         }
-        let ids: Vec<_> = boss.nodes().iter().map(|n| n.id).filter(|i| *i != boss.id()).collect();
+        let ids: Vec<_> = boss
+            .nodes()
+            .iter()
+            .map(|n| n.id)
+            .filter(|i| *i != boss.id())
+            .collect();
         let o = tokio::time::timeout(Duration::from_secs(10), boss.send_confirmed("work", "go"))
             .await
             .expect("an outcome")
@@ -181,7 +184,11 @@ async fn send_confirmed_then_immediate_shutdown_is_delivered() {
         delivered.sort();
         let mut want = ids.clone();
         want.sort();
-        assert_eq!(delivered, want, "run {run}: all 3 delivered (failed: {:?})", o.failed);
+        assert_eq!(
+            delivered, want,
+            "run {run}: all 3 delivered (failed: {:?})",
+            o.failed
+        );
         boss.shutdown().await.ok();
     }
 }

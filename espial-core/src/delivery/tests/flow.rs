@@ -71,7 +71,11 @@ fn check_all_delivered(net: &Net, count: u32) {
         .iter()
         .map(|b| check_payload(b).1)
         .collect();
-    assert_eq!(got, (0..count).collect::<Vec<_>>(), "exactly once, in order");
+    assert_eq!(
+        got,
+        (0..count).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
     let outcomes = net.outcomes(0);
     assert_eq!(outcomes.len(), count as usize, "every send has an outcome");
     assert!(outcomes.iter().all(|o| o.delivered == vec![id(1)]));
@@ -95,7 +99,10 @@ fn paused_reader_backpressures_within_the_bound_and_loses_nothing() {
             true
         }
     });
-    assert_eq!(delivered_while_paused, 0, "nothing delivered before it was consumed");
+    assert_eq!(
+        delivered_while_paused, 0,
+        "nothing delivered before it was consumed"
+    );
     assert!(refused > 0, "the sender saw backpressure");
     assert!(peak <= WINDOW as u64, "unread {peak} B within the window");
     check_all_delivered(&net, count);
@@ -157,7 +164,10 @@ fn reader_unsubscribing_mid_stream_releases_credit_and_fails_the_rest_clearly() 
         net.run_for(Duration::from_millis(1));
     }
     let handed_before = handed(&net, 1);
-    assert!(handed_before > 0 && handed_before < sent.len(), "credit held the rest back");
+    assert!(
+        handed_before > 0 && handed_before < sent.len(),
+        "credit held the rest back"
+    );
     // The reader unsubscribes; the sender learns it from gossip.
     net.nodes[1].set_subscriptions(&BTreeSet::new());
     let now = net.now;
@@ -171,7 +181,11 @@ fn reader_unsubscribing_mid_stream_releases_credit_and_fails_the_rest_clearly() 
     assert_eq!(outcomes.len(), sent.len(), "every send has an outcome");
     let delivered = outcomes.iter().filter(|o| !o.delivered.is_empty()).count();
     let failed = outcomes.iter().filter(|o| !o.failed.is_empty()).count();
-    assert_eq!(delivered, handed(&net, 1), "delivered = what the application read");
+    assert_eq!(
+        delivered,
+        handed(&net, 1),
+        "delivered = what the application read"
+    );
     assert_eq!(delivered + failed, sent.len());
     assert_eq!(net.nodes[1].unread(), (0, 0), "credit released");
 }

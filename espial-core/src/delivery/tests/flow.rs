@@ -119,13 +119,12 @@ fn lost_credit_updates_recover_through_blocked_probes() {
     let mut consumed = 0usize;
     let limit = net3.now + Duration::from_secs(60);
     while (next < count || !net3.quiet()) && net3.now < limit {
-        if next < count {
-            if net3.nodes[0]
+        if next < count
+            && net3.nodes[0]
                 .send(net3.now, "jobs", payload(0, next, SIZE), &[id(1)], None)
                 .is_ok()
-            {
-                next += 1;
-            }
+        {
+            next += 1;
         }
         let t = net3.now;
         net3.cut[1][0] = t >= pause_until && t < cut_until;

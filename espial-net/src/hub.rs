@@ -224,7 +224,11 @@ impl Listener {
                     return Poll::Ready(None);
                 }
                 if let Some(cx) = cx {
-                    g.wakers.push(cx.waker().clone());
+                    // One waker per task: a listener polled again before the next event
+                    // does not grow the list.
+                    if !g.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        g.wakers.push(cx.waker().clone());
+                    }
                 }
                 Poll::Pending
             }

@@ -50,6 +50,9 @@ pub enum Op {
     SplitMaster(u8),
     /// Make a slot slow (every input handled `.1` ms late) for `.2` ms.
     Slow(usize, u64, u64),
+    /// The application of a slot stops reading custom events for this many ms (the case
+    /// then runs with the `Consumed` reader model: flow control up to the application).
+    PauseReader(usize, u64),
 }
 
 /// The event name used by schedule cases.
@@ -94,6 +97,13 @@ pub fn run_case(
     cfg.keep_trace = keep_trace;
     if c.quorum {
         cfg.core.quorum = Some(c.nodes / 2 + 1);
+    }
+    if c.steps
+        .iter()
+        .any(|(_, op)| matches!(op, Op::PauseReader(..)))
+    {
+        cfg.reader = crate::cluster::ReaderModel::Consumed;
+        cfg.core.event_window_bytes = 16 * 1024;
     }
     let mut sim = Sim::new(cfg).expect("valid config");
     let opts = (0..c.nodes)
@@ -149,6 +159,7 @@ pub fn run_case(
             }
             Op::Subscribe(s) => Action::Subscribe(s % n, EVENT_NAME.into()),
             Op::Unsubscribe(s) => Action::Unsubscribe(s % n, EVENT_NAME.into()),
+            Op::PauseReader(s, d) => Action::PauseReader(s % n, Duration::from_millis(*d)),
             Op::Send(s, k) => {
                 for _ in 0..*k {
                     publish(&mut sim, s % n);

@@ -104,11 +104,37 @@ fn single(seed: u64, op: AdvOp) -> Vec<String> {
     };
     let (sim, v) = run_adv_case(&c, false, Duration::from_secs(30));
     let a = sim.adversary.as_ref().expect("adversary");
+    // What the honest nodes refused (evidence that the attack reached them).
+    let mut refused = [0u64; 5];
+    for s in sim.live_slots() {
+        if let Some(n) = sim.node(s) {
+            let st = n.stats();
+            for (k, x) in [
+                st.identity_mismatch,
+                st.handshake_failures,
+                st.statements_rejected,
+                st.incarnations_refused,
+                st.election_dropped,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                refused[k] += x;
+            }
+        }
+    }
     println!(
-        "seed {seed}: attacks {:?}, bytes from non-node addresses {}, to them {}, violations {}",
+        "seed {seed}: attacks {:?}, bytes from non-node addresses {}, to them {}; refused: \
+         identity_mismatch {} handshake_failures {} statements_rejected {} \
+         incarnations_refused {} election_dropped {}; violations {}",
         a.attacks,
         a.bytes_from_outside,
         a.bytes_to_outside,
+        refused[0],
+        refused[1],
+        refused[2],
+        refused[3],
+        refused[4],
         v.len()
     );
     v

@@ -315,6 +315,10 @@ pub fn lie(sim: &mut Sim, lie: Lie, victim: usize, target: Option<usize>) {
     let Some(liar) = sim.adversary.as_ref().and_then(|a| a.liar) else {
         return;
     };
+    // About itself the liar would be telling the truth (it may say it left): not a lie.
+    if victim == liar {
+        return;
+    }
     let (Some(author), Some(victim_id)) = (running_id(sim, liar), running_id(sim, victim)) else {
         return;
     };

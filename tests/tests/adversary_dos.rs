@@ -289,28 +289,37 @@ async fn beacon_reflection_and_replay_at_most_1x() {
     let mut c = AgentCluster::start(BIN, net, port, 3, None, |_| multicast_args(net, port)).await;
     let master = c.master().expect("a master");
     let g = group(net, port);
-    let (forged, replay) = tokio::task::spawn_blocking(move || {
+    let (forged, own, replay) = tokio::task::spawn_blocking(move || {
         let mut rng = Rng::new(47);
-        // One forged beacon per victim naming it, from the attacker's own address, and one
-        // sent from the victim's address naming itself (the worst victim counts).
+        // Forged beacons naming a victim, from the attacker's own address (one per victim,
+        // victims .60-.69), and beacons sent from a victim's own address naming itself (the
+        // form a beacon may take; victims .70-.79). The worst victim of each kind counts.
         let attacker = UdpSocket::bind(addr(net, 9, port)).unwrap();
-        let mut vs: Vec<Victim> = (60..70).map(|h| Victim::new(addr(net, h, port))).collect();
-        for v in vs.iter_mut() {
+        let mut named: Vec<Victim> = (60..70).map(|h| Victim::new(addr(net, h, port))).collect();
+        let mut own: Vec<Victim> = (70..80).map(|h| Victim::new(addr(net, h, port))).collect();
+        for v in named.iter_mut() {
             let b = encode_beacon("adv", random_id(&mut rng), v.addr(), None);
             if attacker.send_to(&b, g).is_ok() {
                 v.bytes_sent += b.len() as u64;
             }
+        }
+        for v in own.iter_mut() {
             let b = encode_beacon("adv", random_id(&mut rng), v.addr(), None);
             v.send_as_victim(g, &b);
         }
         std::thread::sleep(Duration::from_secs(4));
-        for v in vs.iter_mut() {
-            v.listen(Duration::from_millis(100));
-        }
-        let v = vs
-            .into_iter()
-            .max_by(|x, y| x.ratio().total_cmp(&y.ratio()))
-            .expect("ten victims");
+        let worst = |vs: Vec<Victim>| {
+            let mut vs = vs;
+            for v in vs.iter_mut() {
+                v.listen(Duration::from_millis(100));
+            }
+            vs.into_iter()
+                .max_by(|x, y| x.ratio().total_cmp(&y.ratio()))
+                .map(|v| (v.bytes_sent, v.bytes_in, v.ratio()))
+                .expect("ten victims")
+        };
+        let named = worst(named);
+        let own = worst(own);
         // Capture a genuine beacon, then replay it from the attacker's address.
         let mut replay = Victim::new(addr(net, 51, port));
         let genuine = capture_beacon(g);
@@ -320,19 +329,26 @@ async fn beacon_reflection_and_replay_at_most_1x() {
             }
             replay.listen(Duration::from_secs(3));
         }
-        ((v.bytes_sent, v.bytes_in, v.ratio()), (replay.bytes_sent, replay.bytes_in, replay.ratio()))
+        (named, own, (replay.bytes_sent, replay.bytes_in, replay.ratio()))
     })
     .await
     .unwrap();
     println!(
-        "beacon reflection (worst of 10 victims): {} B of forged beacons, {} B to the victim, ratio {:.2}; replayed \
-         genuine beacon: {} B in, {} B out, ratio {:.2}",
-        forged.0, forged.1, forged.2, replay.0, replay.1, replay.2
+        "beacon reflection (worst of 10 victims each): beacon naming the victim from another \
+         address {} B in, {} B out, ratio {:.2}; beacon from the victim's address naming \
+         itself {} B in, {} B out, ratio {:.2}; replayed genuine beacon {} B in, {} B out, \
+         ratio {:.2}",
+        forged.0, forged.1, forged.2, own.0, own.1, own.2, replay.0, replay.1, replay.2
     );
     c.assert_intact(&[0, 1, 2], Some(&master), Duration::from_secs(5))
         .await;
     assert!(replay.0 > 0, "no genuine beacon was captured to replay");
     assert!(forged.2 <= 1.0, "beacon reflection amplifies {:.2}x", forged.2);
+    assert!(
+        own.2 <= 1.0,
+        "a beacon from the victim's address naming itself amplifies {:.2}x",
+        own.2
+    );
     assert!(replay.2 <= 1.0, "beacon replay amplifies {:.2}x", replay.2);
     c.a.quit_all().await;
 }

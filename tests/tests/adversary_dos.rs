@@ -40,13 +40,14 @@ fn genuine_hello(to: SocketAddr, psk: Option<&[u8]>) -> Vec<u8> {
     out.into_iter().next().expect("a Hello").1
 }
 
-/// `hello` with another sender id and attempt (re-encoded with the core's codec; no PSK).
+/// `hello` with another sender id and attempt, re-encoded (padded) with the core's codec
+/// like a genuine one (no PSK).
 fn with_random_id(hello: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let (kind, body) = wire::split_header(hello, 65536).expect("own Hello");
+    let (_, body) = wire::split_header(hello, 65536).expect("own Hello");
     let mut h: Hello = wire::decode_body(body).expect("own Hello body");
     h.from = random_id(rng);
     h.attempt = rng.next_u64();
-    wire::encode_clear(kind, &h)
+    wire::encode_hello(&h, 0)
 }
 
 /// A fake sealed record naming `sender` (an epoch the receiver does not have): 32 bytes of
@@ -146,16 +147,27 @@ async fn half_open_flood_does_not_lock_newcomers_out() {
 }
 
 /// Datagrams spoofed from a victim address toward member B: fake sealed records naming
-/// member A ("heal" bait), Hellos from random ids, and one Hello repeated. Bytes that reach
-/// the victim ÷ bytes sent as it must be ≤ 1.0 for each; the cluster stays intact.
+/// member A ("heal" bait), Hellos from random ids, one Hello repeated, and a genuine Hello
+/// captured from member A replayed. Bytes that reach the victim ÷ bytes sent as it must be
+/// ≤ 1.0 for each; the cluster stays intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heal_and_hello_reflection_at_most_1x() {
     require_netns!();
     let (net, port) = (45, 27550);
-    let mut c = AgentCluster::start(BIN, net, port, 2, None, |_| vec![]).await;
+    // a1 also lists a capture address as a peer, so it sends its genuine Hellos there.
+    let capture_addr = addr(net, 30, port);
+    let capture = UdpSocket::bind(capture_addr).expect("bind capture address");
+    let mut c = AgentCluster::start(BIN, net, port, 2, None, |h| {
+        if h == 1 {
+            vec!["--peers".into(), capture_addr.to_string()]
+        } else {
+            vec![]
+        }
+    })
+    .await;
     let master = c.master().expect("a master");
     let (a, b_addr) = (c.ids[0], c.addrs[1]);
-    let (heal, hello, dup) = tokio::task::spawn_blocking(move || {
+    let (heal, hello, dup, replayed) = tokio::task::spawn_blocking(move || {
         let mut rng = Rng::new(45);
         // One 36-byte record per victim address (the worst case per address).
         let mut v1s: Vec<Victim> = (60..70).map(|h| Victim::new(addr(net, h, port))).collect();
@@ -187,8 +199,29 @@ async fn heal_and_hello_reflection_at_most_1x() {
             v3.send_as_victim(b_addr, &one);
         }
         v3.listen(Duration::from_secs(3));
+        // A genuine Hello captured from member a1, replayed 100 times from a victim address.
+        capture
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut captured = None;
+        let end = Instant::now() + Duration::from_secs(10);
+        while captured.is_none() && Instant::now() < end {
+            if let Ok((n, _)) = capture.recv_from(&mut buf) {
+                if wire::split_header(&buf[..n], 2048).is_ok_and(|(k, _)| k == Kind::Hello) {
+                    captured = Some(buf[..n].to_vec());
+                }
+            }
+        }
+        let mut v4 = Victim::new(addr(net, 53, port));
+        if let Some(h) = &captured {
+            for _ in 0..100 {
+                v4.send_as_victim(b_addr, h);
+            }
+            v4.listen(Duration::from_secs(3));
+        }
         let f = |v: &Victim| (v.bytes_sent, v.bytes_in, v.ratio());
-        (f(&v1), f(&v2), f(&v3))
+        (f(&v1), f(&v2), f(&v3), f(&v4))
     })
     .await
     .unwrap();
@@ -196,12 +229,19 @@ async fn heal_and_hello_reflection_at_most_1x() {
         ("heal bait (one fake sealed record naming A per victim, worst victim)", heal),
         ("Hellos from random ids", hello),
         ("one Hello repeated 100 times", dup),
+        ("a captured Hello of member a1 replayed 100 times", replayed),
     ] {
         println!("reflection, {what}: {sent} B in, {got} B out to the victim, ratio {ratio:.2}");
     }
     c.assert_intact(&[0, 1], Some(&master), Duration::from_secs(5))
         .await;
-    for (what, (_, _, ratio)) in [("heal", heal), ("hello", hello), ("duplicate hello", dup)] {
+    assert!(replayed.0 > 0, "no Hello of a1 was captured to replay");
+    for (what, (_, _, ratio)) in [
+        ("heal", heal),
+        ("hello", hello),
+        ("duplicate hello", dup),
+        ("replayed hello", replayed),
+    ] {
         assert!(ratio <= 1.0, "{what} reflection amplifies {ratio:.2}x");
     }
     c.a.quit_all().await;

@@ -331,6 +331,9 @@ pub fn lie(sim: &mut Sim, lie: Lie, victim: usize, target: Option<usize>) {
             continue;
         };
         let claim = sim.node(t).and_then(|n| n.claim());
+        if lie == Lie::Resign && claim.is_some_and(|c| c.master == author) {
+            continue; // the liar's own resignation would be true (a faulty master: out of scope)
+        }
         let victim_key = sim
             .node(victim)
             .map(|n| n.info().public_key.clone())

@@ -207,3 +207,15 @@ fn sim_liar_forged_claim_heartbeat_resign_are_refused() {
 fn sim_liar_flood_changes_nothing() {
     check(single(28, AdvOp::LieFlood(1, 99)));
 }
+
+/// Found by the 10,000-case run (seed 10564877210634137583): the liar was master and its
+/// "forged" Resign of its own claim was true; a master that resigns and keeps acting is a
+/// faulty master, outside the liar model, so the liar no longer sends it.
+#[test]
+fn sim_regression_liar_master_resigning_its_own_claim() {
+    let c: AdvCase = serde_json::from_str(
+        r#"{"seed":10564877210634137583,"nodes":3,"strict":false,"steps":[[432,{"Impersonate":[0,0,false]}],[73,{"Restart":5}],[640,{"Lie":["Resign",0]}],[20,{"HelloFlood":[0,50]}],[20,{"Crash":4}]]}"#,
+    )
+    .expect("case");
+    check(run_adv_case(&c, false, Duration::from_secs(30)).1);
+}

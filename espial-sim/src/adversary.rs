@@ -20,10 +20,10 @@
 
 use crate::cluster::{Sim, SlotState};
 use crate::network::slot_addr;
+use espial_core::membership::statements;
 use espial_core::rng::Rng;
 use espial_core::session::Sessions;
 use espial_core::wire::{Claim, Msg, SealedHeader, Update};
-use espial_core::membership::statements;
 use espial_core::{Cipher, Event, NodeId, PlaintextTestCipher, RemovalReason, Stats};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -119,7 +119,7 @@ impl Adversary {
     /// Called for every datagram the network delivers: keeps a sample for replays.
     pub fn capture(&mut self, from: usize, to: usize, data: &[u8]) {
         self.seen += 1;
-        if self.seen % 23 != 0 {
+        if !self.seen.is_multiple_of(23) {
             return;
         }
         if self.captured.len() >= CAPTURE {
@@ -204,13 +204,13 @@ impl Adversary {
                     ));
                 }
             }
-            Event::NewMaster { master, term, .. } => {
-                if honest(sim, *master).is_some() && !self.promoted.contains(&(*master, *term)) {
-                    sim.violation(format!(
-                        "forged author: n{slot} follows {} at term {term}, a claim it never made",
-                        master.short()
-                    ));
-                }
+            Event::NewMaster { master, term, .. }
+                if honest(sim, *master).is_some() && !self.promoted.contains(&(*master, *term)) =>
+            {
+                sim.violation(format!(
+                    "forged author: n{slot} follows {} at term {term}, a claim it never made",
+                    master.short()
+                ));
             }
             _ => {}
         }
@@ -225,11 +225,7 @@ impl Adversary {
     /// Violations found at the end of a run: amplification toward any address that is no
     /// node's (bytes the nodes sent it > bytes it sent them).
     pub fn final_violations(&self) -> Vec<String> {
-        let over: Vec<_> = self
-            .per_addr
-            .iter()
-            .filter(|(_, (i, o))| o > i)
-            .collect();
+        let over: Vec<_> = self.per_addr.iter().filter(|(_, (i, o))| o > i).collect();
         let mut v = Vec::new();
         if let Some((addr, (i, o))) = over.iter().max_by_key(|(_, (i, o))| o * 1000 / i.max(&1)) {
             v.push(format!(
@@ -389,11 +385,19 @@ pub fn impersonate(sim: &mut Sim, claimed: usize, target: usize, spoof: bool) {
     with_adv(sim, |a, sim| {
         a.count("impersonate");
         let own = a.random_id();
-        let addr = if spoof { slot_addr(claimed) } else { a.outside() };
+        let addr = if spoof {
+            slot_addr(claimed)
+        } else {
+            a.outside()
+        };
         let mut imp = Imp {
             addr,
             target,
-            sessions: Sessions::new(claimed_id, Box::new(PlaintextTestCipher::for_node(own)), &cfg),
+            sessions: Sessions::new(
+                claimed_id,
+                Box::new(PlaintextTestCipher::for_node(own)),
+                &cfg,
+            ),
             rng: Rng::new(a.rng.next_u64()),
             stats: Stats::default(),
         };

@@ -10,9 +10,7 @@ use espial_core::wire::{self, Hello, Kind, SealedHeader};
 use espial_core::{Config, NodeId, Stats};
 use espial_net::multicast::encode_beacon;
 use espial_tests::adversary::AgentCluster;
-use espial_tests::attacker::{
-    fresh_cipher, random_id, random_source, rss_kib, Spoofer, Victim,
-};
+use espial_tests::attacker::{fresh_cipher, random_id, random_source, rss_kib, Spoofer, Victim};
 use espial_tests::{addr, require_netns};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -66,7 +64,12 @@ fn fake_sealed(sender: NodeId, rng: &mut Rng, extra: usize) -> Vec<u8> {
 
 /// Join time of a newcomer started now: from its `listening` line to `node_accepted`
 /// (`None`: not accepted within 10 s).
-async fn join_time(c: &mut AgentCluster, name: &str, host: u8, seed: SocketAddr) -> Option<Duration> {
+async fn join_time(
+    c: &mut AgentCluster,
+    name: &str,
+    host: u8,
+    seed: SocketAddr,
+) -> Option<Duration> {
     let i = c.spawn_newcomer(name, host, &[seed]);
     c.a.wait("newcomer listening", Duration::from_secs(10), |a| {
         a.agents[i].events("listening").count() > 0
@@ -226,7 +229,10 @@ async fn heal_and_hello_reflection_at_most_1x() {
     .await
     .unwrap();
     for (what, (sent, got, ratio)) in [
-        ("heal bait (one fake sealed record naming A per victim, worst victim)", heal),
+        (
+            "heal bait (one fake sealed record naming A per victim, worst victim)",
+            heal,
+        ),
         ("Hellos from random ids", hello),
         ("one Hello repeated 100 times", dup),
         ("a captured Hello of member a1 replayed 100 times", replayed),
@@ -380,7 +386,11 @@ async fn beacon_naming_another_address_and_replays_reflect_at_most_1x() {
         forged.0, forged.1, forged.2, replay.0, replay.1, replay.2
     );
     assert!(replay.0 > 0, "no genuine beacon was captured to replay");
-    assert!(forged.2 <= 1.0, "beacon reflection amplifies {:.2}x", forged.2);
+    assert!(
+        forged.2 <= 1.0,
+        "beacon reflection amplifies {:.2}x",
+        forged.2
+    );
     assert!(replay.2 <= 1.0, "beacon replay amplifies {:.2}x", replay.2);
 }
 
@@ -397,7 +407,11 @@ async fn beacon_from_the_victims_own_address_reflects_at_most_1x() {
          out, ratio {:.2}",
         own.0, own.1, own.2
     );
-    assert!(own.2 <= 1.0, "a self-named beacon from a spoofed source amplifies {:.2}x", own.2);
+    assert!(
+        own.2 <= 1.0,
+        "a self-named beacon from a spoofed source amplifies {:.2}x",
+        own.2
+    );
 }
 
 /// 200,000 forged beacons (random ids, each naming a random port on its own random source
@@ -458,6 +472,9 @@ async fn beacon_flood_memory_is_bounded() {
     for (b, a) in before.iter().zip(&after) {
         assert!(*a < b + 32 * 1024, "RSS grew from {b} to {a} KiB");
     }
-    assert!(joined.is_some(), "no newcomer accepted after the beacon flood");
+    assert!(
+        joined.is_some(),
+        "no newcomer accepted after the beacon flood"
+    );
     c.a.quit_all().await;
 }

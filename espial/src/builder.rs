@@ -50,7 +50,8 @@ pub struct Builder {
     peers: Option<Vec<String>>,
     discoveries: Vec<Box<dyn Discovery>>,
     cluster: Option<String>,
-    psk: Option<Vec<u8>>,
+    /// Zeroed on drop.
+    psk: Option<zeroize::Zeroizing<Vec<u8>>>,
     identity: Option<IdentityKey>,
     aes256: bool,
     filter: Option<AdmissionFilter>,
@@ -230,8 +231,9 @@ impl Builder {
     /// Cluster pre-shared key (at least 16 bytes; the same on every node). It is mixed into
     /// every session key and authenticates multicast beacons, so nodes without it cannot
     /// join, read or impersonate, and a man in the middle cannot relay handshakes.
+    /// The builder keeps the key only in memory that is zeroed when it is dropped.
     pub fn psk(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.psk = Some(key.into());
+        self.psk = Some(zeroize::Zeroizing::new(key.into()));
         self
     }
 
@@ -301,7 +303,11 @@ impl Builder {
 
         // Every node has an identity key (a fresh one unless configured); its id is derived
         // from the public key, so only the key's holder can use it.
-        let cipher = make_cipher(self.psk.as_deref(), self.identity.clone(), self.aes256)?;
+        let cipher = make_cipher(
+            self.psk.as_ref().map(|k| k.as_slice()),
+            self.identity.clone(),
+            self.aes256,
+        )?;
         let id = cipher.node_id();
 
         let (transport, bound, advertised) = match self.transport {

@@ -5,9 +5,7 @@ use crate::error::{Error, Result};
 use crate::events::EventStream;
 use bytes::Bytes;
 use espial_core::event::check_event_name;
-use espial_core::{
-    Config, CustomEvent, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target,
-};
+use espial_core::{Config, CustomEvent, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target};
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
 use espial_net::{EventHub, NodeHandle};

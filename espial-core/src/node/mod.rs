@@ -927,3 +927,5 @@ impl Node {
 mod election_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_security;

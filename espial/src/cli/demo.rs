@@ -351,6 +351,9 @@ impl Demo {
                 self.name_of(c.from),
                 String::from_utf8_lossy(&c.data)
             ),
+            Event::HandshakeFailed { addr, reason } => {
+                format!("handshake with {addr} failed: {reason}")
+            }
             // Metadata/subscription updates and delivery reports are left to --json.
             _ => return,
         };

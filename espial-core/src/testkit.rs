@@ -78,8 +78,14 @@ impl TestNet {
 
     /// Adds (or restarts) node `i` with a given id.
     pub fn add(&mut self, i: usize, config: Config, id: NodeId) {
+        self.add_named(i, config, id, &format!("n{i}"));
+    }
+
+    /// Adds (or restarts) node `i` with a given id and name (the admission filter of nodes
+    /// with a filter refuses names starting with `reject`).
+    pub fn add_named(&mut self, i: usize, config: Config, id: NodeId, name: &str) {
         let a = addr(i);
-        let info = NodeInfo::new(id, format!("n{i}"), a);
+        let info = NodeInfo::new(id, name, a);
         let node = Node::new(
             config,
             info,

@@ -165,3 +165,89 @@ async fn filter_rejects_outsider_which_learns_nothing() {
     );
     c.shutdown_all().await;
 }
+
+/// Every node applies its own filter: m3 refuses names starting with "x-", m1 and m2 admit
+/// everyone. The joiner (seeded with m1 only) is a member for m1 and m2, absent from m3's
+/// `nodes()`, gets no custom event from m3 and sends none to it; it does not report
+/// `node_rejected` (the cluster accepted it). Nobody removes anybody meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_runs_its_own_filter_on_each_member() {
+    require_netns!();
+    const PORT3: u16 = 27331;
+    let seeds: Vec<String> = (1..=3).map(|h| addr(NET, h, PORT3).to_string()).collect();
+    let mut c = Cluster::new();
+    for h in 1..=3u8 {
+        let strict = h == 3;
+        let node = Espial::builder()
+            .name(format!("m{h}"))
+            .bind(addr(NET, h, PORT3))
+            .peers(seeds.clone())
+            .connection_filter(move |req| async move { !(strict && req.name.starts_with("x-")) })
+            .start()
+            .await
+            .expect("start member");
+        node.join("jobs").unwrap();
+        c.add(node);
+    }
+    c.wait("3 members and a master", Duration::from_secs(10), |c| {
+        c.members_are(&[0, 1, 2]) && c.agreed_master().is_some()
+    })
+    .await;
+    let joiner = Espial::builder()
+        .name("x-joiner")
+        .bind(addr(NET, 4, PORT3))
+        .peers(vec![addr(NET, 1, PORT3).to_string()])
+        .start()
+        .await
+        .expect("start joiner");
+    joiner.join("jobs").unwrap();
+    let j = c.add(joiner);
+    let jid = c.nodes[j].id();
+    c.wait("m1 and m2 list the joiner", Duration::from_secs(10), |c| {
+        [0, 1]
+            .iter()
+            .all(|m| c.nodes[*m].nodes().iter().any(|n| n.id == jid))
+            && c.nodes[j].nodes().len() == 4
+    })
+    .await;
+    // Let m3 learn of it (gossip) and refuse it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m3 = c.nodes[2].id();
+    assert!(
+        c.nodes[2].nodes().iter().all(|n| n.id != jid),
+        "m3 lists a member its own filter refuses"
+    );
+    let from_m3 = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.nodes[2].send_confirmed("jobs", b"from m3".to_vec()),
+    )
+    .await
+    .expect("m3 outcome in time")
+    .expect("m3 send");
+    assert!(!from_m3.delivered.contains(&jid) && !from_m3.failed.contains(&jid));
+    let from_j = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.nodes[j].send_confirmed("jobs", b"from joiner".to_vec()),
+    )
+    .await
+    .expect("joiner outcome in time")
+    .expect("joiner send");
+    assert!(!from_j.delivered.contains(&m3) && !from_j.failed.contains(&m3), "{from_j:?}");
+    assert_eq!(from_j.delivered.len(), 2, "{from_j:?}");
+    c.pump();
+    assert!(
+        !c.events_of(j).any(|e| matches!(e, Event::Rejected { .. })),
+        "the cluster accepted the joiner: no node_rejected"
+    );
+    assert!(!c
+        .events_of(j)
+        .any(|e| matches!(e, Event::Custom(ce) if ce.from == m3)));
+    for i in 0..4 {
+        assert!(
+            !c.events_of(i)
+                .any(|e| matches!(e, Event::NodeRemoved { .. })),
+            "node {i} removed someone"
+        );
+    }
+    c.shutdown_all().await;
+}

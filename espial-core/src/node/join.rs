@@ -57,6 +57,8 @@ struct PendingAdmission {
     node: SignedEntry,
     /// The join attempt to answer; `None`: a member learned from the cluster being vetted.
     attempt: Option<u64>,
+    /// Re-gossip the entry once accepted (not when it came in a full state: the sender has it).
+    regossip: bool,
     deadline: Instant,
 }
 
@@ -191,7 +193,7 @@ impl Node {
             return;
         }
         let verified_key = self.sessions.verified_key(from).map(<[u8]>::to_vec);
-        self.ask_admission(now, from, addr, node, Some(attempt), verified_key);
+        self.ask_admission(now, from, addr, node, Some(attempt), verified_key, true);
     }
 
     /// Asks the application's filter about a node (a joiner, or a member learned from the
@@ -204,6 +206,7 @@ impl Node {
         node: SignedEntry,
         attempt: Option<u64>,
         verified_key: Option<Vec<u8>>,
+        regossip: bool,
     ) {
         self.join.next_admission += 1;
         let id = AdmissionId(self.join.next_admission);
@@ -222,6 +225,7 @@ impl Node {
                 addr,
                 node,
                 attempt,
+                regossip,
                 deadline: now + ADMISSION_TIMEOUT,
             },
         );
@@ -229,7 +233,7 @@ impl Node {
 
     /// A member learned from the cluster (its signed entry verified) that this node's filter
     /// has not accepted yet: ask the filter; it is counted only once accepted.
-    pub(super) fn vet_member(&mut self, now: Instant, s: SignedEntry) {
+    pub(super) fn vet_member(&mut self, now: Instant, s: SignedEntry, regossip: bool) {
         let id = s.entry.id;
         if let Some(p) = self.join.admissions.values_mut().find(|p| p.from == id) {
             if s.entry.incarnation > p.node.entry.incarnation {
@@ -241,7 +245,7 @@ impl Node {
             return; // it comes again with later gossip or state
         }
         let addr = s.entry.addr;
-        self.ask_admission(now, id, addr, s, None, None);
+        self.ask_admission(now, id, addr, s, None, None, regossip);
     }
 
     pub(super) fn admission_decided(&mut self, now: Instant, id: AdmissionId, decision: Admission) {
@@ -258,7 +262,9 @@ impl Node {
             (Admission::Accept, None) => {
                 self.join.refused_members.remove(&p.from);
                 let applied = self.members.apply_alive(now, p.node);
+                self.applying_state_sync = !p.regossip;
                 self.on_applied(now, applied, None);
+                self.applying_state_sync = false;
             }
             (Admission::Reject(reason), None) => self.refuse_member(now, p.from, p.addr, reason),
         }
@@ -355,7 +361,7 @@ impl Node {
         }
         let info = by.entry.clone();
         if self.admission_filter && self.members.get(from).is_none() {
-            self.vet_member(now, by);
+            self.vet_member(now, by, true);
         } else {
             let applied = self.members.apply_alive(now, by);
             self.on_applied(now, applied, None);

@@ -929,3 +929,4 @@ mod election_tests;
 mod tests;
 #[cfg(test)]
 mod tests_security;
+mod tests_statements;

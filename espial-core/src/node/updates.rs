@@ -151,7 +151,7 @@ impl Node {
                 }
                 if self.admission_filter && self.members.get(subject).is_none() {
                     // A member new to us: our own connection filter decides first.
-                    return self.vet_member(now, s.clone());
+                    return self.vet_member(now, s.clone(), !from_state_sync);
                 }
             }
             Update::Left {

@@ -295,6 +295,7 @@ mod authenticated {
                     |(claim, master_alive, max_term, members, reply, index, total)| {
                         Msg::State(StateChunk {
                             claim,
+                            claim_signature: Vec::new(),
                             master_alive,
                             max_term,
                             members,

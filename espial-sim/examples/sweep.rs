@@ -38,6 +38,7 @@ fn main() {
                     sim.counters.overlap_ns as f64 / 1e6,
                     v[..v.len().min(2)].join(" | ")
                 );
+                println!("  replay: {}", c.to_json());
             }
         }
         println!(

@@ -73,3 +73,57 @@ pub fn family_case(family: &str, seed: u64) -> Case {
         steps,
     }
 }
+
+/// How a node is cut off in [`cut_off_and_heal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutOff {
+    /// Everything it sends is dropped (it still receives).
+    Mute,
+    /// Partitioned away from everyone.
+    Isolate,
+}
+
+/// Available mode: 5 nodes converge; a non-master is cut off for 8 s (long enough for it
+/// to remove the others and promote itself), then the fault heals. The majority's master
+/// must stay master everywhere: a node that was cut off never takes the role at the heal.
+/// Returns the violations (empty when the rule held).
+pub fn cut_off_and_heal(seed: u64, how: CutOff) -> Vec<String> {
+    use crate::faults::Action;
+    use crate::invariants::settle;
+    use crate::{Sim, SimConfig};
+    use std::time::Duration;
+    let mut sim = Sim::new(SimConfig::new(seed)).expect("valid config");
+    sim.add_nodes(5);
+    sim.run_for(Duration::from_secs(4));
+    let mut v = Vec::new();
+    let Some(m) = crate::metrics::agreed_master(&sim) else {
+        return vec!["no agreed master before the fault".into()];
+    };
+    let m_slot = sim.slot_of(m).expect("known");
+    let x = (m_slot + 1 + (seed as usize % 4)) % 5;
+    match how {
+        CutOff::Mute => sim.apply(Action::Mute(x)),
+        CutOff::Isolate => {
+            let rest: Vec<usize> = (0..5).filter(|&s| s != x).collect();
+            sim.apply(Action::Partition(vec![rest, vec![x]]));
+        }
+    }
+    sim.run_for(Duration::from_secs(8));
+    let x_promoted = sim.node(x).is_some_and(|n| n.is_master());
+    sim.apply(Action::Heal);
+    sim.run_for(Duration::from_secs(3));
+    let s = settle(&mut sim, Duration::from_secs(30));
+    v.extend(sim.violations.iter().cloned());
+    v.extend(s.violations);
+    match crate::metrics::agreed_master(&sim) {
+        Some(after) if after == m => {}
+        Some(after) => v.push(format!(
+            "the cut-off node n{x} (promoted during the fault: {x_promoted}) took the role: \
+             master {} before, {} after the heal",
+            m.short(),
+            after.short()
+        )),
+        None => v.push("no agreed master after the heal".into()),
+    }
+    v
+}

@@ -192,7 +192,7 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
                     Msg::Updates(_) => "updates",
                     Msg::State(_) => "state",
                     Msg::Heartbeat { .. } => "heartbeat",
-                    Msg::Claim(_) | Msg::Resign(_) => "claim",
+                    Msg::Claim(_) | Msg::Resign(_) | Msg::SignedClaim { .. } => "claim",
                     Msg::LeaseRequest { .. } | Msg::LeaseAck { .. } => "lease",
                     Msg::VoteRequest { .. } | Msg::VoteReply { .. } => "vote",
                     Msg::Delivery(_) => "delivery",
@@ -276,6 +276,9 @@ pub fn describe_datagram(data: &[u8]) -> String {
                         format!("heartbeat(t{},inc {incarnation})", claim.term)
                     }
                     Msg::Claim(c) => format!("claim(t{} {})", c.term, c.master.short()),
+                    Msg::SignedClaim { claim: c, .. } => {
+                        format!("signed_claim(t{} {})", c.term, c.master.short())
+                    }
                     Msg::Resign(c) => format!("resign(t{})", c.term),
                     Msg::LeaseRequest { claim, round } => {
                         format!("lease_req(t{},r{round})", claim.term)

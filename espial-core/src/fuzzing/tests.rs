@@ -114,6 +114,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(claim, master_alive, max_term, members, reply)| {
                 Msg::State(StateChunk {
                     claim,
+                    claim_signature: Vec::new(),
                     master_alive,
                     max_term,
                     members,

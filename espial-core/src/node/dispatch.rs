@@ -114,6 +114,15 @@ impl Node {
                 // handshake already showed; members get gossip piggybacked.
                 if member {
                     self.queue(from, vec![Msg::Ack { seq }]);
+                    if let Some(c) = self
+                        .election
+                        .claim
+                        .filter(|c| c.master == self.me.id && self.election.resigned && !self.left)
+                    {
+                        // We resigned this claim; a member that missed the resignation
+                        // (partitioned) watches us as its master: tell it again.
+                        self.queue(from, vec![Msg::Resign(c)]);
+                    }
                 } else {
                     self.queue_to(from, addr, vec![Msg::Ack { seq }], false);
                     self.notify_if_dead(now, from);
@@ -182,7 +191,14 @@ impl Node {
             // layer authenticated `from`).
             Msg::Claim(c) if c.master == from => self.consider_claim(now, c),
             Msg::Resign(c) if c.master == from => self.on_resign(now, c),
-            Msg::Claim(_) | Msg::Resign(_) => self.stats.election_dropped += 1,
+            Msg::SignedClaim { claim, signature }
+                if claim.master == from && self.claim_signed(&claim, &signature) =>
+            {
+                self.consider_signed_claim(now, claim, signature)
+            }
+            Msg::Claim(_) | Msg::Resign(_) | Msg::SignedClaim { .. } => {
+                self.stats.election_dropped += 1
+            }
             Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
             Msg::LeaseRequest { claim, round } => self.on_lease_request(now, from, claim, round),
             Msg::LeaseAck {

@@ -25,6 +25,7 @@
 
 use super::lease::LeaseState;
 use super::Node;
+use crate::cipher::DOMAIN_CLAIM;
 use crate::event::Event;
 use crate::wire::{Claim, Msg};
 use crate::NodeId;
@@ -34,6 +35,11 @@ use std::time::Instant;
 /// Highest plausible term (2^48: one election per microsecond for nine years). Claims,
 /// requests and state above it are refused, so `term + 1` never overflows.
 pub(crate) const MAX_TERM: u64 = 1 << 48;
+
+/// The signed bytes of a claim: its postcard encoding.
+pub(crate) fn claim_bytes(c: &Claim) -> Vec<u8> {
+    postcard::to_allocvec(c).unwrap_or_default()
+}
 
 /// A candidacy in progress.
 pub(crate) struct Candidacy {
@@ -82,6 +88,8 @@ pub(crate) struct ElectionState {
     pub(crate) next_attempt: u32,
     /// Quorum mode: lease (master side) and promises (voter side).
     pub(crate) lease: LeaseState,
+    /// The master's signature over `claim` (empty when not known): relayed in `State`.
+    pub(crate) claim_sig: Vec<u8>,
 }
 
 impl ElectionState {
@@ -99,6 +107,7 @@ impl ElectionState {
             candidacy: None,
             next_attempt: 0,
             lease: LeaseState::default(),
+            claim_sig: Vec::new(),
         }
     }
 
@@ -237,6 +246,13 @@ impl Node {
             c.force |= force;
             return;
         }
+        if self.config.quorum.is_some() && !force {
+            if let Some(until) = self.election.lease.promised_other(self.me.id, now) {
+                // Our own vote is promised to another node: ask once it is free.
+                self.election.at = Some(until);
+                return;
+            }
+        }
         let base = self.election.max_term.max(self.election.lease.voted_term);
         let Some(term) = base.checked_add(1).filter(|t| *t <= MAX_TERM) else {
             return;
@@ -312,8 +328,7 @@ impl Node {
                 // Available mode: no majority answered in time; claim anyway, marked.
                 self.win(now, c.claim, false);
             } else if self.current_master().is_none() && self.me.master_eligible {
-                let jitter = self.config.election_backoff.mul_f64(1.0 + self.rng.unit());
-                self.election.at = Some(now + jitter);
+                self.retry_election_later(now);
             }
             return;
         }
@@ -334,6 +349,26 @@ impl Node {
             }
             self.send_vote_requests(now);
         }
+    }
+
+    /// After a failed or abandoned candidacy: try again once the promises given in this
+    /// round have run out (quorum mode), best-ranked first, with jitter.
+    pub(super) fn retry_election_later(&mut self, now: Instant) {
+        let my_rank = self.me.rank();
+        let rank = self
+            .members
+            .live_ids()
+            .iter()
+            .filter_map(|id| self.members.get(*id))
+            .filter(|m| m.info.master_eligible && m.info.rank() > my_rank)
+            .count() as u32;
+        let backoff = self.config.election_backoff;
+        let base = match self.config.quorum {
+            Some(_) => self.config.lease_promise(),
+            None => backoff,
+        };
+        let jitter = backoff.mul_f64(self.rng.unit() / 2.0);
+        self.election.at = Some(now + base + backoff * rank + jitter);
     }
 
     /// A member answered a vote request.
@@ -437,11 +472,46 @@ impl Node {
         self.election.max_term = self.election.max_term.max(claim.term);
         self.election.claim = Some(claim);
         self.election.resigned = false;
+        let signature = self
+            .sessions
+            .cipher()
+            .sign(DOMAIN_CLAIM, &claim_bytes(&claim));
+        self.election.claim_sig = signature.clone();
+        let msg = Msg::SignedClaim { claim, signature };
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
-            self.queue(id, vec![Msg::Claim(claim)]);
+            self.queue(id, vec![msg.clone()]);
         }
         self.reconcile(now);
+    }
+
+    /// Whether `sig` is the signature of `c`'s master over `c` (its key from the member
+    /// table, checked against its id).
+    pub(super) fn claim_signed(&self, c: &Claim, sig: &[u8]) -> bool {
+        if sig.is_empty() {
+            return false;
+        }
+        let key = if c.master == self.me.id {
+            self.sessions.cipher().identity_public_key()
+        } else {
+            match self.members.get(c.master) {
+                Some(m) => m.info.public_key.clone(),
+                None => return false,
+            }
+        };
+        let cipher = self.sessions.cipher();
+        cipher.node_id_for(&key) == Some(c.master)
+            && cipher
+                .verify(&key, DOMAIN_CLAIM, &claim_bytes(c), sig)
+                .is_ok()
+    }
+
+    /// Adopts a claim (see `consider_claim`) and keeps its master's signature to relay it.
+    pub(super) fn consider_signed_claim(&mut self, now: Instant, c: Claim, sig: Vec<u8>) {
+        self.consider_claim(now, c);
+        if self.election.claim == Some(c) && self.election.claim_sig.is_empty() {
+            self.election.claim_sig = sig;
+        }
     }
 
     /// Adopts a claim greater than ours.
@@ -455,6 +525,7 @@ impl Node {
             return;
         }
         self.election.claim = Some(c);
+        self.election.claim_sig = Vec::new();
         // Quorum mode: our own old claim (state sync after a restart) is no mastership
         // without a lease.
         self.election.resigned = c.master == self.me.id

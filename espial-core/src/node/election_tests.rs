@@ -170,6 +170,73 @@ fn promote_in_quorum_mode_takes_over_without_overlap() {
         if net.nodes[&target].as_ref().unwrap().is_master() {
             return;
         }
+        if std::env::var("EL_DEBUG").is_ok() {
+            let t = net.nodes[&target].as_ref().unwrap();
+            let c = t.election.candidacy.as_ref();
+            eprintln!(
+                "{} cand={:?} granted={:?} voted={} promise_other={:?} master={:?}",
+                net.ms(),
+                c.map(|c| (c.claim.term, c.force)),
+                c.map(|c| c.granted.len()),
+                t.election.lease.voted_term,
+                t.election
+                    .lease
+                    .promised_other(t.id(), net.now)
+                    .map(|u| u - net.now),
+                t.master().map(|m| m.short())
+            );
+        }
+    }
+    for (a, evs) in &net.events {
+        let names: Vec<String> = evs
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Promotion { .. }
+                        | Event::Demotion { .. }
+                        | Event::NewMaster { .. }
+                        | Event::NoMaster { .. }
+                )
+            })
+            .map(|e| format!("{e:?}"))
+            .collect();
+        eprintln!("{a}: {}", names.join(" "));
     }
     panic!("promote() did not take over within 3 s");
+}
+
+#[test]
+fn relayed_claims_need_the_masters_signature() {
+    let (mut net, ma, b, c) = formed(Config::lan());
+    let m = net.nodes[&ma].as_ref().unwrap().id();
+    let node = net.nodes[&b].as_ref().unwrap();
+    // The follower holds the master's signature and relays it in its state.
+    assert!(!node.election.claim_sig.is_empty(), "signature kept");
+    let claim = node.claim().unwrap();
+    assert!(node.claim_signed(&claim, &node.election.claim_sig));
+    let before = net.nodes[&c].as_ref().unwrap().stats().election_dropped;
+    let forged = Claim {
+        term: claim.term + 7,
+        ..claim
+    };
+    let chunk = crate::wire::StateChunk {
+        claim: Some(forged),
+        claim_signature: node.election.claim_sig.clone(),
+        master_alive: true,
+        max_term: claim.term,
+        members: Vec::new(),
+        reply: false,
+        index: 0,
+        total: 1,
+    };
+    inject(&mut net, b, c, vec![Msg::State(chunk)]);
+    let node = net.nodes[&c].as_ref().unwrap();
+    assert_eq!(
+        node.claim(),
+        Some(claim),
+        "the forged relay changed nothing"
+    );
+    assert_eq!(node.master(), Some(m));
+    assert_eq!(node.stats().election_dropped, before + 1);
 }

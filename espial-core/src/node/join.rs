@@ -434,6 +434,7 @@ impl Node {
             .enumerate()
             .map(|(i, members)| StateChunk {
                 claim: self.election.claim,
+                claim_signature: self.election.claim_sig.clone(),
                 master_alive,
                 max_term: self.election.max_term,
                 members,
@@ -454,8 +455,11 @@ impl Node {
             self.apply_update(now, u, true);
         }
         if let Some(c) = chunk.claim {
-            if chunk.master_alive || c.master == self.me.id {
-                self.consider_claim(now, c);
+            // A relayed claim counts only with its master's signature.
+            if !self.claim_signed(&c, &chunk.claim_signature) {
+                self.stats.election_dropped += 1;
+            } else if chunk.master_alive || c.master == self.me.id {
+                self.consider_signed_claim(now, c, chunk.claim_signature);
             } else if c.term <= super::election::MAX_TERM {
                 self.election.max_term = self.election.max_term.max(c.term);
             }

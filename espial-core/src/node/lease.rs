@@ -111,6 +111,13 @@ impl LeaseState {
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until
     }
+
+    /// Voter side: the end of a running promise to another node than `me`.
+    pub(crate) fn promised_other(&self, me: NodeId, now: Instant) -> Option<Instant> {
+        self.promise
+            .filter(|(holder, until)| *holder != me && now < *until)
+            .map(|p| p.1)
+    }
 }
 
 impl Node {
@@ -276,6 +283,28 @@ impl Node {
             .members
             .get(from)
             .is_some_and(|m| m.info.master_eligible);
+        if self
+            .election
+            .claim
+            .is_some_and(|c| c.master == from && c.term < claim.term)
+            && !self.election.resigned
+        {
+            // Our master asks for a new term: it no longer holds the old one.
+            self.election.resigned = true;
+            self.reconcile(now);
+        }
+        let higher = self
+            .members
+            .get(from)
+            .is_some_and(|m| m.info.rank() > self.me.rank());
+        if self.config.quorum.is_some()
+            && higher
+            && self.election.candidacy.as_ref().is_some_and(|c| !c.force)
+        {
+            // Yield to a better-ranked candidate rather than split the votes.
+            self.election.candidacy = None;
+            self.retry_election_later(now);
+        }
         let master = self.current_master();
         let hears_master = master.is_some_and(|m| {
             m != from
@@ -305,7 +334,11 @@ impl Node {
                         self.reconcile(now);
                     }
                 }
+                // A candidate keeps its own vote (it yielded above if the other ranks
+                // better and its candidacy was not forced).
+                let candidate = self.election.candidacy.is_some();
                 let ok = eligible
+                    && !candidate
                     && (force || !hears_master)
                     && !other_transfer
                     && self.election.lease.may_vote_for(from, claim.term, now);
@@ -313,7 +346,17 @@ impl Node {
                     let until = now + self.config.lease_promise();
                     self.election.lease.vote(from, claim.term, Some(until));
                 }
-                (ok, self.election.lease.voted_term)
+                // Report a term at or above the one asked for only when the term is what
+                // refused it (the candidate then asks again above it).
+                let l = &self.election.lease;
+                let term_ok = claim.term > l.voted_term
+                    || (claim.term == l.voted_term && l.voted_for.is_none_or(|v| v == from));
+                let reported = if term_ok {
+                    l.voted_term.min(claim.term.saturating_sub(1))
+                } else {
+                    l.voted_term
+                };
+                (ok, reported)
             }
         };
         let master = if !granted && hears_master {

@@ -929,4 +929,5 @@ mod election_tests;
 mod tests;
 #[cfg(test)]
 mod tests_security;
+#[cfg(test)]
 mod tests_statements;

@@ -157,6 +157,10 @@ pub struct Claim {
 pub struct StateChunk {
     /// The sender's current master claim, if any.
     pub claim: Option<Claim>,
+    /// The claim's master's signature over it (domain `espial claim v2`, see
+    /// `Msg::SignedClaim`); empty when the sender does not hold it. A relayed claim is
+    /// adopted only with a valid signature.
+    pub claim_signature: Vec<u8>,
     /// Whether the sender currently considers the claimed master alive.
     pub master_alive: bool,
     /// Highest term the sender has seen.
@@ -290,5 +294,14 @@ pub enum Msg {
         voted_term: u64,
         /// The claim of the master the sender still follows, when it refused because of it.
         master: Option<Claim>,
+    },
+    /// A new master claim signed by its master (sent by the winner of an election to every
+    /// member): `signature` = the master's identity signature, domain `b"espial claim v2"`,
+    /// over `postcard(claim)`. Members keep it to relay the claim verifiably in `State`.
+    SignedClaim {
+        /// The claim.
+        claim: Claim,
+        /// The master's signature.
+        signature: Vec<u8>,
     },
 }

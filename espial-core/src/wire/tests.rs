@@ -127,6 +127,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         )
             .prop_map(|(claim, reply, members)| Msg::State(StateChunk {
                 claim,
+                claim_signature: Vec::new(),
                 master_alive: true,
                 max_term: 3,
                 members,

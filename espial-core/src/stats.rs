@@ -52,6 +52,11 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Custom events handed to the application and not consumed yet, in bytes (payload +
+    /// 64 each; flow control bounds it by `Config::max_unread_event_bytes`).
+    pub unread_event_bytes: u64,
+    /// Events reported missed to the application (`events_missed` gap events).
+    pub events_missed: u64,
     /// Membership statements dropped because they failed authentication: an `Alive` whose
     /// key does not derive its id or whose signature does not verify, a `Left` not signed by
     /// the member (see `membership::statements`). Never applied, never forwarded.

@@ -283,6 +283,18 @@ impl Builder {
         self
     }
 
+    /// Custom-event flow control: at most `per_sender` bytes (payload + 64 per event) of
+    /// one sender's events unread by this node's listeners or in flight towards it
+    /// (default 4 MiB), and at most `total` bytes of unread custom events over all senders
+    /// (default 32 MiB). Past them senders get no more credit (they see backpressure);
+    /// nothing is dropped. Raised to at least one largest event. Sets
+    /// `Config::event_window_bytes` and `Config::max_unread_event_bytes`.
+    pub fn unread_event_limits(mut self, per_sender: usize, total: usize) -> Self {
+        self.config.event_window_bytes = per_sender;
+        self.config.max_unread_event_bytes = total;
+        self
+    }
+
     /// How many events a listener may fall behind before it loses the oldest
     /// (default 4096). See [`crate::EventStream`].
     pub fn event_buffer(mut self, events: usize) -> Self {

@@ -25,8 +25,12 @@ const BATCH_CHUNK: usize = 256;
 ///
 /// Queries (`nodes`, `master`, `is_master`, `node_info`, `stats`) read a snapshot the
 /// node's task refreshes after every change: they never wait. Commands go to the task
-/// through a channel. Dropping the last clone leaves the cluster gracefully in the
-/// background; call [`Espial::shutdown`] to wait until peers were told.
+/// through a channel. Dropping the last clone (or returning from `main`) leaves the
+/// cluster in the background, but nothing waits for it: the runtime may stop before the
+/// last acknowledgements went out, so events the application read in its last moments can
+/// be reported `failed` (not confirmed) to their senders. Call [`Espial::shutdown`]: it
+/// acknowledges what the application read, tells the peers, reports this node's own
+/// unconfirmed sends as failed, and waits until that is done.
 ///
 /// ```no_run
 /// # async fn f() -> espial::Result<()> {

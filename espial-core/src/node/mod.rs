@@ -709,6 +709,8 @@ impl Node {
         let mut s = self.stats.clone();
         s.events_delivered = d.events_delivered;
         s.retransmits = d.retransmits;
+        s.unread_event_bytes = d.unread_bytes;
+        s.events_missed = d.events_missed;
         s
     }
 

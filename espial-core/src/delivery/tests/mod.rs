@@ -3,6 +3,7 @@
 
 mod chaos;
 mod decline;
+mod flow;
 mod fuzz;
 mod harness;
 mod prop;

@@ -119,7 +119,7 @@ impl Adversary {
     /// Called for every datagram the network delivers: keeps a sample for replays.
     pub fn capture(&mut self, from: usize, to: usize, data: &[u8]) {
         self.seen += 1;
-        if self.seen % 23 != 0 {
+        if !self.seen.is_multiple_of(23) {
             return;
         }
         if self.captured.len() >= CAPTURE {
@@ -204,13 +204,13 @@ impl Adversary {
                     ));
                 }
             }
-            Event::NewMaster { master, term, .. } => {
-                if honest(sim, *master).is_some() && !self.promoted.contains(&(*master, *term)) {
-                    sim.violation(format!(
-                        "forged author: n{slot} follows {} at term {term}, a claim it never made",
-                        master.short()
-                    ));
-                }
+            Event::NewMaster { master, term, .. }
+                if honest(sim, *master).is_some() && !self.promoted.contains(&(*master, *term)) =>
+            {
+                sim.violation(format!(
+                    "forged author: n{slot} follows {} at term {term}, a claim it never made",
+                    master.short()
+                ));
             }
             _ => {}
         }
@@ -311,6 +311,10 @@ pub fn lie(sim: &mut Sim, lie: Lie, victim: usize, target: Option<usize>) {
     let Some(liar) = sim.adversary.as_ref().and_then(|a| a.liar) else {
         return;
     };
+    // About itself the liar would be telling the truth (it may say it left): not a lie.
+    if victim == liar {
+        return;
+    }
     let (Some(author), Some(victim_id)) = (running_id(sim, liar), running_id(sim, victim)) else {
         return;
     };
@@ -323,6 +327,9 @@ pub fn lie(sim: &mut Sim, lie: Lie, victim: usize, target: Option<usize>) {
             continue;
         };
         let claim = sim.node(t).and_then(|n| n.claim());
+        if lie == Lie::Resign && claim.is_some_and(|c| c.master == author) {
+            continue; // the liar's own resignation would be true (a faulty master: out of scope)
+        }
         let victim_key = sim
             .node(victim)
             .map(|n| n.info().public_key.clone())

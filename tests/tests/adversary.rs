@@ -133,10 +133,12 @@ async fn impersonation(net: u8, port: u16, psk: Option<&'static [u8]>) {
     .expect("attacker thread");
     let stats = c.stats(1).await;
     println!(
-        "impersonation of A toward B (psk: {}): attacker session = {session}, bytes B sent the \
-         attacker = {bytes_in}, B handshake_failures = {}, attack took {} ms",
+        "impersonation of A toward B (psk: {}): attacker's own side completed = {session}, \
+         bytes B sent the attacker = {bytes_in}, B identity_mismatch = {}, handshake_failures \
+         = {}, attack took {} ms",
         psk.is_some(),
-        stats["handshake_failures"],
+        stats["core"]["identity_mismatch"],
+        stats["core"]["handshake_failures"],
         t0.elapsed().as_millis()
     );
     c.a.pump();
@@ -205,9 +207,9 @@ async fn fresh_key_claiming_a_members_id_is_refused() {
     .expect("attacker thread");
     let stats = c.stats(0).await;
     println!(
-        "fresh key claiming B's id toward A: attacker session = {session}, bytes back = \
-         {bytes_in}, A handshake_failures = {}",
-        stats["handshake_failures"]
+        "fresh key claiming B's id toward A: attacker's own side completed = {session}, bytes \
+         back = {bytes_in}, A identity_mismatch = {}, handshake_failures = {}",
+        stats["core"]["identity_mismatch"], stats["core"]["handshake_failures"]
     );
     c.assert_intact(&[0, 1, 2], Some(&master), Duration::from_secs(5))
         .await;
@@ -278,11 +280,23 @@ async fn admitted_member_forging_statements_changes_nothing() {
         .await;
     let after: Vec<usize> = (0..3).map(|i| c.election_events(i)).collect();
     assert_eq!(before, after, "the forged claims/resigns caused elections");
+    let mut refused = Vec::new();
+    for i in 0..3 {
+        let s = c.stats(i).await;
+        refused.push(format!(
+            "a{}: statements_rejected {} incarnations_refused {} election_dropped {}",
+            i + 1,
+            s["core"]["statements_rejected"],
+            s["core"]["incarnations_refused"],
+            s["core"]["election_dropped"]
+        ));
+    }
     stop_tx.send(()).unwrap();
     let (claim_before, claim_after, max_term) = liar.join().expect("liar thread");
     println!(
         "admitted liar: claim before {claim_before:?}, after {claim_after:?}, liar's max_term \
-         {max_term}; agents' election events before {before:?} after {after:?}"
+         {max_term}; agents' election events before {before:?} after {after:?}; refused: {}",
+        refused.join("; ")
     );
     assert!(
         max_term < u64::MAX / 2,

@@ -3,8 +3,9 @@
 //! private namespace:
 //! - every node applies its own connection filter: a joiner admitted by a permissive member
 //!   is not listed by, and gets no events from, a member whose filter rejects it;
-//! - unread events are bounded in bytes: a node whose application never reads its events
-//!   receives 300 × 1 MiB and this process's RSS stays bounded.
+//! - unread events are bounded in bytes: a sender tries to send 300 × 1 MiB to a node whose
+//!   application never reads its events (for at most 8 s; backpressure refuses sends once
+//!   the receiver's unread backlog is full) and this process's RSS stays bounded.
 //!
 //! `bash scripts/netns cargo nextest run -p espial-tests --test adversary_app --no-capture`
 
@@ -117,8 +118,8 @@ async fn unread_events_are_bounded_in_bytes() {
     let payload = vec![0x5au8; 1 << 20];
     let t0 = Instant::now();
     let mut queued = 0;
-    // 300 × 1 MiB, refused sends (backpressure) retried for at most 30 s in total.
-    while queued < 300 && t0.elapsed() < Duration::from_secs(30) {
+    // 300 × 1 MiB, refused sends (backpressure) retried for at most 8 s in total.
+    while queued < 300 && t0.elapsed() < Duration::from_secs(8) {
         match sender.send("big", payload.clone()).await {
             Ok(_) => queued += 1,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,

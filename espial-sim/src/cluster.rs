@@ -7,6 +7,7 @@
 use crate::cipher::CipherKind;
 use crate::events::EventLog;
 use crate::faults::Action;
+use crate::health::Health;
 use crate::metrics::Counters;
 use crate::network::{addr_slot, slot_addr, Fate, NetConfig, Network};
 use crate::trace::Trace;
@@ -131,6 +132,9 @@ pub struct Slot {
     pub bytes_out: u64,
     /// Datagrams sent by this slot (all incarnations).
     pub packets_out: u64,
+    /// Slow-node fault: received datagrams are handed to the node this late (ns; 0 = not
+    /// slow). Timers still fire on time, as on a host whose receive path is starved.
+    pub recv_lag: u64,
     wake_at: Option<u64>,
     inbox: Vec<(usize, Vec<u8>)>,
 }
@@ -152,6 +156,7 @@ impl Slot {
             members_by_events: 1,
             bytes_out: 0,
             packets_out: 0,
+            recv_lag: 0,
             wake_at: None,
             inbox: Vec::new(),
         }
@@ -185,6 +190,12 @@ enum Ev {
         gen: u32,
     },
     Action(usize),
+    /// A datagram held back by a slow node's receive lag, now handed to it.
+    Process {
+        to: usize,
+        from: usize,
+        data: Vec<u8>,
+    },
     Discover {
         slot: usize,
         gen: u32,
@@ -243,6 +254,8 @@ pub struct Sim {
     pub counters: Counters,
     /// Custom-event bookkeeping (event scenarios).
     pub events: EventLog,
+    /// Fault ledger for the "no healthy node removed by a healthy node" invariant.
+    pub health: Health,
     actions: Vec<Option<Action>>,
     by_id: HashMap<NodeId, usize>,
     admission: Option<AdmissionPolicy>,
@@ -278,6 +291,7 @@ impl Sim {
             violations_dropped: 0,
             counters: Counters::default(),
             events: EventLog::default(),
+            health: Health::default(),
             actions: Vec::new(),
             by_id: HashMap::new(),
             admission: None,
@@ -509,6 +523,8 @@ impl Sim {
         s.gen += 1;
         s.wake_at = None;
         s.inbox.clear();
+        s.recv_lag = 0;
+        self.health.start(slot);
         self.trace.fault(self.now, &format!("crash n{slot}"));
         self.events.on_crash(slot, self.now);
     }
@@ -518,6 +534,7 @@ impl Sim {
         self.crash(slot);
         self.trace.fault(self.now, &format!("restart n{slot}"));
         self.boot(slot);
+        self.health.end(slot, self.now);
     }
 
     /// Graceful leave: the node announces it, then stays inert.
@@ -542,6 +559,8 @@ impl Sim {
         let until = self.now + ns(d);
         s.state = SlotState::Paused(until);
         s.wake_at = None;
+        self.health.until(slot, until);
+        let s = &mut self.slots[slot];
         let gen = s.gen;
         self.trace
             .fault(self.now, &format!("pause n{slot} {}ms", d.as_millis()));
@@ -601,28 +620,14 @@ impl Sim {
                     self.counters.dropped_crashed += 1;
                     return;
                 }
-                match self.slots[to].state {
-                    SlotState::Running => {
-                        self.trace.delivery(self.now, from, to, &data);
-                        self.counters.delivered += 1;
-                        let now = self.instant();
-                        let addr = slot_addr(from);
-                        if let Some(node) = self.slots[to].node.as_mut() {
-                            node.handle_datagram(now, addr, &data);
-                            self.drain(to);
-                        }
-                    }
-                    SlotState::Paused(_) => {
-                        let inbox = &mut self.slots[to].inbox;
-                        if inbox.len() < PAUSE_INBOX {
-                            inbox.push((from, data));
-                        } else {
-                            self.counters.dropped_paused += 1;
-                        }
-                    }
-                    SlotState::Crashed | SlotState::Left => self.counters.dropped_dead += 1,
+                let lag = self.slots[to].recv_lag;
+                if lag > 0 && self.slots[to].state == SlotState::Running {
+                    self.push(self.now + lag, Ev::Process { to, from, data });
+                    return;
                 }
+                self.deliver_now(to, from, data);
             }
+            Ev::Process { to, from, data } => self.deliver_now(to, from, data),
             Ev::Wake { slot, gen } => {
                 let now = self.instant();
                 let s = &mut self.slots[slot];
@@ -674,6 +679,31 @@ impl Sim {
                     self.apply(a);
                 }
             }
+        }
+    }
+
+    /// Hands a datagram to a running node, queues it at a paused one, drops it otherwise.
+    fn deliver_now(&mut self, to: usize, from: usize, data: Vec<u8>) {
+        match self.slots[to].state {
+            SlotState::Running => {
+                self.trace.delivery(self.now, from, to, &data);
+                self.counters.delivered += 1;
+                let now = self.instant();
+                let addr = slot_addr(from);
+                if let Some(node) = self.slots[to].node.as_mut() {
+                    node.handle_datagram(now, addr, &data);
+                    self.drain(to);
+                }
+            }
+            SlotState::Paused(_) => {
+                let inbox = &mut self.slots[to].inbox;
+                if inbox.len() < PAUSE_INBOX {
+                    inbox.push((from, data));
+                } else {
+                    self.counters.dropped_paused += 1;
+                }
+            }
+            SlotState::Crashed | SlotState::Left => self.counters.dropped_dead += 1,
         }
     }
 
@@ -812,12 +842,23 @@ impl Sim {
             Event::Accepted { .. } => self.slots[slot].accepted = true,
             Event::Rejected { .. } => self.slots[slot].rejected = true,
             Event::NodeAdded { .. } => self.slots[slot].members_by_events += 1,
-            Event::NodeRemoved { node, .. } => {
+            Event::NodeRemoved { node, reason } => {
                 let s = &mut self.slots[slot];
                 s.members_by_events = s.members_by_events.saturating_sub(1);
                 if let Some(victim) = self.by_id.get(&node.id).copied() {
                     let v = &self.slots[victim];
                     if v.id == node.id && v.state == SlotState::Running && v.node.is_some() {
+                        if *reason == espial_core::RemovalReason::Failed
+                            && !v.rejected
+                            && self.health.healthy(slot, now)
+                            && self.health.healthy(victim, now)
+                        {
+                            self.health.false_removals += 1;
+                            self.violation(format!(
+                                "healthy n{slot} removed healthy n{victim} as failed (no fault on either within {} ms)",
+                                self.health.window / 1_000_000
+                            ));
+                        }
                         self.counters.live_removed += 1;
                         if self.counters.live_removed_examples.len() < 10 {
                             self.counters.live_removed_examples.push(format!(

@@ -24,7 +24,7 @@ pub enum Action {
     CutLink(usize, usize),
     /// Remove every partition and cut link.
     Heal,
-    /// Set the loss probability.
+    /// Set the loss probability (a cluster-wide fault while above 0).
     SetLoss(f64),
     /// Set the duplication probability.
     SetDuplicate(f64),
@@ -38,6 +38,9 @@ pub enum Action {
     Subscribe(usize, String),
     /// Unsubscribe a node from a custom event name.
     Unsubscribe(usize, String),
+    /// Slow node: hand it every received datagram this late (its timers stay on time);
+    /// zero ends the fault.
+    Slow(usize, Duration),
 }
 
 impl Sim {
@@ -54,18 +57,22 @@ impl Sim {
             Action::Pause(s, d) => self.pause(s, d),
             Action::Partition(groups) => {
                 self.trace.fault(t, &format!("partition {groups:?}"));
+                self.health.partition(&groups, self.slots.len(), t);
                 self.net.partition.split(&groups);
             }
             Action::CutLink(a, b) => {
                 self.trace.fault(t, &format!("cut {a}->{b}"));
+                self.health.cut(a, b);
                 self.net.partition.cut_link(a, b);
             }
             Action::Heal => {
                 self.trace.fault(t, "heal");
+                self.health.heal(t);
                 self.net.partition.heal();
             }
             Action::SetLoss(p) => {
                 self.trace.fault(t, &format!("loss {p}"));
+                self.health.global(p > 0.0, t);
                 self.net.config.loss = p;
             }
             Action::SetDuplicate(p) => {
@@ -88,6 +95,18 @@ impl Sim {
                 let r = self.with_node(s, |n, now| n.set_metadata(now, m));
                 if let Some(Err(e)) = r {
                     self.violation(format!("set_metadata on n{s} refused: {e}"));
+                }
+            }
+            Action::Slow(s, lag) => {
+                self.trace
+                    .fault(t, &format!("slow n{s} lag {}ms", lag.as_millis()));
+                if let Some(slot) = self.slots.get_mut(s) {
+                    slot.recv_lag = lag.as_nanos() as u64;
+                    if lag.is_zero() {
+                        self.health.end(s, t);
+                    } else {
+                        self.health.start(s);
+                    }
                 }
             }
             Action::Subscribe(s, name) => {

@@ -23,6 +23,7 @@ pub mod cipher;
 pub mod cluster;
 pub mod events;
 pub mod faults;
+pub mod health;
 pub mod invariants;
 pub mod metrics;
 pub mod network;

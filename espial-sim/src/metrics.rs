@@ -185,7 +185,9 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
                     }
                     Msg::Ping { .. } => "ping",
                     Msg::Ack { .. } => "ack",
-                    Msg::PingReq { .. } | Msg::IndirectAck { .. } => "indirect_probe",
+                    Msg::PingReq { .. } | Msg::IndirectAck { .. } | Msg::Nack { .. } => {
+                        "indirect_probe"
+                    }
                     Msg::Updates(_) => "updates",
                     Msg::State(_) => "state",
                     Msg::Heartbeat { .. } => "heartbeat",
@@ -269,6 +271,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
                     Msg::Claim(c) => format!("claim(t{} {})", c.term, c.master.short()),
                     Msg::Resign(c) => format!("resign(t{})", c.term),
                     Msg::Delivery(_) => "delivery".into(),
+                    Msg::Nack { seq } => format!("nack({seq})"),
                 })
                 .collect();
             format!("e{}#{} {}", hdr.epoch, hdr.counter, parts.join(","))

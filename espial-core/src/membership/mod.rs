@@ -1,11 +1,14 @@
 //! The member table and the SWIM rules for applying membership updates.
 //!
 //! Rules (memberlist's, with incarnation numbers): an `Alive` with a higher incarnation
-//! overrides anything; `Suspect` and `Dead` apply at an incarnation at least the known one;
-//! a `Dead`/`Left` member comes back only with a higher incarnation. Updates about the local
-//! node are refutations to make (see [`Applied::Refute`]).
+//! overrides anything; `Suspect` applies at an incarnation at least the known one; a
+//! received `Dead` is only a suspicion (a node declares a member failed only when its own
+//! suspicion expires, see [`suspicion`]); a `Dead`/`Left` member comes back only with a
+//! higher incarnation. Updates about the local node are refutations to make (see
+//! [`Applied::Refute`]).
 
 pub mod gossip;
+pub mod suspicion;
 
 use crate::event::RemovalReason;
 use crate::wire::Update;
@@ -373,8 +376,10 @@ impl Members {
         }
     }
 
-    /// Applies an update, converting a remote `Dead` into a suspicion when `from_state_sync`
-    /// (a stale full state must not kill members we see alive: they get a chance to refute).
+    /// Applies an update received from another node. A remote `Dead` is only a suspicion
+    /// (a stale verdict, e.g. from a node back from isolation, must not kill members we see
+    /// alive: they get a chance to refute, and we check them ourselves before declaring).
+    /// `from_state_sync` is kept for callers that distinguish full-state exchanges.
     pub fn apply(
         &mut self,
         now: Instant,
@@ -391,13 +396,9 @@ impl Members {
             }
             Update::Dead {
                 id, incarnation, ..
-            } if from_state_sync => {
-                vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
-            }
-            Update::Dead {
-                id, incarnation, ..
             } => {
-                vec![self.apply_down(now, id, incarnation, RemovalReason::Failed)]
+                let _ = from_state_sync;
+                vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
             }
             Update::Left { id, incarnation } => {
                 vec![self.apply_down(now, id, incarnation, RemovalReason::Left)]

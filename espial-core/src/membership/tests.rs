@@ -58,7 +58,7 @@ fn suspicion_is_refuted_only_by_a_higher_incarnation() {
 }
 
 #[test]
-fn dead_is_final_for_its_incarnation_and_state_sync_dead_only_suspects() {
+fn a_received_dead_only_suspects_and_a_local_verdict_is_final_for_its_incarnation() {
     let now = Instant::now();
     let mut m = Members::new(NodeId(1));
     m.apply_alive(now, info(2, 1));
@@ -72,9 +72,12 @@ fn dead_is_final_for_its_incarnation_and_state_sync_dead_only_suspects() {
         m.apply(now, dead.clone(), T, true),
         vec![Applied::Suspected(NodeId(2))]
     );
-    // From gossip: removed.
+    // From gossip: also only a suspicion (issue 11: a node back from isolation gossips
+    // stale verdicts; each node declares a death only from its own expired suspicion).
+    assert_eq!(m.apply(now, dead, T, false), vec![Applied::Ignored]);
+    assert!(m.is_live(NodeId(2)));
     assert!(matches!(
-        m.apply(now, dead, T, false)[0],
+        m.apply_down(now, NodeId(2), 1, RemovalReason::Failed),
         Applied::Removed(_, RemovalReason::Failed)
     ));
     assert!(!m.is_live(NodeId(2)));

@@ -113,7 +113,7 @@ impl Node {
                         Update::Suspect { id, by, .. } if id == self.me.id => Some(by),
                         _ => None,
                     };
-                    self.apply_update(now, u, false);
+                    self.apply_update(now, u, false, from);
                     if let Some(by) = suspecter {
                         // Refute straight to the suspecter too, not only by gossip.
                         let me = Update::Alive(self.me.clone());
@@ -134,6 +134,7 @@ impl Node {
             Msg::Claim(c) => self.consider_claim(now, c),
             Msg::Resign(c) => self.on_resign(now, c),
             Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
+            Msg::Nack { seq } => self.on_nack(from, seq),
         }
     }
 

@@ -282,7 +282,7 @@ impl Node {
     pub(super) fn on_state(&mut self, now: Instant, from: NodeId, chunk: StateChunk) {
         self.election.max_term = self.election.max_term.max(chunk.max_term);
         for u in chunk.members {
-            self.apply_update(now, u, true);
+            self.apply_update(now, u, true, from);
         }
         if let Some(c) = chunk.claim {
             if chunk.master_alive || c.master == self.me.id {

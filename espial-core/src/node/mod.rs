@@ -17,7 +17,7 @@ use crate::delivery::{Delivery, DeliveryConfig};
 use crate::error::{MetadataError, PromoteError, SendError, SubscribeError};
 use crate::event::{check_event_name, Event, RequestId, SendId};
 use crate::membership::gossip::Broadcasts;
-use crate::membership::{Applied, Members};
+use crate::membership::{Applied, Liveness, Members};
 use crate::output::{Admission, AdmissionId, Output, Transmit};
 use crate::rng::Rng;
 use crate::session::Sessions;
@@ -35,7 +35,7 @@ pub(crate) use probe::ProbeState;
 
 /// Last-chance rounds (direct + indirect pings, one probe timeout each) before a suspect
 /// is declared failed.
-const LAST_CHANCE_ROUNDS: u8 = 2;
+const LAST_CHANCE_ROUNDS: u8 = 1;
 
 /// Who a custom event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -849,6 +849,8 @@ impl Node {
                 }
                 Applied::Refute(incarnation) => {
                     if incarnation >= self.me.incarnation {
+                        // Having to refute is a sign of our own slowness (Lifeguard).
+                        self.health_delta(1);
                         self.me.incarnation = incarnation;
                         self.publish_self();
                         if self.is_master() {
@@ -885,9 +887,11 @@ impl Node {
         }
     }
 
-    /// Applies one update from the network and handles the consequences.
-    fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool) {
+    /// Applies one update from the network (sent by the authenticated member `from`) and
+    /// handles the consequences.
+    fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool, from: NodeId) {
         let timeout = self.suspicion_timeout_for(u.subject());
+        let mut accusation = None;
         if let Update::Dead {
             id, incarnation, ..
         }
@@ -895,12 +899,16 @@ impl Node {
             id, incarnation, ..
         } = u
         {
-            if self
-                .members
-                .get(id)
-                .is_some_and(|m| m.state.is_live() && incarnation < m.info.incarnation)
-            {
-                self.probe.probe_next(id);
+            if let Some(m) = self.members.get(id).filter(|m| m.state.is_live()) {
+                if incarnation < m.info.incarnation {
+                    // A stale accusation: send the newer entry toward the accuser and check
+                    // the subject ourselves soon.
+                    let newer = Update::Alive(m.info.clone());
+                    self.queue(from, vec![Msg::Updates(vec![newer])]);
+                    self.probe.probe_next(id);
+                } else if id != self.me.id {
+                    accusation = Some((id, incarnation, m.state == Liveness::Alive));
+                }
             }
         }
         // Our own entry: someone holds it at a higher incarnation, or at ours with other
@@ -949,16 +957,38 @@ impl Node {
             self.queue(u.subject(), msgs);
         }
         let original = (!from_state_sync).then_some(&u);
+        // A received Dead is relayed as what it now is here: our suspicion.
+        let original = original.filter(|u| !matches!(u, Update::Dead { .. }));
         self.on_applied(now, applied, original);
         self.applying_state_sync = false;
+        if let Some((id, inc, was_alive)) = accusation {
+            let suspected = self
+                .members
+                .get(id)
+                .is_some_and(|m| matches!(m.state, Liveness::Suspect { .. }));
+            if was_alive && suspected {
+                self.probe.suspicions.start(now, id, inc, from);
+            } else if suspected {
+                self.confirm_suspicion(now, id, inc, from);
+            }
+        }
     }
 
+    /// How long a new suspicion of `id` lasts: the master's short timeout (the master
+    /// watch confirmed it first), else Lifeguard's longest timeout, which independent
+    /// confirmations shorten (see `membership::suspicion`).
     fn suspicion_timeout_for(&self, id: NodeId) -> Duration {
         if self.election.claim.map(|c| c.master) == Some(id) {
             self.config.master_suspicion_timeout
         } else {
-            self.config.suspicion_timeout(self.members.live_count() + 1)
+            crate::membership::suspicion::start_timeout(&self.config, self.members.live_count() + 1)
         }
+    }
+
+    /// Local health score (Lifeguard): 0 when our probes succeed; our probe interval and
+    /// timeout are stretched by `score + 1`.
+    pub fn health_score(&self) -> u32 {
+        self.probe.health
     }
 
     /// Declares failed the suspects whose suspicion expired, after a last chance: the expiry
@@ -976,10 +1006,11 @@ impl Node {
                 self.probe.last_chance.insert(id, round + 1);
                 let seq = self.probe.seq();
                 self.probe.last_chance_seqs.insert(seq, id);
-                self.queue(id, vec![Msg::Ping { seq }]);
+                let msgs = self.ping_msgs(id, seq);
+                self.queue(id, msgs);
                 self.send_ping_reqs(id, seq);
-                self.members
-                    .extend_suspicion(id, now + self.config.probe_timeout);
+                let wait = self.scaled(self.config.probe_timeout);
+                self.members.extend_suspicion(id, now + wait);
                 continue;
             }
             self.probe.last_chance.remove(&id);
@@ -1005,6 +1036,12 @@ impl Node {
         }
         self.join_sweep(now);
         self.probe.sweep(now);
+        let members = &self.members;
+        self.probe.suspicions.retain(|id| {
+            members
+                .get(id)
+                .is_some_and(|m| matches!(m.state, crate::membership::Liveness::Suspect { .. }))
+        });
     }
 
     /// Sends pending gossip to `gossip_fanout` random live members.
@@ -1032,5 +1069,7 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod lifeguard_tests;
 #[cfg(test)]
 mod tests;

@@ -208,4 +208,10 @@ pub enum Msg {
     Resign(Claim),
     /// Event delivery frames (custom events, acks, fragments).
     Delivery(crate::delivery::Frame),
+    /// Lifeguard nack: a member asked by `PingReq` tells the requester that the target did
+    /// not answer its ping within its probe timeout (so the requester's own links work).
+    Nack {
+        /// The requester's probe sequence number (from the `PingReq`).
+        seq: u64,
+    },
 }

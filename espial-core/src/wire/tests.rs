@@ -78,6 +78,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
+        any::<u64>().prop_map(|seq| Msg::Nack { seq }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),

@@ -428,6 +428,7 @@ impl Sim {
     pub fn add_node(&mut self, opts: NodeOpts) -> usize {
         let slot = self.slots.len();
         self.slots.push(Slot::new(opts, self.now));
+        self.health.new_slot(slot);
         self.boot(slot);
         slot
     }
@@ -443,6 +444,7 @@ impl Sim {
         let n = opts.len();
         // Create every slot first so seeds can point at nodes started in the same instant.
         for opts in opts {
+            self.health.new_slot(self.slots.len());
             self.slots.push(Slot::new(opts, self.now));
         }
         for s in first..first + n {

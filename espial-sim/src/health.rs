@@ -34,6 +34,8 @@ pub struct Health {
     partitioned: BTreeSet<usize>,
     /// End of the latest cluster-wide fault (loss burst).
     global_until: u64,
+    /// The current partition faults group 0, where slots started later land.
+    group0_faulted: bool,
     /// How long after a fault a slot still counts as faulted (ns).
     pub window: u64,
     /// Violations found ("healthy removed healthy").
@@ -46,6 +48,7 @@ impl Default for Health {
             until: Vec::new(),
             partitioned: BTreeSet::new(),
             global_until: 0,
+            group0_faulted: false,
             window: DEFAULT_WINDOW_MS * 1_000_000,
             false_removals: 0,
         }
@@ -112,6 +115,15 @@ impl Health {
                 self.start(s);
             }
         }
+        self.group0_faulted = !(unique && sizes[0] == max);
+    }
+
+    /// A slot created now (a joiner) lands in group 0 of the current partition.
+    pub fn new_slot(&mut self, slot: usize) {
+        if self.group0_faulted {
+            self.partitioned.insert(slot);
+            self.start(slot);
+        }
     }
 
     /// The directed link `a → b` is cut: both ends are faulted until the heal.
@@ -124,6 +136,7 @@ impl Health {
 
     /// Every partition and cut link is removed at `now`.
     pub fn heal(&mut self, now: u64) {
+        self.group0_faulted = false;
         for s in std::mem::take(&mut self.partitioned) {
             self.end(s, now);
         }
@@ -152,6 +165,10 @@ mod tests {
         assert!(h.healthy(0, 20) && !h.healthy(3, 20));
         h.heal(50);
         assert!(!h.healthy(3, 149) && h.healthy(3, 150));
+        h.partition(&[vec![0], vec![1, 2]], 3, 60);
+        h.new_slot(4);
+        assert!(!h.healthy(4, 70), "a joiner lands in the minority group 0");
+        h.heal(80);
         h.partition(&[vec![0, 1], vec![2, 3]], 4, 200);
         assert!(
             (0..4).all(|s| !h.healthy(s, 210)),

@@ -26,7 +26,7 @@ fn check(p: &Params) {
 /// ones, with 4 to 7 nodes.
 fn sweep_case(seed: u64) -> Params {
     let nodes = 4 + (seed % 4) as usize;
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         let mut p = Params::new("isolate-heal", nodes, seed);
         p.rounds = Some(1);
         p

@@ -22,6 +22,14 @@ pub enum Action {
     Partition(Vec<Vec<usize>>),
     /// Cut the directed link `a → b`.
     CutLink(usize, usize),
+    /// Restore the directed link `a → b`.
+    RestoreLink(usize, usize),
+    /// Drop everything a node sends (it still receives): a one-way mute.
+    Mute(usize),
+    /// End a mute.
+    Unmute(usize),
+    /// Make a node slow: every input is handled this much late (zero: normal again).
+    Slow(usize, Duration),
     /// Remove every partition and cut link.
     Heal,
     /// Set the loss probability (a cluster-wide fault while above 0).
@@ -38,9 +46,11 @@ pub enum Action {
     Subscribe(usize, String),
     /// Unsubscribe a node from a custom event name.
     Unsubscribe(usize, String),
-    /// Slow node: hand it every received datagram this late (its timers stay on time);
-    /// zero ends the fault.
-    Slow(usize, Duration),
+    /// The node's application stops reading custom events for a while (reader models with
+    /// an inbox, see `SimConfig::reader`); the node itself keeps running.
+    PauseReader(usize, Duration),
+    /// The node's application reads again (scheduled by `PauseReader`).
+    ResumeReader(usize),
 }
 
 impl Sim {
@@ -55,6 +65,20 @@ impl Sim {
             Action::Restart(s) => self.restart(s),
             Action::Leave(s) => self.leave(s),
             Action::Pause(s, d) => self.pause(s, d),
+            Action::PauseReader(s, d) => {
+                self.trace.fault(t, &format!("pause reader n{s} {d:?}"));
+                let until = self.now() + d;
+                if let Some(slot) = self.slots.get_mut(s) {
+                    slot.reader_paused_until = until.as_nanos() as u64;
+                }
+                self.schedule(until, Action::ResumeReader(s));
+            }
+            Action::ResumeReader(s) => {
+                self.trace.fault(t, &format!("resume reader n{s}"));
+                if s < self.slots.len() {
+                    self.drain(s);
+                }
+            }
             Action::Partition(groups) => {
                 self.trace.fault(t, &format!("partition {groups:?}"));
                 self.health.partition(&groups, self.slots.len(), t);
@@ -64,6 +88,28 @@ impl Sim {
                 self.trace.fault(t, &format!("cut {a}->{b}"));
                 self.health.cut(a, b);
                 self.net.partition.cut_link(a, b);
+            }
+            Action::RestoreLink(a, b) => {
+                self.trace.fault(t, &format!("restore {a}->{b}"));
+                self.net.partition.restore_link(a, b);
+            }
+            Action::Mute(s) => {
+                self.trace.fault(t, &format!("mute n{s}"));
+                self.health.cut(s, s);
+                self.net.partition.mute(s);
+            }
+            Action::Unmute(s) => {
+                self.trace.fault(t, &format!("unmute n{s}"));
+                self.health.end(s, t);
+                self.net.partition.unmute(s);
+            }
+            Action::Slow(s, d) => {
+                if d.is_zero() {
+                    self.health.end(s, t);
+                } else {
+                    self.health.start(s);
+                }
+                self.set_slow(s, d);
             }
             Action::Heal => {
                 self.trace.fault(t, "heal");
@@ -95,18 +141,6 @@ impl Sim {
                 let r = self.with_node(s, |n, now| n.set_metadata(now, m));
                 if let Some(Err(e)) = r {
                     self.violation(format!("set_metadata on n{s} refused: {e}"));
-                }
-            }
-            Action::Slow(s, lag) => {
-                self.trace
-                    .fault(t, &format!("slow n{s} lag {}ms", lag.as_millis()));
-                if let Some(slot) = self.slots.get_mut(s) {
-                    slot.recv_lag = lag.as_nanos() as u64;
-                    if lag.is_zero() {
-                        self.health.end(s, t);
-                    } else {
-                        self.health.start(s);
-                    }
                 }
             }
             Action::Subscribe(s, name) => {

@@ -5,18 +5,16 @@ use crate::error::{Error, Result};
 use crate::events::EventStream;
 use bytes::Bytes;
 use espial_core::event::check_event_name;
-use espial_core::{
-    Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target,
-};
+use espial_core::{Config, CustomEvent, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target};
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
-use espial_net::NodeHandle;
+use espial_net::{EventHub, NodeHandle};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Most events of a `send_batch` queued by one command to the node's task (as many as the
@@ -55,7 +53,7 @@ pub struct Espial {
 
 struct Inner {
     node: NodeHandle,
-    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
+    hub: Arc<EventHub>,
     task: Mutex<Option<JoinHandle<()>>>,
     config: Config,
     bound: SocketAddr,
@@ -90,6 +88,7 @@ impl Espial {
 
     pub(crate) fn new(
         spawned: Spawned,
+        hub: Arc<EventHub>,
         config: Config,
         bound: SocketAddr,
         beacons: Option<Arc<BeaconCounters>>,
@@ -97,7 +96,7 @@ impl Espial {
         Espial {
             inner: Arc::new(Inner {
                 node: spawned.handle,
-                first_events: Mutex::new(Some(spawned.first_events)),
+                hub,
                 task: Mutex::new(Some(spawned.task)),
                 config,
                 bound,
@@ -108,15 +107,11 @@ impl Espial {
 
     /// A new, independent event listener. The **first** call returns a stream that starts
     /// at the node's start (so it sees `listening`); later calls see events from the moment
-    /// of the call. See [`EventStream`] for what happens to a listener that falls behind.
+    /// of the call (except when every earlier stream was dropped: then the new one gets
+    /// what arrived meanwhile). See [`EventStream`] for what happens to a listener that
+    /// falls behind, and why custom events wait for every stream.
     pub fn events(&self) -> EventStream {
-        let first = self
-            .inner
-            .first_events
-            .lock()
-            .ok()
-            .and_then(|mut f| f.take());
-        EventStream::new(first.unwrap_or_else(|| self.inner.node.subscribe()))
+        EventStream::new(self.inner.hub.listen())
     }
 
     /// Subscribes to a custom event name: sends to that name reach this node from now on

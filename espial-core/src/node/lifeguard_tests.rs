@@ -150,28 +150,33 @@ fn a_received_dead_only_suspects_and_a_stale_accusation_is_answered_with_the_new
     let mut net = TestNet::new(4, Config::lan());
     net.run_for(Duration::from_secs(2));
     let (b, c) = (id(&mut net, 1), id(&mut net, 2));
+    // b publishes new metadata (a higher incarnation) and everyone learns it.
+    let mut m = crate::Metadata::new();
+    m.insert("v", "2");
+    net.with(addr(1), |n, now| n.set_metadata(now, m))
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
     let now = net.now;
     let n = node(&mut net, addr(0));
-    let mut newer = n.members.get(b).unwrap().info.clone();
-    newer.incarnation += 3;
-    n.members.apply_alive(now, newer.clone());
+    let newer = n.members.signed(b).expect("b's signed entry");
+    let inc = newer.entry.incarnation;
+    assert!(inc >= 1);
     n.outbox.clear();
     // An accusation about an older incarnation: ignored, the accuser gets the newer entry.
     let stale = Update::Dead {
         id: b,
-        incarnation: newer.incarnation - 1,
+        incarnation: inc - 1,
         by: c,
     };
     n.apply_update(now, stale, false, c);
     assert_eq!(n.members.get(b).unwrap().state, Liveness::Alive);
-    assert!(
-        queued(&mut net, addr(0), c).contains(&Msg::Updates(vec![Update::Alive(newer.clone())]))
-    );
+    assert!(queued(&mut net, addr(0), c).contains(&Msg::Updates(vec![Update::Alive(newer)])));
     // A Dead at the current incarnation: only a suspicion here.
     let n = node(&mut net, addr(0));
     let dead = Update::Dead {
         id: b,
-        incarnation: newer.incarnation,
+        incarnation: inc,
         by: c,
     };
     n.apply_update(now, dead, false, c);

@@ -7,6 +7,7 @@ mod loss;
 mod master_crash;
 mod partition_heal;
 mod quorum;
+mod slow_reader;
 mod steady;
 
 use crate::cipher::CipherKind;
@@ -28,6 +29,8 @@ pub const SCENARIOS: &[&str] = &[
     "events-faults",
     "isolate-heal",
     "slow-node",
+    "slow-reader",
+    "slow-reader-legacy",
 ];
 
 /// What to run.
@@ -177,7 +180,11 @@ pub fn run_scenario(p: &Params) -> Result<Report, String> {
     if p.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    let mut sim = Sim::new(p.sim_config())?;
+    let mut cfg = p.sim_config();
+    if p.scenario.starts_with("slow-reader") {
+        slow_reader::configure(&mut cfg, p.scenario.ends_with("legacy"));
+    }
+    let mut sim = Sim::new(cfg)?;
     let wall = Instant::now();
     let mut out = Out::new();
     match p.scenario.as_str() {
@@ -191,6 +198,7 @@ pub fn run_scenario(p: &Params) -> Result<Report, String> {
         "events-faults" => events::run(&mut sim, p, &mut out, true),
         "isolate-heal" => gray::isolate_heal(&mut sim, p, &mut out),
         "slow-node" => gray::slow_node(&mut sim, p, &mut out),
+        "slow-reader" | "slow-reader-legacy" => slow_reader::run(&mut sim, p, &mut out),
         other => {
             return Err(format!(
                 "unknown scenario {other:?}; one of: {}",

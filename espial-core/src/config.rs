@@ -29,11 +29,22 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// How many members are asked to probe indirectly.
     pub indirect_checks: usize,
-    /// Suspicion lasts `suspicion_mult * log10(max(n, 10)) * probe_interval` (at least
-    /// `suspicion_min`) before a suspect is declared failed.
+    /// Shortest suspicion (Lifeguard's minimum): `suspicion_mult * max(1, log10 n) *
+    /// probe_interval`, at least `suspicion_min`. A suspicion starts at the longest
+    /// (`suspicion_max_mult` times this) and shrinks toward it as independent members
+    /// confirm it (see [`Config::suspicion_timeout_after`]).
     pub suspicion_mult: u32,
-    /// Lower bound of the suspicion timeout.
+    /// Floor of the shortest suspicion timeout.
     pub suspicion_min: Duration,
+    /// Longest suspicion = this many times the shortest (memberlist's
+    /// `SuspicionMaxTimeoutMult`).
+    pub suspicion_max_mult: u32,
+    /// Independent confirmations (distinct authenticated senders besides the first accuser)
+    /// after which a suspicion lasts only the shortest timeout (Lifeguard's K).
+    pub suspicion_confirmations: u32,
+    /// Local health: probe interval and timeout are multiplied by (score + 1), with the
+    /// score in `0..awareness_max` (memberlist's `AwarenessMaxMultiplier`; 1 disables).
+    pub awareness_max: u32,
     /// How often pending membership updates are gossiped.
     pub gossip_interval: Duration,
     /// How many random members receive each gossip round.
@@ -111,8 +122,11 @@ impl Config {
             probe_interval: ms(500),
             probe_timeout: ms(200),
             indirect_checks: 3,
-            suspicion_mult: 3,
-            suspicion_min: ms(1500),
+            suspicion_mult: 1,
+            suspicion_min: ms(1000),
+            suspicion_max_mult: 5,
+            suspicion_confirmations: 3,
+            awareness_max: 8,
             gossip_interval: ms(100),
             gossip_fanout: 3,
             retransmit_mult: 4,
@@ -146,6 +160,7 @@ impl Config {
             probe_timeout: ms(1_500),
             suspicion_mult: 4,
             suspicion_min: ms(10_000),
+            suspicion_max_mult: 6,
             gossip_interval: ms(500),
             gossip_fanout: 4,
             push_pull_interval: ms(60_000),
@@ -169,6 +184,7 @@ impl Config {
             probe_interval: ms(200),
             probe_timeout: ms(50),
             suspicion_min: ms(500),
+            suspicion_max_mult: 4,
             gossip_interval: ms(50),
             push_pull_interval: ms(5_000),
             reconnect_interval: ms(500),
@@ -236,6 +252,9 @@ impl Config {
                 return bad(&format!("{name} must be greater than zero"));
             }
         }
+        if self.suspicion_max_mult == 0 || self.awareness_max == 0 {
+            return bad("suspicion_max_mult and awareness_max must be at least 1");
+        }
         if self.max_pending_handshakes == 0 || self.gossip_fanout == 0 {
             return bad("max_pending_handshakes and gossip_fanout must be at least 1");
         }
@@ -260,13 +279,34 @@ impl Config {
         (self.master_timeout / 20).max(Duration::from_millis(1))
     }
 
-    /// Suspicion timeout for a cluster of `n` members.
+    /// Shortest suspicion timeout for a cluster of `n` members:
+    /// `suspicion_mult * max(1, log10 n) * probe_interval`, at least `suspicion_min`.
     pub fn suspicion_timeout(&self, n: usize) -> Duration {
         let scale = (n.max(10) as f64).log10();
         let t = self
             .probe_interval
             .mul_f64(self.suspicion_mult as f64 * scale);
         t.max(self.suspicion_min)
+    }
+
+    /// Longest suspicion timeout (where a suspicion starts) for `n` members.
+    pub fn suspicion_max_timeout(&self, n: usize) -> Duration {
+        self.suspicion_timeout(n) * self.suspicion_max_mult.max(1)
+    }
+
+    /// Suspicion timeout after `c` independent confirmations in a cluster of `n` members
+    /// (Lifeguard, as memberlist): `max - (max - min) * ln(c + 1) / ln(k + 1)`, floored at
+    /// `min`, with `k = min(suspicion_confirmations, n - 2)`; `k = 0` gives `min`.
+    pub fn suspicion_timeout_after(&self, n: usize, c: u32) -> Duration {
+        let min = self.suspicion_timeout(n);
+        let max = self.suspicion_max_timeout(n);
+        let k = self.suspicion_confirmations.min(n.saturating_sub(2) as u32);
+        if k == 0 || c >= k {
+            return min;
+        }
+        let frac = ((c as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+        let t = max.as_secs_f64() - (max - min).as_secs_f64() * frac;
+        Duration::from_secs_f64(t.max(min.as_secs_f64()))
     }
 
     /// How many times a gossiped update is retransmitted in a cluster of `n` members

@@ -7,6 +7,7 @@
 use crate::cipher::CipherKind;
 use crate::events::EventLog;
 use crate::faults::Action;
+use crate::health::Health;
 use crate::metrics::Counters;
 use crate::network::{addr_slot, slot_addr, Fate, NetConfig, Network};
 use crate::trace::Trace;
@@ -287,6 +288,8 @@ pub struct Sim {
     pub counters: Counters,
     /// Custom-event bookkeeping (event scenarios).
     pub events: EventLog,
+    /// Fault ledger for the "no healthy node removed by a healthy node" invariant.
+    pub health: Health,
     actions: Vec<Option<Action>>,
     by_id: HashMap<NodeId, usize>,
     admission: Option<AdmissionPolicy>,
@@ -328,6 +331,7 @@ impl Sim {
             violations_dropped: 0,
             counters: Counters::default(),
             events: EventLog::default(),
+            health: Health::default(),
             actions: Vec::new(),
             by_id: HashMap::new(),
             admission: None,
@@ -472,6 +476,7 @@ impl Sim {
     pub fn add_node(&mut self, opts: NodeOpts) -> usize {
         let slot = self.slots.len();
         self.slots.push(Slot::new(opts, self.now));
+        self.health.new_slot(slot);
         self.boot(slot);
         slot
     }
@@ -487,6 +492,7 @@ impl Sim {
         let n = opts.len();
         // Create every slot first so seeds can point at nodes started in the same instant.
         for opts in opts {
+            self.health.new_slot(self.slots.len());
             self.slots.push(Slot::new(opts, self.now));
         }
         for s in first..first + n {
@@ -568,6 +574,7 @@ impl Sim {
         s.wake_at = None;
         s.inbox.clear();
         self.believers.remove(&slot);
+        self.health.start(slot);
         self.trace.fault(self.now, &format!("crash n{slot}"));
         self.events.on_crash(slot, self.now);
     }
@@ -577,6 +584,7 @@ impl Sim {
         self.crash(slot);
         self.trace.fault(self.now, &format!("restart n{slot}"));
         self.boot(slot);
+        self.health.end(slot, self.now);
     }
 
     /// Graceful leave: the node announces it, then stays inert.
@@ -601,6 +609,8 @@ impl Sim {
         let until = self.now + ns(d);
         s.state = SlotState::Paused(until);
         s.wake_at = None;
+        self.health.until(slot, until);
+        let s = &mut self.slots[slot];
         let gen = s.gen;
         self.trace
             .fault(self.now, &format!("pause n{slot} {}ms", d.as_millis()));
@@ -928,12 +938,23 @@ impl Sim {
             Event::Accepted { .. } => self.slots[slot].accepted = true,
             Event::Rejected { .. } => self.slots[slot].rejected = true,
             Event::NodeAdded { .. } => self.slots[slot].members_by_events += 1,
-            Event::NodeRemoved { node, .. } => {
+            Event::NodeRemoved { node, reason } => {
                 let s = &mut self.slots[slot];
                 s.members_by_events = s.members_by_events.saturating_sub(1);
                 if let Some(victim) = self.by_id.get(&node.id).copied() {
                     let v = &self.slots[victim];
                     if v.id == node.id && v.state == SlotState::Running && v.node.is_some() {
+                        if *reason == espial_core::RemovalReason::Failed
+                            && !v.rejected
+                            && self.health.healthy(slot, now)
+                            && self.health.healthy(victim, now)
+                        {
+                            self.health.false_removals += 1;
+                            self.violation(format!(
+                                "healthy n{slot} removed healthy n{victim} as failed (no fault on either within {} ms)",
+                                self.health.window / 1_000_000
+                            ));
+                        }
                         self.counters.live_removed += 1;
                         if self.counters.live_removed_examples.len() < 10 {
                             self.counters.live_removed_examples.push(format!(

@@ -32,7 +32,7 @@ pub enum Action {
     Slow(usize, Duration),
     /// Remove every partition and cut link.
     Heal,
-    /// Set the loss probability.
+    /// Set the loss probability (a cluster-wide fault while above 0).
     SetLoss(f64),
     /// Set the duplication probability.
     SetDuplicate(f64),
@@ -81,10 +81,12 @@ impl Sim {
             }
             Action::Partition(groups) => {
                 self.trace.fault(t, &format!("partition {groups:?}"));
+                self.health.partition(&groups, self.slots.len(), t);
                 self.net.partition.split(&groups);
             }
             Action::CutLink(a, b) => {
                 self.trace.fault(t, &format!("cut {a}->{b}"));
+                self.health.cut(a, b);
                 self.net.partition.cut_link(a, b);
             }
             Action::RestoreLink(a, b) => {
@@ -93,19 +95,30 @@ impl Sim {
             }
             Action::Mute(s) => {
                 self.trace.fault(t, &format!("mute n{s}"));
+                self.health.cut(s, s);
                 self.net.partition.mute(s);
             }
             Action::Unmute(s) => {
                 self.trace.fault(t, &format!("unmute n{s}"));
+                self.health.end(s, t);
                 self.net.partition.unmute(s);
             }
-            Action::Slow(s, d) => self.set_slow(s, d),
+            Action::Slow(s, d) => {
+                if d.is_zero() {
+                    self.health.end(s, t);
+                } else {
+                    self.health.start(s);
+                }
+                self.set_slow(s, d);
+            }
             Action::Heal => {
                 self.trace.fault(t, "heal");
+                self.health.heal(t);
                 self.net.partition.heal();
             }
             Action::SetLoss(p) => {
                 self.trace.fault(t, &format!("loss {p}"));
+                self.health.global(p > 0.0, t);
                 self.net.config.loss = p;
             }
             Action::SetDuplicate(p) => {

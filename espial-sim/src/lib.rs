@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod events;
 pub mod families;
 pub mod faults;
+pub mod health;
 pub mod invariants;
 pub mod metrics;
 pub mod network;

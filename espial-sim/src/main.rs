@@ -11,7 +11,7 @@ use std::time::Duration;
 #[command(name = "espial-sim", version, about)]
 struct Cli {
     /// Scenario: steady, master-crash, partition-heal, churn, loss, quorum, events,
-    /// events-faults.
+    /// events-faults, isolate-heal, slow-node.
     #[arg(long)]
     scenario: String,
     /// Number of nodes at start.
@@ -37,6 +37,9 @@ struct Cli {
     /// sender in phase B (default 200).
     #[arg(long)]
     events: Option<usize>,
+    /// Fault rounds: isolate-heal = isolations healed (default 3).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Write the readable trace to this file.
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         .filter(|d| d.is_finite() && *d > 0.0)
         .map(Duration::from_secs_f64);
     p.events = cli.events;
+    p.rounds = cli.rounds;
     p.keep_trace = cli.trace.is_some();
     let report = match run_scenario(&p) {
         Ok(r) => r,

@@ -188,7 +188,9 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
                     }
                     Msg::Ping { .. } => "ping",
                     Msg::Ack { .. } => "ack",
-                    Msg::PingReq { .. } | Msg::IndirectAck { .. } => "indirect_probe",
+                    Msg::PingReq { .. } | Msg::IndirectAck { .. } | Msg::Nack { .. } => {
+                        "indirect_probe"
+                    }
                     Msg::Updates(_) => "updates",
                     Msg::State(_) => "state",
                     Msg::Heartbeat { .. } => "heartbeat",
@@ -295,6 +297,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
                         format!("vote_reply(t{term},{granted})")
                     }
                     Msg::Delivery(_) => "delivery".into(),
+                    Msg::Nack { seq } => format!("nack({seq})"),
                 })
                 .collect();
             format!("e{}#{} {}", hdr.epoch, hdr.counter, parts.join(","))

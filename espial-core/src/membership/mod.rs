@@ -10,6 +10,7 @@
 
 pub mod gossip;
 pub mod statements;
+pub mod suspicion;
 
 use crate::event::RemovalReason;
 use crate::wire::{SignedEntry, Update};

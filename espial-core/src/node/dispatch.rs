@@ -140,12 +140,12 @@ impl Node {
                 for u in ups {
                     match &u {
                         Update::Dead { id, .. } if *id == self.me.id => {
-                            self.apply_update(now, u, false);
+                            self.apply_update(now, u, false, from);
                             self.try_join(now, addr);
                             acted = true;
                         }
                         Update::Alive(s) if s.entry.id == from && known => {
-                            self.apply_update(now, u, false);
+                            self.apply_update(now, u, false, from);
                             acted = true;
                         }
                         _ => {}
@@ -169,7 +169,7 @@ impl Node {
                         Update::Suspect { id, by, .. } if id == self.me.id => Some(by),
                         _ => None,
                     };
-                    self.apply_update(now, u, false);
+                    self.apply_update(now, u, false, from);
                     if let Some(by) = suspecter {
                         // Refute straight to the suspecter too, not only by gossip.
                         let me = Update::Alive(self.my_entry.clone());
@@ -218,6 +218,7 @@ impl Node {
                 voted_term,
                 master,
             } => self.on_vote_reply(now, from, term, attempt, granted, voted_term, master),
+            Msg::Nack { seq } => self.on_nack(from, seq),
         }
     }
 

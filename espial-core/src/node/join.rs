@@ -452,7 +452,7 @@ impl Node {
             self.stats.election_dropped += 1;
         }
         for u in chunk.members {
-            self.apply_update(now, u, true);
+            self.apply_update(now, u, true, from);
         }
         if let Some(c) = chunk.claim {
             // A relayed claim counts only with its master's signature.

@@ -38,7 +38,7 @@ pub(crate) use probe::ProbeState;
 
 /// Last-chance rounds (direct + indirect pings, one probe timeout each) before a suspect
 /// is declared failed.
-const LAST_CHANCE_ROUNDS: u8 = 2;
+const LAST_CHANCE_ROUNDS: u8 = 1;
 
 /// Who a custom event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -898,6 +898,12 @@ impl Node {
         }
         self.join_sweep(now);
         self.probe.sweep(now);
+        let members = &self.members;
+        self.probe.suspicions.retain(|id| {
+            members
+                .get(id)
+                .is_some_and(|m| matches!(m.state, crate::membership::Liveness::Suspect { .. }))
+        });
     }
 
     /// Sends pending gossip to `gossip_fanout` random live members.
@@ -927,6 +933,8 @@ impl Node {
 
 #[cfg(test)]
 mod election_tests;
+#[cfg(test)]
+mod lifeguard_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

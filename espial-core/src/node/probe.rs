@@ -1,8 +1,13 @@
-//! SWIM failure detection: one probe per interval, indirect probes through `k` members on
-//! timeout, suspicion at the end of the interval; and the master watch, which confirms a
-//! silent master through direct and indirect probes before suspecting it with a short timeout.
+//! SWIM failure detection with Lifeguard's extensions: one probe per interval, indirect
+//! probes through `k` members on timeout (who answer with a `Nack` when the target stays
+//! silent), suspicion at the end of the interval; probes to a suspect carry the suspicion
+//! (buddy), and the local health score stretches our own probe interval and timeout when
+//! our probes fail without the nacks that healthy links would bring. Also the master watch,
+//! which confirms a silent master through direct and indirect probes before suspecting it
+//! with a short timeout.
 
 use super::Node;
+use crate::membership::suspicion::Suspicions;
 use crate::membership::{Applied, Liveness};
 use crate::rng::Rng;
 use crate::wire::{Claim, Msg, Update};
@@ -18,6 +23,20 @@ struct Probe {
     seq: u64,
     indirect_at: Option<Instant>,
     acked: bool,
+    /// Members asked to probe indirectly (each owes an ack or a nack).
+    helpers: Vec<NodeId>,
+    /// Helpers whose nack arrived.
+    nacked: Vec<NodeId>,
+}
+
+/// An indirect probe we run for another member.
+struct Relay {
+    requester: NodeId,
+    their_seq: u64,
+    target: NodeId,
+    expiry: Instant,
+    /// When to nack if the target stayed silent (`None` once nacked).
+    nack_at: Option<Instant>,
 }
 
 struct MasterCheck {
@@ -33,8 +52,13 @@ pub(crate) struct ProbeState {
     next_probe: Instant,
     current: Option<Probe>,
     next_seq: u64,
-    /// Indirect probes we run for others: our seq → (requester, their seq, target, expiry).
-    relays: BTreeMap<u64, (NodeId, u64, NodeId, Instant)>,
+    /// Indirect probes we run for others, by our seq.
+    relays: BTreeMap<u64, Relay>,
+    /// Local health score (Lifeguard's LHM) in `0..awareness_max`: probe interval and
+    /// timeout are multiplied by `health + 1`.
+    pub(crate) health: u32,
+    /// Confirmations of current suspicions.
+    pub(crate) suspicions: Suspicions,
     master_last_contact: Instant,
     master_check: Option<MasterCheck>,
     /// Consecutive master heartbeats whose member count differed from ours.
@@ -54,6 +78,8 @@ impl ProbeState {
             current: None,
             next_seq: 1,
             relays: BTreeMap::new(),
+            health: 0,
+            suspicions: Suspicions::default(),
             master_last_contact: now,
             master_check: None,
             digest_mismatches: 0,
@@ -110,11 +136,12 @@ impl ProbeState {
             .as_ref()
             .and_then(|p| if p.acked { None } else { p.indirect_at });
         let b = self.master_check.as_ref().map(|c| c.deadline);
-        [Some(self.next_probe), a, b].into_iter().flatten().min()
+        let c = self.relays.values().filter_map(|r| r.nack_at).min();
+        [Some(self.next_probe), a, b, c].into_iter().flatten().min()
     }
 
     pub(crate) fn sweep(&mut self, now: Instant) {
-        self.relays.retain(|_, r| r.3 > now);
+        self.relays.retain(|_, r| r.expiry > now);
         // Last-chance seqs are tiny and short-lived; keep only the newest few hundred.
         while self.last_chance_seqs.len() > 256 {
             self.last_chance_seqs.pop_first();
@@ -123,8 +150,54 @@ impl ProbeState {
 }
 
 impl Node {
+    /// `d` stretched by the local health score: `d * (score + 1)`.
+    pub(super) fn scaled(&self, d: std::time::Duration) -> std::time::Duration {
+        d * (self.probe.health + 1)
+    }
+
+    /// Moves the local health score by `delta`, within `0..awareness_max`.
+    pub(super) fn health_delta(&mut self, delta: i32) {
+        let max = self.config.awareness_max.saturating_sub(1) as i64;
+        let h = (self.probe.health as i64 + delta as i64).clamp(0, max);
+        self.probe.health = h as u32;
+    }
+
+    /// A ping to `target`, with our suspicion of it when we hold one (Lifeguard's buddy
+    /// rule: the suspect learns of it from the probe itself and can refute at once).
+    pub(super) fn ping_msgs(&self, target: NodeId, seq: u64) -> Vec<Msg> {
+        let mut msgs = vec![Msg::Ping { seq }];
+        if let Some(m) = self.members.get(target) {
+            if matches!(m.state, Liveness::Suspect { .. }) {
+                msgs.push(Msg::Updates(vec![Update::Suspect {
+                    id: target,
+                    incarnation: m.info.incarnation,
+                    by: self.me.id,
+                }]));
+            }
+        }
+        msgs
+    }
+
+    /// Nacks owed for indirect probes whose target stayed silent.
+    pub(super) fn relay_timers(&mut self, now: Instant) {
+        let due: Vec<(NodeId, u64)> = self
+            .probe
+            .relays
+            .values_mut()
+            .filter(|r| r.nack_at.is_some_and(|t| t <= now))
+            .map(|r| {
+                r.nack_at = None;
+                (r.requester, r.their_seq)
+            })
+            .collect();
+        for (requester, seq) in due {
+            self.queue(requester, vec![Msg::Nack { seq }]);
+        }
+    }
+
     /// The SWIM probe cycle.
     pub(super) fn probe_timers(&mut self, now: Instant) {
+        self.relay_timers(now);
         // Indirect stage of the current probe.
         let pending_indirect = self
             .probe
@@ -137,17 +210,28 @@ impl Node {
                 p.indirect_at = None;
             }
             if self.members.is_live(target) {
-                self.queue(target, vec![Msg::Ping { seq }]);
-                self.send_ping_reqs(target, seq);
+                let msgs = self.ping_msgs(target, seq);
+                self.queue(target, msgs);
+                let helpers = self.send_ping_reqs(target, seq);
+                if let Some(p) = self.probe.current.as_mut() {
+                    p.helpers = helpers;
+                }
             }
         }
         if now < self.probe.next_probe {
             return;
         }
-        self.probe.next_probe = now + self.config.probe_interval;
-        // End of the previous probe: suspect an unanswered target.
+        self.probe.next_probe = now + self.scaled(self.config.probe_interval);
+        // End of the previous probe: local health, then suspect an unanswered target.
         if let Some(p) = self.probe.current.take() {
-            if !p.acked {
+            if p.acked {
+                self.health_delta(-1);
+            } else {
+                // Helpers that neither acked nor nacked: our own links (or CPU) are the
+                // likelier culprit. No helper at all: +1.
+                let missing = p.helpers.len().saturating_sub(p.nacked.len());
+                let delta = if p.helpers.is_empty() { 1 } else { missing };
+                self.health_delta(delta as i32);
                 self.suspect(now, p.target);
             }
         }
@@ -159,10 +243,13 @@ impl Node {
         self.probe.current = Some(super::probe::Probe {
             target,
             seq,
-            indirect_at: Some(now + self.config.probe_timeout),
+            indirect_at: Some(now + self.scaled(self.config.probe_timeout)),
             acked: false,
+            helpers: Vec::new(),
+            nacked: Vec::new(),
         });
-        self.queue(target, vec![Msg::Ping { seq }]);
+        let msgs = self.ping_msgs(target, seq);
+        self.queue(target, msgs);
     }
 
     fn next_probe_target(&mut self, _now: Instant) -> Option<NodeId> {
@@ -189,11 +276,12 @@ impl Node {
         None
     }
 
-    pub(super) fn send_ping_reqs(&mut self, target: NodeId, seq: u64) {
+    /// Asks up to `indirect_checks` random members to probe `target`; returns them.
+    pub(super) fn send_ping_reqs(&mut self, target: NodeId, seq: u64) -> Vec<NodeId> {
         let live = self.members.live_ids();
         let n = live.len();
         if n <= 1 {
-            return;
+            return Vec::new();
         }
         let k = self.config.indirect_checks.min(n - 1);
         let mut picks: Vec<NodeId> = Vec::with_capacity(k);
@@ -205,23 +293,30 @@ impl Node {
                 picks.push(id);
             }
         }
-        for id in picks {
-            self.queue(id, vec![Msg::PingReq { seq, target }]);
+        for id in &picks {
+            self.queue(*id, vec![Msg::PingReq { seq, target }]);
         }
+        picks
     }
 
-    /// Starts suspecting a live member (gossiped, and told directly so it can refute).
+    /// Starts suspecting a live member (gossiped, and told directly so it can refute); a
+    /// failed probe of a member we already suspect is our own confirmation of it.
     pub(super) fn suspect(&mut self, now: Instant, id: NodeId) {
         let Some(m) = self.members.get(id) else {
             return;
         };
+        let inc = m.info.incarnation;
+        if matches!(m.state, Liveness::Suspect { .. }) {
+            self.confirm_suspicion(now, id, inc, self.me.id);
+            return;
+        }
         if m.state != Liveness::Alive {
             return;
         }
-        let inc = m.info.incarnation;
         let timeout = self.suspicion_timeout_for(id);
         let a = self.members.apply_suspect(now, id, inc, timeout);
         if matches!(a, Applied::Suspected(_)) {
+            self.probe.suspicions.start(now, id, inc, self.me.id);
             let u = Update::Suspect {
                 id,
                 incarnation: inc,
@@ -234,15 +329,49 @@ impl Node {
 
     pub(super) fn on_ack(&mut self, now: Instant, from: NodeId, seq: u64) {
         self.probe_answered(now, seq, from);
-        if let Some((requester, their_seq, target, _)) = self.probe.relays.remove(&seq) {
-            if target == from {
+        if let Some(r) = self.probe.relays.remove(&seq) {
+            if r.target == from {
                 self.queue(
-                    requester,
+                    r.requester,
                     vec![Msg::IndirectAck {
-                        seq: their_seq,
-                        target,
+                        seq: r.their_seq,
+                        target: r.target,
                     }],
                 );
+            } else {
+                self.probe.relays.insert(seq, r);
+            }
+        }
+    }
+
+    /// A helper we asked to probe our current target reports it silent: our own links work.
+    pub(super) fn on_nack(&mut self, from: NodeId, seq: u64) {
+        if let Some(p) = self.probe.current.as_mut() {
+            if p.seq == seq && p.helpers.contains(&from) && !p.nacked.contains(&from) {
+                p.nacked.push(from);
+            }
+        }
+    }
+
+    /// `from` (an authenticated sender, or we ourselves) confirms our suspicion of `id`:
+    /// the suspicion may end sooner (never later, and not during a last-chance check).
+    pub(super) fn confirm_suspicion(&mut self, now: Instant, id: NodeId, inc: u64, from: NodeId) {
+        if self.election.claim.map(|c| c.master) == Some(id)
+            || self.probe.last_chance.contains_key(&id)
+        {
+            return;
+        }
+        let n = self.members.live_count() + 1;
+        let Some(at) = self
+            .probe
+            .suspicions
+            .confirm(&self.config, n, id, inc, from)
+        else {
+            return;
+        };
+        if let Some(Liveness::Suspect { deadline, .. }) = self.members.get(id).map(|m| m.state) {
+            if at < deadline {
+                self.members.extend_suspicion(id, at.max(now));
             }
         }
     }
@@ -253,10 +382,18 @@ impl Node {
         }
         let my_seq = self.probe.seq();
         let expiry = now + self.config.probe_interval * 2;
-        self.probe
-            .relays
-            .insert(my_seq, (from, seq, target, expiry));
-        self.queue(target, vec![Msg::Ping { seq: my_seq }]);
+        self.probe.relays.insert(
+            my_seq,
+            Relay {
+                requester: from,
+                their_seq: seq,
+                target,
+                expiry,
+                nack_at: Some(now + self.config.probe_timeout),
+            },
+        );
+        let msgs = self.ping_msgs(target, my_seq);
+        self.queue(target, msgs);
     }
 
     pub(super) fn on_indirect_ack(&mut self, now: Instant, seq: u64, target: NodeId) {

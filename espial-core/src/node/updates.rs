@@ -51,6 +51,8 @@ impl Node {
                 if implausible {
                     self.stats.incarnations_refused += 1;
                 }
+                // Having to refute is a sign of our own slowness (Lifeguard local health).
+                self.health_delta(1);
                 self.me.incarnation = next - 1; // publish_self adds the 1 (next >= 1)
                 self.publish_self();
                 if self.is_master() {
@@ -115,10 +117,17 @@ impl Node {
         }
     }
 
-    /// Applies one update from the network and handles the consequences. Signed statements
-    /// are verified here, after the cheap staleness checks (so duplicates cost no signature
-    /// work) and before anything is applied or forwarded.
-    pub(super) fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool) {
+    /// Applies one update from the network (carried by a record from the authenticated
+    /// member `from`) and handles the consequences. Signed statements are verified here,
+    /// after the cheap staleness checks (so duplicates cost no signature work) and before
+    /// anything is applied or forwarded.
+    pub(super) fn apply_update(
+        &mut self,
+        now: Instant,
+        u: Update,
+        from_state_sync: bool,
+        from: NodeId,
+    ) {
         let subject = u.subject();
         if self.join.refused_members.contains_key(&subject) {
             return; // our filter refused it: not part of our view
@@ -127,14 +136,20 @@ impl Node {
             return self.statement_about_me(now, u);
         }
         let timeout = self.suspicion_timeout_for(subject);
+        let mut accusation = None;
         match &u {
             Update::Dead { incarnation, .. } | Update::Suspect { incarnation, .. } => {
-                if self
-                    .members
-                    .get(subject)
-                    .is_some_and(|m| m.state.is_live() && *incarnation < m.info.incarnation)
-                {
-                    self.probe.probe_next(subject);
+                if let Some(m) = self.members.get(subject).filter(|m| m.state.is_live()) {
+                    if *incarnation < m.info.incarnation {
+                        // A stale accusation: send the newer signed entry toward the accuser
+                        // and check the subject ourselves soon.
+                        if let Some(s) = self.members.signed(subject) {
+                            self.queue(from, vec![Msg::Updates(vec![Update::Alive(s)])]);
+                        }
+                        self.probe.probe_next(subject);
+                    } else {
+                        accusation = Some((*incarnation, m.state == Liveness::Alive));
+                    }
                 }
             }
             Update::Alive(s) => {
@@ -207,6 +222,19 @@ impl Node {
         }
         self.on_applied(now, applied, relay.as_ref());
         self.applying_state_sync = false;
+        // Lifeguard: a new suspicion remembers its first accuser; a further accusation is a
+        // confirmation by its authenticated sender.
+        if let Some((inc, was_alive)) = accusation {
+            let suspected = self
+                .members
+                .get(subject)
+                .is_some_and(|m| matches!(m.state, Liveness::Suspect { .. }));
+            if was_alive && suspected {
+                self.probe.suspicions.start(now, subject, inc, from);
+            } else if suspected {
+                self.confirm_suspicion(now, subject, inc, from);
+            }
+        }
     }
 
     /// Turns the results of applying updates into events, re-gossip and election changes.
@@ -321,12 +349,21 @@ impl Node {
         }
     }
 
+    /// How long a new suspicion of `id` lasts: the master's short timeout (the master
+    /// watch confirmed it first), else Lifeguard's longest timeout, which independent
+    /// confirmations shorten (see `membership::suspicion`).
     pub(super) fn suspicion_timeout_for(&self, id: NodeId) -> Duration {
         if self.election.claim.map(|c| c.master) == Some(id) {
             self.config.master_suspicion_timeout
         } else {
-            self.config.suspicion_timeout(self.members.live_count() + 1)
+            crate::membership::suspicion::start_timeout(&self.config, self.members.live_count() + 1)
         }
+    }
+
+    /// Local health score (Lifeguard): 0 when our probes succeed; our probe interval and
+    /// timeout are stretched by `score + 1`.
+    pub fn health_score(&self) -> u32 {
+        self.probe.health
     }
 
     /// Declares failed the suspects whose suspicion expired, after a last chance: the expiry
@@ -344,10 +381,11 @@ impl Node {
                 self.probe.last_chance.insert(id, round + 1);
                 let seq = self.probe.seq();
                 self.probe.last_chance_seqs.insert(seq, id);
-                self.queue(id, vec![Msg::Ping { seq }]);
+                let msgs = self.ping_msgs(id, seq);
+                self.queue(id, msgs);
                 self.send_ping_reqs(id, seq);
-                self.members
-                    .extend_suspicion(id, now + self.config.probe_timeout);
+                let wait = self.scaled(self.config.probe_timeout);
+                self.members.extend_suspicion(id, now + wait);
                 continue;
             }
             self.probe.last_chance.remove(&id);

@@ -304,4 +304,10 @@ pub enum Msg {
         /// The master's signature.
         signature: Vec<u8>,
     },
+    /// Lifeguard nack: a member asked by `PingReq` tells the requester that the target did
+    /// not answer its ping within its probe timeout (so the requester's own links work).
+    Nack {
+        /// The requester's probe sequence number (from the `PingReq`).
+        seq: u64,
+    },
 }

@@ -120,6 +120,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
                 voted_term: term / 2,
                 master,
             }),
+        any::<u64>().prop_map(|seq| Msg::Nack { seq }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),

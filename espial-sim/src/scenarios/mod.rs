@@ -2,6 +2,7 @@
 
 mod churn;
 mod events;
+mod gray;
 mod loss;
 mod master_crash;
 mod partition_heal;
@@ -26,6 +27,8 @@ pub const SCENARIOS: &[&str] = &[
     "quorum",
     "events",
     "events-faults",
+    "isolate-heal",
+    "slow-node",
     "slow-reader",
     "slow-reader-legacy",
 ];
@@ -49,6 +52,8 @@ pub struct Params {
     pub events: Option<usize>,
     /// Keep the readable trace records.
     pub keep_trace: bool,
+    /// Fault rounds (isolate-heal: heals; scenario default when `None`).
+    pub rounds: Option<usize>,
 }
 
 impl Params {
@@ -63,6 +68,7 @@ impl Params {
             duration: None,
             events: None,
             keep_trace: false,
+            rounds: None,
         }
     }
 
@@ -83,6 +89,9 @@ impl Params {
         }
         if let Some(e) = self.events {
             c += &format!(" --events {e}");
+        }
+        if let Some(r) = self.rounds {
+            c += &format!(" --rounds {r}");
         }
         c
     }
@@ -187,6 +196,8 @@ pub fn run_scenario(p: &Params) -> Result<Report, String> {
         "quorum" => quorum::run(&mut sim, p, &mut out),
         "events" => events::run(&mut sim, p, &mut out, false),
         "events-faults" => events::run(&mut sim, p, &mut out, true),
+        "isolate-heal" => gray::isolate_heal(&mut sim, p, &mut out),
+        "slow-node" => gray::slow_node(&mut sim, p, &mut out),
         "slow-reader" | "slow-reader-legacy" => slow_reader::run(&mut sim, p, &mut out),
         other => {
             return Err(format!(

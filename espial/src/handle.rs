@@ -6,7 +6,7 @@ use crate::events::EventStream;
 use bytes::Bytes;
 use espial_core::event::check_event_name;
 use espial_core::{
-    Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target,
+    Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RequestId, SendId, SendOutcome, Target,
 };
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
@@ -60,6 +60,26 @@ struct Inner {
     config: Config,
     bound: SocketAddr,
     beacons: Option<Arc<BeaconCounters>>,
+}
+
+/// A request sent with [`Espial::start_request`] whose replies are still being collected.
+#[derive(Debug)]
+pub struct PendingRequest {
+    id: RequestId,
+    replies: oneshot::Receiver<RequestReplies>,
+}
+
+impl PendingRequest {
+    /// The request's id, as carried by [`Event::Reply`] and [`Event::RequestDone`].
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// Waits for the timeout, then returns every reply (in arrival order) and who did not
+    /// answer.
+    pub async fn replies(self) -> Result<RequestReplies> {
+        self.replies.await.map_err(|_| Error::Shutdown)
+    }
 }
 
 /// Counters of a node: the core's (traffic, drops by cause, probes, deliveries) and the
@@ -274,6 +294,21 @@ impl Espial {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<RequestReplies> {
+        self.start_request(name, payload, timeout)
+            .await?
+            .replies()
+            .await
+    }
+
+    /// Sends a request like [`Espial::request`] but returns as soon as it is sent, with its
+    /// [`RequestId`]: replies arrive as [`Event::Reply`] with that id on every events
+    /// stream, and [`PendingRequest::replies`] gives them all at the timeout.
+    pub async fn start_request(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<PendingRequest> {
         let (tx, rx) = oneshot::channel();
         let (rtx, rrx) = oneshot::channel();
         self.command(Command::Request {
@@ -283,8 +318,8 @@ impl Espial {
             reply: tx,
             replies: rtx,
         })?;
-        rx.await.map_err(|_| Error::Shutdown)??;
-        rrx.await.map_err(|_| Error::Shutdown)
+        let id = rx.await.map_err(|_| Error::Shutdown)??;
+        Ok(PendingRequest { id, replies: rrx })
     }
 
     /// Answers a request received as a custom event (`event.request` is set). Does nothing

@@ -57,7 +57,7 @@ pub use builder::Builder;
 pub use error::{Error, Result};
 pub use events::EventStream;
 pub use filter::{ConnectionRequest, IntoAdmission};
-pub use handle::{decode_json, Espial, Stats};
+pub use handle::{decode_json, Espial, PendingRequest, Stats};
 
 pub use espial_core::{
     Admission, Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RemovalReason, RequestId,

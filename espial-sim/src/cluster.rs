@@ -916,5 +916,7 @@ pub fn describe(e: &Event) -> String {
             answered.len(),
             missing.len()
         ),
+        // Event is #[non_exhaustive]: a kind without its own line is named.
+        _ => e.name().to_string(),
     }
 }

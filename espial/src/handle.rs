@@ -60,6 +60,7 @@ struct Inner {
     config: Config,
     bound: SocketAddr,
     beacons: Option<Arc<BeaconCounters>>,
+    send_times: Option<Arc<crate::metrics::SendTimes>>,
 }
 
 /// A request sent with [`Espial::start_request`] whose replies are still being collected.
@@ -113,8 +114,10 @@ impl Espial {
         config: Config,
         bound: SocketAddr,
         beacons: Option<Arc<BeaconCounters>>,
+        metrics: bool,
     ) -> Self {
-        Espial {
+        let send_times = metrics.then(Arc::<crate::metrics::SendTimes>::default);
+        let espial = Espial {
             inner: Arc::new(Inner {
                 node: spawned.handle,
                 first_events: Mutex::new(Some(spawned.first_events)),
@@ -122,8 +125,19 @@ impl Espial {
                 config,
                 bound,
                 beacons,
+                send_times: send_times.clone(),
             }),
+        };
+        if let Some(times) = send_times {
+            // A weak link would do too; the task ends when the node stops.
+            tokio::spawn(crate::metrics::run(espial.clone(), times));
         }
+        espial
+    }
+
+    /// A listener that does not take the first stream's start (for internal tasks).
+    pub(crate) fn raw_events(&self) -> broadcast::Receiver<Event> {
+        self.inner.node.subscribe()
     }
 
     /// A new, independent event listener. The **first** call returns a stream that starts
@@ -282,7 +296,51 @@ impl Espial {
             reply: tx,
             outcome,
         })?;
-        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+        let id = rx.await.map_err(|_| Error::Shutdown)??;
+        if let Some(t) = &self.inner.send_times {
+            t.sent(id);
+        }
+        Ok(id)
+    }
+
+    /// Waits until this node sees at least `members` live members (itself included) and
+    /// follows a master; [`Error::Timeout`] after `timeout` (with what it saw),
+    /// [`Error::Shutdown`] if the node stops.
+    ///
+    /// ```no_run
+    /// # async fn f(espial: espial::Espial) -> espial::Result<()> {
+    /// espial.wait_for_cluster(3, std::time::Duration::from_secs(10)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_cluster(&self, members: usize, timeout: Duration) -> Result<()> {
+        let mut watch = self.inner.node.watch();
+        let wait = async {
+            loop {
+                {
+                    let s = watch.borrow_and_update();
+                    if s.stopped {
+                        return Err(Error::Shutdown);
+                    }
+                    if s.members.len() >= members && s.master.is_some() {
+                        return Ok(());
+                    }
+                }
+                if watch.changed().await.is_err() {
+                    return Err(Error::Shutdown);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                let s = self.snapshot();
+                Err(Error::Timeout(format!(
+                    "waiting for {members} members and a master: {} members, master {}",
+                    s.members.len(),
+                    s.master.map_or("none".to_string(), |m| m.to_string())
+                )))
+            }
+        }
     }
 
     /// Sends a request to the subscribers of `name` and collects their replies for

@@ -490,3 +490,88 @@ fn live_in_group(pgid: u32) -> Vec<u32> {
     }
     live
 }
+
+/// `GET path` on `addr`; returns the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to --metrics");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(T, s.read_to_string(&mut body))
+        .await
+        .expect("response")
+        .unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_in_prometheus_format() {
+    require_netns!();
+    let maddr = addr(65, 1, 27459);
+    let m = maddr.to_string();
+    let mut a = start(65, 27450, 2, move |h| match h {
+        1 => vec!["--metrics".to_string(), m.clone()],
+        _ => s(&["--join", "jobs"]),
+    })
+    .await;
+    // Confirmed sends until a2's subscription is known, then enough sends for the latency
+    // sample (one send in 16) to have reports.
+    let mut k = 0;
+    loop {
+        a.cmd(0, &format!("@s{k} send --confirm jobs x")).await;
+        let tag = format!("s{k}");
+        a.wait("confirmed", T, |a| a.agents[0].reply_to(&tag).is_some())
+            .await;
+        if a.agents[0].reply_to(&tag).unwrap()["delivered"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+        {
+            break;
+        }
+        k += 1;
+        assert!(k < 50, "a2's subscription never reached a1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for j in 0..40 {
+        a.cmd(0, &format!("@m{j} send --confirm jobs m{j}")).await;
+    }
+    a.wait("40 delivery reports", T, |a| {
+        a.agents[0].reply_to("m39").is_some()
+    })
+    .await;
+    let deadline = std::time::Instant::now() + T;
+    let body = loop {
+        let r = http_get(maddr, "/metrics").await;
+        if r.contains("espial_members{node=\"a1\"} 2")
+            && r.contains("espial_delivery_latency_seconds_count{node=\"a1\"}")
+            && !r.contains("espial_delivery_latency_seconds_count{node=\"a1\"} 0")
+        {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never complete:\n{r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"));
+    for series in [
+        "# TYPE espial_bytes_out_total counter",
+        "espial_handshakes_completed_total{node=\"a1\"}",
+        "espial_dropped_total{node=\"a1\",reason=\"replays\"}",
+        "espial_events_sent_total{node=\"a1\"}",
+        "espial_event_deliveries_total{node=\"a1\"}",
+        "espial_is_master{node=\"a1\"}",
+        "# TYPE espial_delivery_latency_seconds histogram",
+        "espial_delivery_latency_seconds_bucket{node=\"a1\",le=\"+Inf\"}",
+    ] {
+        assert!(body.contains(series), "{series} missing:\n{body}");
+    }
+    assert!(http_get(maddr, "/other").await.starts_with("HTTP/1.0 404"));
+    a.quit_all().await;
+}

@@ -5,6 +5,7 @@
 mod commands;
 mod handlers;
 mod input;
+mod prometheus;
 mod rpc;
 
 use super::Profile;
@@ -100,6 +101,10 @@ pub(crate) struct AgentArgs {
     /// [default: 10000].
     #[arg(long, value_name = "MS")]
     on_event_timeout: Option<u64>,
+    /// Serve the node's metrics in the Prometheus text format at
+    /// http://ADDR/metrics (a loopback address only, e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 impl AgentArgs {
@@ -119,10 +124,19 @@ impl AgentArgs {
             };
         }
         take!(opt: bind, advertise, multicast, multicast_iface, cluster, name, psk_file,
-              profile, quorum, priority, rpc, on_event_concurrency, on_event_timeout;
+              profile, quorum, priority, rpc, on_event_concurrency, on_event_timeout, metrics;
               list: peers, meta, join, on_event);
         self.not_eligible |= file.not_eligible;
         Ok(self)
+    }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -157,6 +171,13 @@ pub(crate) async fn run(args: AgentArgs) -> ExitCode {
     let rpc = match args.rpc.as_deref().map(rpc::parse_addr).transpose() {
         Ok(r) => r,
         Err(e) => return fail(e),
+    };
+    let _metrics = match args.metrics {
+        Some(addr) => match prometheus::serve(addr).await {
+            Ok(task) => Some(AbortOnDrop(task)),
+            Err(e) => return fail(e),
+        },
+        None => None,
     };
     let espial = match start(&args).await {
         Ok(espial) => espial,
@@ -197,6 +218,7 @@ async fn start(args: &AgentArgs) -> espial::Result<Espial> {
         .profile(args.profile.unwrap_or(Profile::Lan).config())
         .metadata(meta)
         .priority(args.priority.unwrap_or(0))
+        .metrics(args.metrics.is_some())
         .master_eligible(!args.not_eligible);
     if let Some(a) = args.advertise {
         b = b.advertise(a);

@@ -173,6 +173,10 @@ async fn request_reply_send_to_master_and_confirmed_send() {
     assert_eq!(req[0]["from"], id2.as_str());
     assert_eq!(req[1]["answered"], serde_json::json!([id2]));
     assert_eq!(req[1]["missing"], serde_json::json!([]));
+    a.wait("a2's reply acknowledged", T, |a| {
+        a.agents[1].reply_to("p").is_some()
+    })
+    .await;
     assert_eq!(a.agents[1].reply_to("p").unwrap()["ok"], true);
     // A reply to a request nobody sent is an error.
     a.cmd(1, "@bad reply 999999 x").await;
@@ -386,6 +390,11 @@ async fn event_handlers_run_and_failing_or_hanging_ones_are_reported() {
         .trim()
         .parse()
         .unwrap();
+    // SIGKILL is delivered asynchronously: allow the kernel a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !live_in_group(pgid).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         live_in_group(pgid),
         Vec::<u32>::new(),
@@ -450,11 +459,19 @@ async fn config_file_is_equivalent_to_flags() {
         info["node"]["metadata"],
         serde_json::json!({"role": "flag"})
     );
-    let nodes = a.agents[0].reply_to("n").unwrap().clone();
-    assert_eq!(
-        nodes["nodes"][0]["subscriptions"],
-        serde_json::json!(["jobs"])
-    );
+    // `join` from the file reaches the node's task asynchronously: ask until it shows.
+    for k in 0..100 {
+        let tag = format!("n{k}");
+        a.cmd(0, &format!("@{tag} nodes")).await;
+        a.wait("nodes", T, |a| a.agents[0].reply_to(&tag).is_some())
+            .await;
+        let nodes = a.agents[0].reply_to(&tag).unwrap().clone();
+        if nodes["nodes"][0]["subscriptions"] == serde_json::json!(["jobs"]) {
+            break;
+        }
+        assert!(k < 99, "--config join never applied: {nodes}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     a.quit_all().await;
 
     // An unknown key is an error before any socket.

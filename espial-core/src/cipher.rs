@@ -6,6 +6,7 @@
 //! signatures, and beacon MACs. `espial-crypto` implements it with aws-lc-rs;
 //! [`PlaintextTestCipher`] is a transparent stand-in **for tests and simulation only**.
 
+use crate::NodeId;
 use std::fmt;
 
 /// A cryptographic failure. The packet that caused it is dropped and counted.
@@ -76,33 +77,45 @@ pub trait KeyExchange: Send {
     ) -> Result<SessionKeys, CryptoError>;
 }
 
-/// Factory for key exchanges plus optional identity and beacon authentication.
+/// Domain string of the handshake transcript signature (see `docs/PROTOCOL.md`).
+pub const DOMAIN_HANDSHAKE: &[u8] = b"espial handshake v2";
+/// Domain string of a member's signed `Alive` entry.
+pub const DOMAIN_ALIVE: &[u8] = b"espial alive v2";
+/// Domain string of a member's signed `Left` statement.
+pub const DOMAIN_LEFT: &[u8] = b"espial left v2";
+/// Domain string of a master's signed claim.
+pub const DOMAIN_CLAIM: &[u8] = b"espial claim v2";
+
+/// Factory for key exchanges, plus the node's static identity key and beacon authentication.
+///
+/// Every node has a static identity key; its [`NodeId`] is derived from the public key
+/// ([`Cipher::node_id_for`]), so an id can only be used by the holder of the private key:
+/// the handshake proves it and statements about a node are signed with it.
 pub trait Cipher: Send {
     /// Short name of the suite, e.g. `"aes128gcm"`.
     fn suite(&self) -> &'static str;
     /// Starts a fresh ephemeral key exchange.
     fn start_exchange(&mut self) -> Box<dyn KeyExchange>;
-    /// Our static identity public key, when configured.
-    fn identity_public_key(&self) -> Option<Vec<u8>> {
-        None
+    /// Our static identity public key (always present).
+    fn identity_public_key(&self) -> Vec<u8>;
+    /// The node id a public key implies; `None` when the bytes are not a valid key.
+    fn node_id_for(&self, public_key: &[u8]) -> Option<NodeId>;
+    /// Our own node id: the one our identity key implies.
+    fn node_id(&self) -> NodeId {
+        self.node_id_for(&self.identity_public_key())
+            .unwrap_or_default()
     }
-    /// Signs a handshake transcript with our identity key, when configured.
-    fn sign(&self, _transcript: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-    /// Verifies a peer's identity signature over a transcript.
+    /// Signs `msg` with our identity key under a purpose `domain` (one of the `DOMAIN_*`
+    /// constants), so a signature made for one purpose never verifies for another.
+    fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8>;
+    /// Verifies a signature made by [`Cipher::sign`] with the key `public_key`.
     fn verify(
         &self,
-        _public_key: &[u8],
-        _transcript: &[u8],
-        _signature: &[u8],
-    ) -> Result<(), CryptoError> {
-        Err(CryptoError::BadSignature)
-    }
-    /// Whether peers must prove an identity key in the handshake.
-    fn requires_identity(&self) -> bool {
-        false
-    }
+        public_key: &[u8],
+        domain: &[u8],
+        msg: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError>;
     /// MAC over a discovery beacon under the cluster pre-shared key (`None` without a PSK).
     fn beacon_mac(&self, _beacon: &[u8]) -> Option<[u8; 16]> {
         None
@@ -116,15 +129,44 @@ pub trait Cipher: Send {
 /// **Tests and simulation only: provides no confidentiality.** A transparent cipher whose
 /// "keys" are a checksum of the transcript, so records still fail to open when the
 /// transcript differs or bytes are flipped. Never the default of anything public.
-#[derive(Debug, Default, Clone)]
+///
+/// Its identity is a *test* identity: the "public key" is the node id followed by a
+/// checksum, and "signatures" are a checksum anyone could compute. Honest simulated nodes
+/// only sign for their own key; an adversary in a test must be written not to forge (use
+/// `AesGcmCipher` from `espial-crypto` when forgery itself is under test).
+///
+/// ```
+/// use espial_core::{Cipher, NodeId, PlaintextTestCipher};
+/// let c = PlaintextTestCipher::for_node(NodeId(7));
+/// assert_eq!(c.node_id(), NodeId(7));
+/// let sig = c.sign(b"d", b"m");
+/// assert!(c.verify(&c.identity_public_key(), b"d", b"m", &sig).is_ok());
+/// assert!(c.verify(&c.identity_public_key(), b"d", b"other", &sig).is_err());
+/// ```
+#[derive(Debug, Clone)]
 pub struct PlaintextTestCipher {
     counter: u64,
+    id: NodeId,
 }
 
 impl PlaintextTestCipher {
-    /// A new test cipher.
-    pub fn new() -> Self {
-        Self::default()
+    /// A test cipher whose identity is `id`.
+    pub fn for_node(id: NodeId) -> Self {
+        PlaintextTestCipher { counter: 0, id }
+    }
+
+    /// The test "public key" of `id`: 16 id bytes and an 8-byte checksum of them.
+    pub fn public_key_of(id: NodeId) -> Vec<u8> {
+        let mut pk = id.to_bytes().to_vec();
+        pk.extend_from_slice(&fnv(&id.to_bytes(), 0x1d).to_le_bytes());
+        pk
+    }
+
+    fn test_signature(public_key: &[u8], domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        let seed = fnv(public_key, fnv(domain, 0x5e));
+        let a = fnv(msg, seed);
+        let b = fnv(msg, seed ^ 0xffff);
+        [a.to_le_bytes(), b.to_le_bytes()].concat()
     }
 }
 
@@ -201,6 +243,30 @@ impl KeyExchange for TestExchange {
 impl Cipher for PlaintextTestCipher {
     fn suite(&self) -> &'static str {
         "test-plaintext"
+    }
+    fn identity_public_key(&self) -> Vec<u8> {
+        Self::public_key_of(self.id)
+    }
+    fn node_id_for(&self, public_key: &[u8]) -> Option<NodeId> {
+        let bytes: [u8; 16] = public_key.get(..16)?.try_into().ok()?;
+        let id = NodeId(u128::from_be_bytes(bytes));
+        (Self::public_key_of(id) == public_key).then_some(id)
+    }
+    fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        Self::test_signature(&self.identity_public_key(), domain, msg)
+    }
+    fn verify(
+        &self,
+        public_key: &[u8],
+        domain: &[u8],
+        msg: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
+        if Self::test_signature(public_key, domain, msg) == signature {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature)
+        }
     }
     fn start_exchange(&mut self) -> Box<dyn KeyExchange> {
         self.counter += 1;

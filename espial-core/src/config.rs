@@ -56,9 +56,19 @@ pub struct Config {
     pub election_timeout: Duration,
     /// Back-off per rank position before a lower-ranked eligible node promotes itself.
     pub election_backoff: Duration,
-    /// Quorum mode: a node may be master only while it sees this many live members
-    /// (itself included). `None` (default) keeps every partition available.
+    /// Quorum mode: a node becomes master only with the votes of this many members (itself
+    /// included) and stays master only while a lease renewed by this many acknowledgements
+    /// runs, so two nodes never act as master at the same instant (see `lease`). Set it to
+    /// a majority of the cluster's size. `None` (default) keeps every partition available.
     pub quorum: Option<usize>,
+    /// Quorum mode: the master lease `L`. The master counts it from the send time of a
+    /// lease round that a quorum acknowledged and steps down the moment it lapses. Each
+    /// acknowledger promises not to support another master for
+    /// [`Config::lease_promise`] `= L·(1+ρ)/(1−ρ)` (plus 1 ms) from receipt.
+    pub lease: Duration,
+    /// Bound `ρ` on clock-rate drift between any node's monotonic clock and real time
+    /// (0.01 = 1 %): quorum mode is safe while every clock runs at a rate in `[1−ρ, 1+ρ]`.
+    pub max_clock_drift: f64,
     /// Retry period of an unanswered handshake or join request.
     pub handshake_timeout: Duration,
     /// Upper bound on handshakes and joins in progress (memory bound for unknown peers).
@@ -71,6 +81,15 @@ pub struct Config {
     pub rekey_grace: Duration,
     /// Largest custom event payload (bigger sends fail with a clear error).
     pub max_event_payload: usize,
+    /// Flow control of custom events, per sending peer: received events the application
+    /// has not consumed yet, plus those the peer may still send, stay within this many
+    /// bytes (payload + 64 per event). Raised to at least one largest event. When it is
+    /// used up the sender sees backpressure; nothing is dropped.
+    pub event_window_bytes: usize,
+    /// Unread custom events over all peers, in bytes (payload + 64 per event): past it no
+    /// peer gets more credit until the application reads. Raised to at least
+    /// `event_window_bytes`.
+    pub max_unread_event_bytes: usize,
 }
 
 impl Default for Config {
@@ -106,12 +125,16 @@ impl Config {
             election_timeout: ms(500),
             election_backoff: ms(100),
             quorum: None,
+            lease: ms(400),
+            max_clock_drift: 0.01,
             handshake_timeout: ms(250),
             max_pending_handshakes: 1024,
             rekey_after_messages: 1 << 32,
             rekey_after: ms(3_600_000),
             rekey_grace: ms(10_000),
             max_event_payload: 1 << 20,
+            event_window_bytes: 4 << 20,
+            max_unread_event_bytes: 32 << 20,
         }
     }
 
@@ -132,6 +155,7 @@ impl Config {
             master_suspicion_timeout: ms(2_000),
             election_timeout: ms(3_000),
             election_backoff: ms(500),
+            lease: ms(3_200),
             handshake_timeout: ms(1_500),
             ..lan
         }
@@ -153,6 +177,7 @@ impl Config {
             master_suspicion_timeout: ms(100),
             election_timeout: ms(200),
             election_backoff: ms(40),
+            lease: ms(160),
             handshake_timeout: ms(100),
             ..lan
         }
@@ -179,6 +204,25 @@ impl Config {
         if self.quorum == Some(0) {
             return bad("quorum must be at least 1 (or None to disable quorum mode)");
         }
+        if !(0.0..=0.2).contains(&self.max_clock_drift) {
+            return bad("max_clock_drift must be between 0 and 0.2");
+        }
+        if self.quorum.is_some() && self.lease < self.master_heartbeat_interval * 2 {
+            return bad("lease must be at least two master_heartbeat_intervals (renewal rounds)");
+        }
+        // The follower's election timeout is master_timeout: its own promise must have run
+        // out by the time its master watch starts, or every failover waits for it.
+        if self.quorum.is_some()
+            && self.lease_promise() + self.lease_margin() >= self.master_timeout
+        {
+            return bad(&format!(
+                "lease_promise ({} ms = lease·(1+ρ)/(1−ρ)) plus a margin of {} ms must be \
+                 shorter than master_timeout ({} ms): shorten lease or lengthen master_timeout",
+                self.lease_promise().as_millis(),
+                self.lease_margin().as_millis(),
+                self.master_timeout.as_millis()
+            ));
+        }
         let zero = [
             ("probe_interval", self.probe_interval),
             ("gossip_interval", self.gossip_interval),
@@ -199,6 +243,21 @@ impl Config {
             return bad("max_event_payload must be between 1 byte and 1 GiB");
         }
         Ok(())
+    }
+
+    /// How long a lease acknowledgement or a vote binds its sender (quorum mode):
+    /// `lease·(1+ρ)/(1−ρ)` rounded up, plus 1 ms. A master's lease, counted on its clock from
+    /// before the promise was received, then ends in real time before any promise that
+    /// renewed it, whatever the two clocks' rates within `[1−ρ, 1+ρ]`.
+    pub fn lease_promise(&self) -> Duration {
+        let rho = self.max_clock_drift.clamp(0.0, 0.5);
+        let l = self.lease.as_nanos() as f64 * (1.0 + rho) / (1.0 - rho);
+        Duration::from_nanos(l.ceil() as u64) + Duration::from_millis(1)
+    }
+
+    /// Margin required between [`Config::lease_promise`] and `master_timeout`.
+    pub fn lease_margin(&self) -> Duration {
+        (self.master_timeout / 20).max(Duration::from_millis(1))
     }
 
     /// Suspicion timeout for a cluster of `n` members.

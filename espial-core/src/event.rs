@@ -119,6 +119,14 @@ pub enum Event {
         /// The term of the replacing claim (or of the resigned one).
         term: u64,
     },
+    /// This node knows no master any more (`no_master`): the master it followed (or this
+    /// node itself, after its `demotion`) resigned, lost its lease or was removed, and no
+    /// other claim is known yet. In quorum mode a minority stays in this state until a
+    /// quorum elects a master; `new_master` or `promotion` ends it.
+    NoMaster {
+        /// The master it followed until now.
+        previous: NodeId,
+    },
     /// A custom event (`custom`).
     Custom(CustomEvent),
     /// Outcome of a `send` once every target acknowledged or failed.
@@ -132,6 +140,15 @@ pub enum Event {
         /// The reply payload.
         data: Bytes,
     },
+    /// A handshake with `addr` failed for a reason an operator can fix, e.g. a different
+    /// cluster key (`handshake_failed`). Reported once per address; also logged as a
+    /// warning. Forged packets can cause it too, so it is a hint, not proof.
+    HandshakeFailed {
+        /// The peer's address.
+        addr: std::net::SocketAddr,
+        /// What probably differs, e.g. "different cluster key?".
+        reason: String,
+    },
     /// A request's timeout passed: who answered and who did not.
     RequestDone {
         /// The request.
@@ -140,6 +157,20 @@ pub enum Event {
         answered: Vec<NodeId>,
         /// Targets that did not reply in time.
         missing: Vec<NodeId>,
+    },
+    /// A gap: custom events from `from` that this node will never receive (`events_missed`).
+    /// Either `from` gave up on sending them (this node was unreachable or paused; `from`
+    /// reported them failed, "not confirmed", and `name` is `None`: the count may include
+    /// replies), or `from` published `count` events named `name` while this node was out of
+    /// its member view (removed as failed, then back). Reported in order with `from`'s
+    /// other events: everything after it was sent after the gap.
+    EventsMissed {
+        /// The sender.
+        from: NodeId,
+        /// The event name when known.
+        name: Option<String>,
+        /// How many events were missed.
+        count: u64,
     },
 }
 
@@ -156,10 +187,13 @@ impl Event {
             Event::NewMaster { .. } => "new_master",
             Event::Promotion { .. } => "promotion",
             Event::Demotion { .. } => "demotion",
+            Event::NoMaster { .. } => "no_master",
             Event::Custom(_) => "custom",
             Event::SendOutcome(_) => "send_outcome",
             Event::Reply { .. } => "reply",
             Event::RequestDone { .. } => "request_done",
+            Event::HandshakeFailed { .. } => "handshake_failed",
+            Event::EventsMissed { .. } => "events_missed",
         }
     }
 }
@@ -175,10 +209,13 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "new_master",
     "promotion",
     "demotion",
+    "no_master",
     "custom",
     "send_outcome",
     "reply",
     "request_done",
+    "handshake_failed",
+    "events_missed",
     "Listening",
     "NodeAdded",
     "NodeUpdated",
@@ -188,6 +225,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "NewMaster",
     "Promotion",
     "Demotion",
+    "NoMaster",
     "Custom",
 ];
 

@@ -14,7 +14,8 @@
 //!
 //! let now = Instant::now();
 //! let me = NodeInfo::new(NodeId(1), "a", "127.0.0.1:27272".parse().unwrap());
-//! let mut node = Node::new(Config::lan(), me, Box::new(PlaintextTestCipher::new()), 42, now).unwrap();
+//! let cipher = Box::new(PlaintextTestCipher::for_node(NodeId(1)));
+//! let mut node = Node::new(Config::lan(), me, cipher, 42, now).unwrap();
 //! let mut events = vec![];
 //! while let Some(out) = node.poll_output() {
 //!     if let Output::Event(e) = out { events.push(e.name()); }
@@ -35,6 +36,8 @@ pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod membership;
 pub mod metadata;

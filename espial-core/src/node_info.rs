@@ -27,8 +27,10 @@ pub struct NodeInfo {
     pub incarnation: u64,
     /// Custom event names this node subscribes to.
     pub subscriptions: BTreeSet<String>,
-    /// The node's static identity public key, when it has one (verified in the handshake).
-    pub identity_key: Option<Vec<u8>>,
+    /// The node's static identity public key: `id` is derived from it, and it verifies the
+    /// node's signed statements (`Update::Alive`, `Update::Left`). [`crate::Node::new`] sets
+    /// it from its cipher.
+    pub public_key: Vec<u8>,
 }
 
 impl NodeInfo {
@@ -43,7 +45,7 @@ impl NodeInfo {
             priority: 0,
             incarnation: 0,
             subscriptions: BTreeSet::new(),
-            identity_key: None,
+            public_key: Vec::new(),
         }
     }
 

@@ -26,8 +26,18 @@ pub struct Stats {
     pub handshake_failures: u64,
     /// Handshakes completed.
     pub handshakes_completed: u64,
-    /// Handshake starts refused because too many were in progress.
+    /// Handshake starts refused because too many were in progress, and Hellos refused
+    /// because the key-exchange budget was spent.
     pub handshakes_refused: u64,
+    /// Handshake identity proofs that failed: a bad signature, or a static key whose node
+    /// id is not the claimed one (impersonation attempts).
+    pub identity_mismatch: u64,
+    /// Cookie replies sent to Hellos while under load.
+    pub cookies_sent: u64,
+    /// Half-open (unconfirmed) responder handshakes expired or evicted.
+    pub half_open_dropped: u64,
+    /// Records not sent because sealing failed (never sent in the clear).
+    pub seal_failures: u64,
     /// Messages from nodes that are not members (dropped, except probes and joins).
     pub non_member_dropped: u64,
     /// Messages queued for a peer whose session never came up.
@@ -42,4 +52,14 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Delivery frames retransmitted.
     pub retransmits: u64,
+    /// Membership statements dropped because they failed authentication: an `Alive` whose
+    /// key does not derive its id or whose signature does not verify, a `Left` not signed by
+    /// the member (see `membership::statements`). Never applied, never forwarded.
+    pub statements_rejected: u64,
+    /// Incarnation claims refused as implausible (more than `MAX_INCARNATION_JUMP` above ours
+    /// from someone else) or unrepresentable (`u64::MAX` reached).
+    pub incarnations_refused: u64,
+    /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
+    /// not sent by the claim's master itself, or with an implausible term.
+    pub election_dropped: u64,
 }

@@ -83,7 +83,7 @@ impl TestNet {
         let node = Node::new(
             config,
             info,
-            Box::new(PlaintextTestCipher::new()),
+            Box::new(PlaintextTestCipher::for_node(id)),
             i as u64 + 7,
             self.now,
         )

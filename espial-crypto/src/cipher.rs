@@ -2,12 +2,13 @@
 
 use crate::error::CryptoConfigError;
 use crate::exchange::X25519Exchange;
-use crate::identity::{verify_identity, IdentityKey};
+use crate::identity::{node_id_from_public_key, verify_identity, IdentityKey};
 use crate::primitives::{sha256, X25519_LEN};
 use crate::schedule::KeySchedule;
 use crate::MIN_PSK_LEN;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use espial_core::cipher::{Cipher, CryptoError, KeyExchange};
+use espial_core::NodeId;
 use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -20,8 +21,8 @@ enum KeySource {
     Seeded { seed: u64, counter: u64 },
 }
 
-/// X25519 + HKDF-SHA256 + AES-GCM, with an optional cluster pre-shared key and an optional
-/// Ed25519 identity key.
+/// X25519 + HKDF-SHA256 + AES-GCM, an Ed25519 identity key (generated when none is given)
+/// and an optional cluster pre-shared key.
 ///
 /// ```
 /// use espial_crypto::{AesGcmCipher, IdentityKey};
@@ -30,14 +31,14 @@ enum KeySource {
 /// let cipher = AesGcmCipher::new()                 // AES-128-GCM, like the original
 ///     .aes256()                                    // or AES-256-GCM
 ///     .with_psk(b"correct horse battery staple")?  // authenticate handshakes and beacons
-///     .with_identity(IdentityKey::generate()?);    // sign handshakes with a static key
+///     .with_identity(IdentityKey::generate()?);    // a stable identity (else a fresh one)
 /// assert_eq!(cipher.suite(), "aes256gcm");
-/// assert!(cipher.requires_identity());
+/// assert_eq!(cipher.node_id(), cipher.identity().node_id());
 /// # Ok::<(), espial_crypto::CryptoConfigError>(())
 /// ```
 pub struct AesGcmCipher {
     schedule: Arc<KeySchedule>,
-    identity: Option<IdentityKey>,
+    identity: IdentityKey,
     source: KeySource,
 }
 
@@ -48,13 +49,23 @@ impl Default for AesGcmCipher {
 }
 
 impl AesGcmCipher {
-    /// AES-128-GCM, ephemeral X25519 keys from OS randomness, no PSK, no identity key.
+    /// AES-128-GCM, ephemeral X25519 keys from OS randomness, no PSK, a fresh random
+    /// identity key (so a fresh node id; see [`AesGcmCipher::with_identity`]).
+    ///
+    /// # Panics
+    /// When the operating system's random generator fails (no key can be made safely);
+    /// [`AesGcmCipher::try_new`] returns that as an error instead.
     pub fn new() -> Self {
-        AesGcmCipher {
+        Self::try_new().expect("system randomness unavailable: cannot generate an identity key")
+    }
+
+    /// Like [`AesGcmCipher::new`], with a failure of the system random generator as an error.
+    pub fn try_new() -> Result<Self, CryptoConfigError> {
+        Ok(AesGcmCipher {
             schedule: Arc::new(KeySchedule::new()),
-            identity: None,
+            identity: IdentityKey::generate()?,
             source: KeySource::System(SystemRandom::new()),
-        }
+        })
     }
 
     /// Uses AES-256-GCM record keys instead of AES-128-GCM. Every node of a cluster must
@@ -79,10 +90,10 @@ impl AesGcmCipher {
         Ok(self)
     }
 
-    /// Sets a static Ed25519 identity key: the core signs handshake transcripts with it
-    /// and requires peers to prove theirs.
+    /// Uses this static Ed25519 identity key (a stable node id across restarts) instead of
+    /// the fresh one made by `new`. Handshakes prove it; statements are signed with it.
     pub fn with_identity(mut self, key: IdentityKey) -> Self {
-        self.identity = Some(key);
+        self.identity = key;
         self
     }
 
@@ -93,9 +104,14 @@ impl AesGcmCipher {
     pub fn seeded(seed: u64, aes256: bool) -> Self {
         let mut schedule = KeySchedule::new();
         schedule.aes256 = aes256;
+        let mut identity_seed = [0u8; 32];
+        identity_seed.copy_from_slice(&sha256(
+            &[&b"espial sim identity v1"[..], &seed.to_be_bytes()].concat(),
+        ));
         AesGcmCipher {
             schedule: Arc::new(schedule),
-            identity: None,
+            identity: IdentityKey::from_seed(&identity_seed)
+                .expect("a 32-byte seed is a valid Ed25519 seed"),
             source: KeySource::Seeded { seed, counter: 0 },
         }
     }
@@ -105,9 +121,9 @@ impl AesGcmCipher {
         self.schedule.has_psk()
     }
 
-    /// The configured identity key, if any.
-    pub fn identity(&self) -> Option<&IdentityKey> {
-        self.identity.as_ref()
+    /// The identity key.
+    pub fn identity(&self) -> &IdentityKey {
+        &self.identity
     }
 
     fn next_private_key(&mut self) -> Option<Zeroizing<[u8; X25519_LEN]>> {
@@ -140,25 +156,26 @@ impl Cipher for AesGcmCipher {
         }
     }
 
-    fn identity_public_key(&self) -> Option<Vec<u8>> {
-        self.identity.as_ref().map(IdentityKey::public_key)
+    fn identity_public_key(&self) -> Vec<u8> {
+        self.identity.public_key()
     }
 
-    fn sign(&self, transcript: &[u8]) -> Option<Vec<u8>> {
-        self.identity.as_ref()?.sign(transcript)
+    fn node_id_for(&self, public_key: &[u8]) -> Option<NodeId> {
+        (public_key.len() == 32).then(|| node_id_from_public_key(public_key))
+    }
+
+    fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        self.identity.sign(domain, msg)
     }
 
     fn verify(
         &self,
         public_key: &[u8],
-        transcript: &[u8],
+        domain: &[u8],
+        msg: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError> {
-        verify_identity(public_key, transcript, signature)
-    }
-
-    fn requires_identity(&self) -> bool {
-        self.identity.is_some()
+        verify_identity(public_key, domain, msg, signature)
     }
 
     fn beacon_mac(&self, beacon: &[u8]) -> Option<[u8; 16]> {

@@ -9,9 +9,16 @@ use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// Prefix of every signed message, so an identity signature over a transcript can never be
-/// mistaken for a signature made for another purpose with the same key.
-const SIGN_CONTEXT: &[u8] = b"espial identity v1\0";
+/// The bytes an identity signature covers: `domain || 0x00 || msg`. Every purpose has its
+/// own domain string (`espial_core::cipher::DOMAIN_*`), so a signature made for one purpose
+/// (a handshake transcript) can never be mistaken for another (a statement about a member).
+fn signed_bytes(domain: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(domain.len() + 1 + msg.len());
+    m.extend_from_slice(domain);
+    m.push(0);
+    m.extend_from_slice(msg);
+    m
+}
 
 /// A node's static Ed25519 identity key. Cheap to clone (shared).
 ///
@@ -79,10 +86,13 @@ impl IdentityKey {
         node_id_from_public_key(self.pair.public_key().as_ref())
     }
 
-    /// Signs a handshake transcript (with the espial identity context prefix).
-    pub(crate) fn sign(&self, transcript: &[u8]) -> Option<Vec<u8>> {
-        let msg = [SIGN_CONTEXT, transcript].concat();
-        self.pair.try_sign(&msg).ok().map(|s| s.as_ref().to_vec())
+    /// Signs `msg` for the purpose `domain` (64 bytes; Ed25519 over `domain || 0 || msg`).
+    pub fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        // Ed25519 signing is deterministic and cannot fail for a valid key pair.
+        self.pair
+            .try_sign(&signed_bytes(domain, msg))
+            .map(|s| s.as_ref().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -97,6 +107,12 @@ impl fmt::Debug for IdentityKey {
 
 /// The node id implied by an identity public key: the first 16 bytes of SHA-256(pk),
 /// big-endian.
+///
+/// ```
+/// use espial_crypto::{node_id_from_public_key, IdentityKey};
+/// let key = IdentityKey::from_seed(&[7; 32]).unwrap();
+/// assert_eq!(node_id_from_public_key(&key.public_key()), key.node_id());
+/// ```
 pub fn node_id_from_public_key(pk: &[u8]) -> NodeId {
     let digest = sha256(pk);
     let mut id = [0u8; 16];
@@ -104,17 +120,17 @@ pub fn node_id_from_public_key(pk: &[u8]) -> NodeId {
     NodeId(u128::from_be_bytes(id))
 }
 
-/// Verifies an identity signature made by [`IdentityKey::sign`].
-pub(crate) fn verify_identity(
+/// Verifies an identity signature made by [`IdentityKey::sign`] for `domain`.
+pub fn verify_identity(
     public_key: &[u8],
-    transcript: &[u8],
+    domain: &[u8],
+    msg: &[u8],
     sig: &[u8],
 ) -> Result<(), CryptoError> {
     if public_key.len() != 32 || sig.len() != 64 {
         return Err(CryptoError::BadSignature);
     }
-    let msg = [SIGN_CONTEXT, transcript].concat();
     UnparsedPublicKey::new(&signature::ED25519, public_key)
-        .verify(&msg, sig)
+        .verify(&signed_bytes(domain, msg), sig)
         .map_err(|_| CryptoError::BadSignature)
 }

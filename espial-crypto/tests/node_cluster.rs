@@ -37,7 +37,7 @@ impl Cluster {
         };
         for (i, cipher) in ciphers.into_iter().enumerate() {
             let addr: SocketAddr = ([127, 0, 0, i as u8 + 1], 27272).into();
-            let mut info = NodeInfo::new(NodeId(0x100 + i as u128), format!("n{i}"), addr);
+            let mut info = NodeInfo::new(cipher.node_id(), format!("n{i}"), addr);
             info.metadata
                 .insert("secret", format!("META-SECRET-{i}-value"));
             let mut node = Node::new(Config::lan(), info, cipher, 11 + i as u64, now).unwrap();
@@ -138,7 +138,8 @@ fn aes_nodes_join_and_member_data_never_appears_in_clear() {
         c.run_for(Duration::from_secs(10));
         assert_eq!(c.sizes(), vec![3, 3, 3], "everyone sees the cluster");
         // Node 2 learned node 1's metadata (through node 0 or directly), all encrypted.
-        let m = c.nodes[2].member(NodeId(0x101)).expect("member known");
+        let id1 = c.nodes[1].id();
+        let m = c.nodes[2].member(id1).expect("member known");
         assert_eq!(m.metadata.get("secret"), Some("META-SECRET-1-value"));
         assert!(
             !c.wire_contains(b"META-SECRET"),
@@ -150,8 +151,8 @@ fn aes_nodes_join_and_member_data_never_appears_in_clear() {
     // Control: with the transparent test cipher the same check does see the metadata.
     let mut c = Cluster::new(
         vec![
-            Box::new(PlaintextTestCipher::new()),
-            Box::new(PlaintextTestCipher::new()),
+            Box::new(PlaintextTestCipher::for_node(NodeId(0x100))),
+            Box::new(PlaintextTestCipher::for_node(NodeId(0x101))),
         ],
         false,
     );
@@ -252,17 +253,17 @@ impl Cipher for Impostor {
     fn start_exchange(&mut self) -> Box<dyn KeyExchange> {
         self.inner.start_exchange()
     }
-    fn identity_public_key(&self) -> Option<Vec<u8>> {
-        Some(self.victim_public.clone())
+    fn identity_public_key(&self) -> Vec<u8> {
+        self.victim_public.clone()
     }
-    fn sign(&self, transcript: &[u8]) -> Option<Vec<u8>> {
-        self.inner.sign(transcript)
+    fn node_id_for(&self, pk: &[u8]) -> Option<espial_core::NodeId> {
+        self.inner.node_id_for(pk)
     }
-    fn verify(&self, pk: &[u8], t: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        self.inner.verify(pk, t, sig)
+    fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+        self.inner.sign(domain, msg)
     }
-    fn requires_identity(&self) -> bool {
-        true
+    fn verify(&self, pk: &[u8], d: &[u8], m: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.inner.verify(pk, d, m, sig)
     }
 }
 

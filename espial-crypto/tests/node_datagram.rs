@@ -1,7 +1,9 @@
 //! Always-on stand-in for the `node_datagram` fuzz target: arbitrary bytes fed to
 //! `Node::handle_datagram` never panic (1024 cases by default; `PROPTEST_CASES` overrides).
 
-use espial_core::wire::{encode_clear, Beacon, Hello, HelloAck, Kind, MAGIC, VERSION};
+use espial_core::wire::{
+    encode_clear, encode_hello, Beacon, Hello, HelloAck, IdentityProof, Kind, MAGIC, VERSION,
+};
 use espial_core::{Config, Node, NodeId, NodeInfo, PlaintextTestCipher};
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ fn fresh_node(now: Instant) -> Node {
     Node::new(
         Config::lan(),
         me,
-        Box::new(PlaintextTestCipher::new()),
+        Box::new(PlaintextTestCipher::for_node(NodeId(1))),
         7,
         now,
     )
@@ -51,14 +53,15 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..40),
     )
         .prop_map(|(from, to, attempt, share)| {
-            encode_clear(
-                Kind::Hello,
+            encode_hello(
                 &Hello {
                     from: NodeId(from),
                     to: to.map(NodeId),
                     attempt,
                     share,
+                    cookie: None,
                 },
+                0,
             )
         });
     let ack = (
@@ -77,7 +80,10 @@ fn datagram() -> impl Strategy<Value = Vec<u8>> {
                     attempt,
                     epoch,
                     share,
-                    identity: None,
+                    identity: IdentityProof {
+                        public_key: vec![],
+                        signature: vec![],
+                    },
                     confirm,
                 },
             )
@@ -127,10 +133,11 @@ proptest! {
 
 mod authenticated {
     use super::*;
-    use espial_core::cipher::{Cipher, Role, SessionKeys};
-    use espial_core::session::transcript;
+    use espial_core::cipher::{Cipher, Role, SessionKeys, DOMAIN_HANDSHAKE};
+    use espial_core::session::{proof_message, transcript};
     use espial_core::wire::{
-        decode_body, encode_msgs, split_header, Claim, Msg, SealedHeader, StateChunk, Update,
+        decode_body, encode_msgs, split_header, Claim, IdentityProof, Msg, SealedHeader,
+        SignedEntry, StateChunk, Update,
     };
     use espial_core::Output;
     use espial_crypto::AesGcmCipher;
@@ -142,22 +149,33 @@ mod authenticated {
         if aes {
             Box::new(AesGcmCipher::seeded(seed, false))
         } else {
-            Box::new(PlaintextTestCipher::new())
+            Box::new(PlaintextTestCipher::for_node(NodeId(seed as u128)))
         }
     }
 
-    /// Runs a Hello/HelloAck with the node; returns our keys and the session epoch.
-    fn handshake(node: &mut Node, now: Instant, from: SocketAddr, aes: bool) -> (SessionKeys, u32) {
+    /// Our side of a session with the node under test.
+    struct Peer {
+        id: NodeId,
+        keys: SessionKeys,
+        epoch: u32,
+        /// The plaintext of our first record: `Confirm` with our identity proof.
+        confirm: Vec<u8>,
+    }
+
+    /// Runs a Hello/HelloAck with the node (id `me`) as a peer with its own identity.
+    fn handshake(node: &mut Node, me: NodeId, now: Instant, from: SocketAddr, aes: bool) -> Peer {
         let mut ours = make_cipher(aes, 99);
+        let peer = ours.node_id();
         let ex = ours.start_exchange();
         let share = ex.public_share().to_vec();
         let hello = Hello {
-            from: PEER,
-            to: Some(ME),
+            from: peer,
+            to: Some(me),
             attempt: 5,
             share: share.clone(),
+            cookie: None,
         };
-        node.handle_datagram(now, from, &encode_clear(Kind::Hello, &hello));
+        node.handle_datagram(now, from, &encode_hello(&hello, 0));
         let mut ack = None;
         while let Some(o) = node.poll_output() {
             if let Output::Transmit(t) = o {
@@ -167,21 +185,30 @@ mod authenticated {
             }
         }
         let ack = ack.expect("the node answers a Hello with a HelloAck");
-        let t = transcript(PEER, ME, &share, &ack.share);
+        let t = transcript(peer, me, &share, &ack.share);
         let keys = ex.complete(&ack.share, &t, Role::Initiator).expect("keys");
-        (keys, ack.epoch)
+        let identity = IdentityProof {
+            public_key: ours.identity_public_key(),
+            signature: ours.sign(DOMAIN_HANDSHAKE, &proof_message(&t, Role::Initiator)),
+        };
+        Peer {
+            id: peer,
+            keys,
+            epoch: ack.epoch,
+            confirm: encode_msgs(&[Msg::Confirm { identity }]),
+        }
     }
 
-    fn record(keys: &SessionKeys, epoch: u32, counter: u64, plain: &[u8]) -> Vec<u8> {
+    fn record(p: &Peer, counter: u64, plain: &[u8]) -> Vec<u8> {
         let mut d = Vec::new();
         SealedHeader {
-            sender: PEER,
-            epoch,
+            sender: p.id,
+            epoch: p.epoch,
             counter,
         }
         .write(&mut d);
         let mut body = plain.to_vec();
-        keys.send.seal(counter, &d, &mut body).unwrap();
+        p.keys.send.seal(counter, &d, &mut body).unwrap();
         d.extend_from_slice(&body);
         d
     }
@@ -192,6 +219,7 @@ mod authenticated {
 
     fn claim() -> impl Strategy<Value = Claim> {
         (any::<u64>(), any::<u32>(), id()).prop_map(|(term, priority, master)| Claim {
+            majority: term % 2 == 0,
             term,
             priority,
             master,
@@ -210,24 +238,37 @@ mod authenticated {
                 incarnation,
                 by
             }),
-            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left { id, incarnation }),
+            (id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left {
+                id,
+                incarnation,
+                signature: vec![0; 64],
+            }),
             (id(), "[a-z]{0,12}", any::<u16>()).prop_map(|(id, name, port)| {
-                Update::Alive(NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()))
+                Update::Alive(SignedEntry {
+                    entry: NodeInfo::new(id, name, ([127, 0, 0, 3], port).into()),
+                    signature: vec![0; 64],
+                })
             }),
         ]
     }
 
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
-            Just(Msg::Confirm { identity: None }),
+            Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
-                node: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                node: SignedEntry {
+                    entry: NodeInfo::new(i, name, "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
                 attempt,
             }),
             (any::<u64>(), id()).prop_map(|(attempt, i)| Msg::JoinAccept {
                 attempt,
-                by: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                by: SignedEntry {
+                    entry: NodeInfo::new(i, "x", "127.0.0.2:4000".parse().unwrap()),
+                    signature: vec![0; 64],
+                },
             }),
             (any::<u64>(), ".{0,20}")
                 .prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
@@ -265,6 +306,23 @@ mod authenticated {
             }),
             claim().prop_map(Msg::Claim),
             claim().prop_map(Msg::Resign),
+            (claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+            (claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+                Msg::VoteRequest {
+                    claim,
+                    attempt,
+                    force,
+                }
+            }),
+            (any::<u64>(), any::<u32>(), proptest::option::of(claim())).prop_map(
+                |(term, attempt, master)| Msg::VoteReply {
+                    term,
+                    attempt,
+                    granted: true,
+                    voted_term: term,
+                    master,
+                }
+            ),
         ]
     }
 
@@ -288,19 +346,21 @@ mod authenticated {
             drain(&mut node);
             let from: SocketAddr = "127.0.0.2:4000".parse().unwrap();
             // fresh_node uses the test cipher; use the real one for the AES case.
+            let mut me = ME;
             if aes {
-                let me = NodeInfo::new(ME, "fuzz", "127.0.0.1:27272".parse().unwrap());
-                node = Node::new(Config::lan(), me, make_cipher(true, 7), 7, start).unwrap();
+                let cipher = make_cipher(true, 7);
+                me = cipher.node_id();
+                let info = NodeInfo::new(me, "fuzz", "127.0.0.1:27272".parse().unwrap());
+                node = Node::new(Config::lan(), info, cipher, 7, start).unwrap();
                 drain(&mut node);
             }
-            let (keys, epoch) = handshake(&mut node, start, from, aes);
-            let confirm = record(&keys, epoch, 0, &encode_msgs(&[Msg::Confirm { identity: None }]));
-            node.handle_datagram(start, from, &confirm);
+            let peer = handshake(&mut node, me, start, from, aes);
+            node.handle_datagram(start, from, &record(&peer, 0, &peer.confirm));
             drain(&mut node);
             let before = node.stats().decrypt_failures;
             for (i, (plain, counter, dt)) in plains.iter().enumerate() {
                 let now = start + Duration::from_millis(dt * (i as u64 + 1));
-                node.handle_datagram(now, from, &record(&keys, epoch, 1 + counter, plain));
+                node.handle_datagram(now, from, &record(&peer, 1 + counter, plain));
                 drain(&mut node);
                 node.handle_timeout(now);
                 drain(&mut node);

@@ -233,49 +233,44 @@ fn beacon_macs() {
 
 #[test]
 fn identity_signatures() {
+    const D: &[u8] = espial_core::cipher::DOMAIN_HANDSHAKE;
     let key = IdentityKey::generate().unwrap();
     let other = IdentityKey::generate().unwrap();
     let c = AesGcmCipher::new().with_identity(key.clone());
     let c_other = AesGcmCipher::new().with_identity(other.clone());
     let plain = AesGcmCipher::new();
-    assert!(c.requires_identity());
-    assert!(!plain.requires_identity());
-    assert_eq!(plain.sign(b"t"), None);
-    assert_eq!(plain.identity_public_key(), None);
-    let pk = c.identity_public_key().unwrap();
+    // Every cipher has an identity; a fresh one unless configured.
+    assert_ne!(plain.identity_public_key(), c.identity_public_key());
+    assert_eq!(plain.node_id(), plain.identity().node_id());
+    let pk = c.identity_public_key();
     assert_eq!(pk, key.public_key());
     assert_eq!(pk.len(), 32);
+    assert_eq!(c.node_id_for(&pk), Some(key.node_id()));
+    assert_eq!(c.node_id_for(&pk[..31]), None);
 
-    let t = b"transcript: v1, ids, shares".to_vec();
-    let sig = c.sign(&t).unwrap();
-    // Any cipher can verify (also one without its own identity).
-    assert_eq!(plain.verify(&pk, &t, &sig), Ok(()));
-    assert_eq!(c_other.verify(&pk, &t, &sig), Ok(()));
-    // Another key's signature, someone else's public key, a modified transcript: rejected.
-    let sig_other = c_other.sign(&t).unwrap();
-    assert_eq!(
-        plain.verify(&pk, &t, &sig_other),
-        Err(CryptoError::BadSignature)
-    );
-    assert_eq!(
-        plain.verify(&other.public_key(), &t, &sig),
-        Err(CryptoError::BadSignature)
-    );
+    let t = b"transcript: v2, ids, shares".to_vec();
+    let sig = c.sign(D, &t);
+    assert_eq!(sig.len(), 64);
+    // Any cipher can verify.
+    assert_eq!(plain.verify(&pk, D, &t, &sig), Ok(()));
+    assert_eq!(c_other.verify(&pk, D, &t, &sig), Ok(()));
+    // Another key's signature, someone else's public key, a modified transcript, another
+    // purpose (domain): rejected.
+    let sig_other = c_other.sign(D, &t);
+    let bad = Err(CryptoError::BadSignature);
+    assert_eq!(plain.verify(&pk, D, &t, &sig_other), bad);
+    assert_eq!(plain.verify(&other.public_key(), D, &t, &sig), bad);
+    let other_domain = espial_core::cipher::DOMAIN_ALIVE;
+    assert_eq!(plain.verify(&pk, other_domain, &t, &sig), bad);
     let mut t2 = t.clone();
     t2[0] ^= 1;
-    assert_eq!(plain.verify(&pk, &t2, &sig), Err(CryptoError::BadSignature));
+    assert_eq!(plain.verify(&pk, D, &t2, &sig), bad);
     let mut sig2 = sig.clone();
     sig2[10] ^= 0x40;
-    assert_eq!(plain.verify(&pk, &t, &sig2), Err(CryptoError::BadSignature));
-    assert_eq!(
-        plain.verify(&pk, &t, &sig[..63]),
-        Err(CryptoError::BadSignature)
-    );
-    assert_eq!(
-        plain.verify(&pk[..31], &t, &sig),
-        Err(CryptoError::BadSignature)
-    );
-    assert_eq!(plain.verify(b"", b"", b""), Err(CryptoError::BadSignature));
+    assert_eq!(plain.verify(&pk, D, &t, &sig2), bad);
+    assert_eq!(plain.verify(&pk, D, &t, &sig[..63]), bad);
+    assert_eq!(plain.verify(&pk[..31], D, &t, &sig), bad);
+    assert_eq!(plain.verify(b"", D, b"", b""), bad);
 }
 
 #[test]

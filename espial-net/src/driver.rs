@@ -32,6 +32,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::hub::EventHub;
+
 /// Most datagrams fed to the node per wake-up before its outputs are drained.
 const RECV_BURST: usize = 64;
 
@@ -51,6 +53,11 @@ pub struct DriverOptions {
     /// Largest datagram received (bigger ones are truncated by the OS and then dropped by
     /// the core's decoder).
     pub recv_buffer: usize,
+    /// Listeners through an [`EventHub`] instead of the broadcast channel: custom events
+    /// are then flow-controlled up to the listeners (the node runs with
+    /// `Node::set_app_consumption`; a send is delivered once every listener read it), and
+    /// [`NodeHandle::subscribe`] sees no events.
+    pub hub: Option<Arc<EventHub>>,
 }
 
 impl Default for DriverOptions {
@@ -60,6 +67,7 @@ impl Default for DriverOptions {
             filter: None,
             filter_timeout: Duration::from_secs(5),
             recv_buffer: 65_536,
+            hub: None,
         }
     }
 }
@@ -71,6 +79,7 @@ impl std::fmt::Debug for DriverOptions {
             .field("filter", &self.filter.is_some())
             .field("filter_timeout", &self.filter_timeout)
             .field("recv_buffer", &self.recv_buffer)
+            .field("hub", &self.hub.is_some())
             .finish()
     }
 }
@@ -303,6 +312,7 @@ pub fn spawn(
         addr = %advertised
     );
     node.set_admission_filter(opts.filter.is_some());
+    node.set_app_consumption(opts.hub.is_some());
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, first_events) = broadcast::channel(opts.event_capacity.max(16));
     let (snap_tx, snap_rx) = watch::channel(Snapshot::of(&node));
@@ -339,6 +349,7 @@ pub fn spawn(
         )));
     }
     drop(disc_tx);
+    let closer = HubCloser(opts.hub.clone());
     let task = Task {
         node,
         transport,
@@ -351,6 +362,7 @@ pub fn spawn(
         requests: HashMap::new(),
         dirty: true,
         _disc: DiscoveryTasks(disc_tasks),
+        _hub: closer,
     };
     let join = tokio::spawn(task.run(cmd_rx, disc_rx).instrument(span));
     let handle = NodeHandle {
@@ -366,6 +378,18 @@ pub fn spawn(
         first_events,
         task: join,
     })
+}
+
+/// Closes the event hub when the driver task ends (or is aborted): listeners then end
+/// after reading what is left.
+struct HubCloser(Option<Arc<EventHub>>);
+
+impl Drop for HubCloser {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.close();
+        }
+    }
 }
 
 /// Aborts the discovery tasks when the driver task ends (or is aborted).
@@ -394,6 +418,7 @@ struct Task {
     requests: HashMap<RequestId, (RequestReplies, Reply<RequestReplies>)>,
     dirty: bool,
     _disc: DiscoveryTasks,
+    _hub: HubCloser,
 }
 
 enum Step {
@@ -410,14 +435,22 @@ impl Task {
         let mut buf = vec![0u8; self.opts.recv_buffer.max(2048)];
         let mut recv_failures = 0u32;
         let transport = self.transport.clone();
+        let hub = self.opts.hub.clone();
         // Listening (and anything else queued by Node::new).
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout();
             let sleep_to = deadline.map(tokio::time::Instant::from_std);
             let step = tokio::select! {
+                _ = consumed(hub.as_deref()) => {
+                    self.take_consumed();
+                    Step::Continue
+                }
                 cmd = cmd_rx.recv() => match cmd {
                     Some(cmd) => {
+                        // What the listeners consumed before this command counts first (a
+                        // worker that reads an event and then shuts down acknowledges it).
+                        self.take_consumed();
                         // Take the commands already queued before draining outputs: sends
                         // issued together share datagrams (the core packs them at flush).
                         let mut step = self.command(cmd);
@@ -481,9 +514,13 @@ impl Task {
             }
             self.flush().await;
             if let Step::Stop(reply) = step {
+                self.take_consumed();
                 self.node.leave(Instant::now());
                 self.dirty = true;
                 self.flush().await;
+                if let Some(h) = &self.opts.hub {
+                    h.close();
+                }
                 self.snapshot.send_modify(|s| s.stopped = true);
                 if let Some(r) = reply {
                     let _ = r.send(());
@@ -506,6 +543,16 @@ impl Task {
                     tracing::debug!("receive failed: {e}");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reports to the node the custom events the listeners consumed.
+    fn take_consumed(&mut self) {
+        if let Some(h) = &self.opts.hub {
+            let n = h.take_consumed();
+            if n > 0 {
+                self.node.events_consumed(Instant::now(), n);
             }
         }
     }
@@ -600,8 +647,13 @@ impl Task {
         }
         for e in events {
             self.route(&e);
-            // No listener is not an error: events are simply not observed.
-            let _ = self.events.send(e);
+            match &self.opts.hub {
+                Some(h) => h.push(e),
+                // No listener is not an error: events are simply not observed.
+                None => {
+                    let _ = self.events.send(e);
+                }
+            }
         }
     }
 
@@ -660,6 +712,14 @@ impl Task {
             };
             let _ = tx.send((id, decision));
         });
+    }
+}
+
+/// Resolves when the hub's listeners consumed custom events (never without a hub).
+async fn consumed(hub: Option<&EventHub>) {
+    match hub {
+        Some(h) => h.consumed_notified().await,
+        None => std::future::pending().await,
     }
 }
 

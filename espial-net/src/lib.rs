@@ -18,11 +18,13 @@
 #![deny(missing_docs)]
 
 pub mod driver;
+pub mod hub;
 pub mod multicast;
 pub mod static_peers;
 pub mod udp;
 
 pub use driver::{spawn, DriverOptions, NodeHandle, Snapshot};
+pub use hub::{EventHub, Listener};
 pub use espial_core::{Discovery, Transport};
 pub use multicast::{MulticastConfig, MulticastDiscovery, MulticastInterface};
 pub use static_peers::StaticPeers;

@@ -5,6 +5,12 @@
 //! they carry a MAC (`Cipher::beacon_mac`) over the complete beacon datagram encoded with
 //! `mac: None`; beacons with a missing or wrong MAC, of another cluster, or of another
 //! protocol version are ignored and counted.
+//!
+//! A beacon may only name its sender's own IP: unless
+//! [`MulticastConfig::trust_beacon_addr`] is set, a beacon whose advertised IP differs from
+//! the datagram's source IP is ignored (counted), so forged beacons cannot point a whole
+//! cluster's handshakes at a victim. Beacons are sent from a socket bound to the advertised
+//! IP so that the source matches it.
 
 use async_trait::async_trait;
 use espial_core::wire::{decode_body, encode_clear, split_header, Beacon, Kind};
@@ -77,6 +83,12 @@ pub struct MulticastConfig {
     pub interval: Duration,
     /// After this long without hearing any other node, log a diagnostic.
     pub silence_warning: Duration,
+    /// Accept beacons whose advertised address is not their source IP. Off by default: a
+    /// beacon may only name its sender's own IP. Turn on only when nodes advertise an
+    /// address that differs from the one their beacons come from (NAT, an advertised
+    /// external address) and the multicast network is trusted; with a cluster PSK beacons
+    /// are authenticated anyway.
+    pub trust_beacon_addr: bool,
 }
 
 impl Default for MulticastConfig {
@@ -89,6 +101,7 @@ impl Default for MulticastConfig {
             cluster: DEFAULT_CLUSTER.to_string(),
             interval: Duration::from_secs(1),
             silence_warning: Duration::from_secs(10),
+            trust_beacon_addr: false,
         }
     }
 }
@@ -111,7 +124,8 @@ pub struct BeaconCounters {
     pub sent: AtomicU64,
     /// Valid beacons received from other nodes of the cluster.
     pub received: AtomicU64,
-    /// Beacons ignored: undecodable, other cluster, bad or missing MAC.
+    /// Beacons ignored: undecodable, other cluster, bad or missing MAC, or naming an IP
+    /// other than their source's.
     pub ignored: AtomicU64,
 }
 
@@ -126,6 +140,9 @@ pub struct BeaconCounters {
 pub struct MulticastDiscovery {
     cfg: MulticastConfig,
     socket: UdpSocket,
+    /// Socket bound to the advertised IP that beacons are sent from (so their source IP
+    /// is the advertised one); the group socket when that bind is not possible.
+    send_socket: Option<UdpSocket>,
     id: NodeId,
     auth: Option<Box<dyn Cipher>>,
     me: Option<SocketAddr>,
@@ -153,6 +170,7 @@ impl MulticastDiscovery {
         Ok(MulticastDiscovery {
             cfg,
             socket,
+            send_socket: None,
             id,
             auth,
             me: None,
@@ -179,7 +197,8 @@ impl MulticastDiscovery {
         let Some(me) = self.me else { return };
         let data = self.beacon_bytes(me);
         let dest = SocketAddr::new(self.cfg.group, self.cfg.port);
-        match self.socket.send_to(&data, dest).await {
+        let socket = self.send_socket.as_ref().unwrap_or(&self.socket);
+        match socket.send_to(&data, dest).await {
             Ok(_) => {
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -212,6 +231,11 @@ impl MulticastDiscovery {
 impl Discovery for MulticastDiscovery {
     async fn announce(&mut self, me: SocketAddr) -> io::Result<()> {
         self.me = Some(me);
+        if self.send_socket.is_none() {
+            self.send_socket = open_send_socket(&self.cfg, me.ip())
+                .map_err(|e| tracing::debug!("beacons go out from the group socket: {e}"))
+                .ok();
+        }
         self.send_beacon().await;
         Ok(())
     }
@@ -233,7 +257,7 @@ impl Discovery for MulticastDiscovery {
                     self.warn_if_silent();
                 }
                 res = self.socket.recv_from(&mut buf) => {
-                    let (n, _src) = match res {
+                    let (n, src) = match res {
                         Ok(v) => v,
                         Err(e) => {
                             tracing::debug!("multicast receive failed: {e}");
@@ -246,6 +270,11 @@ impl Discovery for MulticastDiscovery {
                         continue;
                     };
                     if id == self.id || Some(addr) == self.me {
+                        continue;
+                    }
+                    if !self.cfg.trust_beacon_addr && !same_ip(addr.ip(), src.ip()) {
+                        // A beacon may only name its sender's own IP.
+                        self.counters.ignored.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +304,42 @@ impl Discovery for MulticastDiscovery {
             }
         }
     }
+}
+
+/// Whether two IPs are the same (an IPv4-mapped IPv6 address equals its IPv4 address).
+pub fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// A socket bound to `ip` (port 0) that sends to the group on the configured interface.
+fn open_send_socket(cfg: &MulticastConfig, ip: IpAddr) -> io::Result<UdpSocket> {
+    if ip.is_unspecified() || ip.is_ipv4() != cfg.group.is_ipv4() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("advertised IP {ip} cannot send to {}", cfg.group),
+        ));
+    }
+    let domain = if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    match cfg.interface {
+        MulticastInterface::V4(a) if ip.is_ipv4() => socket.set_multicast_if_v4(&a)?,
+        MulticastInterface::V6Index(i) if ip.is_ipv6() => socket.set_multicast_if_v6(i)?,
+        _ => {}
+    }
+    if ip.is_ipv4() {
+        socket.set_multicast_ttl_v4(cfg.ttl)?;
+        socket.set_multicast_loop_v4(true)?;
+    } else {
+        socket.set_multicast_hops_v6(cfg.ttl)?;
+        socket.set_multicast_loop_v6(true)?;
+    }
+    UdpSocket::from_std(socket.into())
 }
 
 fn open_socket(cfg: &MulticastConfig) -> io::Result<UdpSocket> {
@@ -414,6 +479,10 @@ mod tests {
     use super::*;
     use espial_core::cipher::KeyExchange;
 
+    fn test_identity() -> espial_core::PlaintextTestCipher {
+        espial_core::PlaintextTestCipher::for_node(NodeId(1))
+    }
+
     /// A stand-in "PSK" cipher: the MAC is a keyed checksum (tests only).
     struct MacOnly(u8);
     impl Cipher for MacOnly {
@@ -421,7 +490,25 @@ mod tests {
             "mac-only-test"
         }
         fn start_exchange(&mut self) -> Box<dyn KeyExchange> {
-            espial_core::PlaintextTestCipher::new().start_exchange()
+            test_identity().start_exchange()
+        }
+        fn identity_public_key(&self) -> Vec<u8> {
+            test_identity().identity_public_key()
+        }
+        fn node_id_for(&self, pk: &[u8]) -> Option<NodeId> {
+            test_identity().node_id_for(pk)
+        }
+        fn sign(&self, domain: &[u8], msg: &[u8]) -> Vec<u8> {
+            test_identity().sign(domain, msg)
+        }
+        fn verify(
+            &self,
+            pk: &[u8],
+            domain: &[u8],
+            msg: &[u8],
+            sig: &[u8],
+        ) -> Result<(), espial_core::cipher::CryptoError> {
+            test_identity().verify(pk, domain, msg, sig)
         }
         fn beacon_mac(&self, beacon: &[u8]) -> Option<[u8; 16]> {
             let mut m = [self.0; 16];
@@ -471,6 +558,18 @@ mod tests {
             check_beacon(&forged, "c", Some(&k1)),
             None,
             "forged address"
+        );
+    }
+
+    #[test]
+    fn beacon_source_must_match_its_address() {
+        let v4: IpAddr = "127.0.0.5".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
+        assert!(same_ip(v4, mapped));
+        assert!(!same_ip(v4, "127.0.0.6".parse().unwrap()));
+        assert!(
+            !MulticastConfig::default().trust_beacon_addr,
+            "checked by default"
         );
     }
 

@@ -92,7 +92,7 @@ fn start(
     let node = Node::new(
         Config::local(),
         me,
-        Box::new(PlaintextTestCipher::new()),
+        Box::new(PlaintextTestCipher::for_node(NodeId(i as u128))),
         i as u64,
         Instant::now(),
     )

@@ -30,6 +30,7 @@ fn main() {
             nodes: 3 + r.below(18),
             ineligible: 0,
             quorum: r.below(7) == 0,
+            drift: 0,
             steps,
         };
         let t1 = Instant::now();

@@ -1,6 +1,6 @@
 //! Which `Cipher` the simulated nodes use.
 
-use espial_core::{Cipher, PlaintextTestCipher};
+use espial_core::{Cipher, NodeId, PlaintextTestCipher};
 
 /// The cipher suite of every simulated node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,13 +34,15 @@ impl CipherKind {
 
     /// Checks that the suite can be built (fails with a clear message when it cannot).
     pub fn check(self) -> Result<(), String> {
-        self.make(0).map(|_| ())
+        self.make(0, NodeId(1)).map(|_| ())
     }
 
-    /// A cipher for one node, seeded deterministically with `seed`.
-    pub fn make(self, seed: u64) -> Result<Box<dyn Cipher>, String> {
+    /// A cipher for one node, seeded deterministically with `seed`. The test cipher's
+    /// identity is `test_id`; the real cipher's identity key comes from `seed`, so the
+    /// node's id is then `cipher.node_id()` (not `test_id`).
+    pub fn make(self, seed: u64, test_id: NodeId) -> Result<Box<dyn Cipher>, String> {
         match self {
-            CipherKind::Test => Ok(Box::new(PlaintextTestCipher::new())),
+            CipherKind::Test => Ok(Box::new(PlaintextTestCipher::for_node(test_id))),
             CipherKind::Aes128Gcm => aes(seed),
         }
     }

@@ -47,6 +47,24 @@ pub struct SimConfig {
     /// each running node is fed the static seeds and `random_seeds` random running nodes
     /// again, with a random phase per node. `None` feeds addresses only at start.
     pub discovery_interval: Option<Duration>,
+    /// Model of the application reading custom events. `Direct` (default): read the
+    /// moment the node hands them out. `Consumed`: kept in a per-node application inbox,
+    /// read when the reader is not paused ([`crate::faults::Action::PauseReader`]), and
+    /// reported with `Node::events_consumed` (the node runs with `set_app_consumption`).
+    /// `LegacyListener(cap)`: the pre-flow-control facade: an inbox of at most `cap`
+    /// events that drops the oldest (broadcast lag), no consumption reports.
+    pub reader: ReaderModel,
+}
+
+/// How the simulated application reads custom events (see [`SimConfig::reader`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderModel {
+    /// Read at once.
+    Direct,
+    /// Inbox with consumption reports (flow control up to the application).
+    Consumed,
+    /// Inbox of this capacity dropping the oldest; no consumption reports.
+    LegacyListener(usize),
 }
 
 impl SimConfig {
@@ -62,6 +80,7 @@ impl SimConfig {
             random_seeds: 1,
             discovery_interval: Some(Duration::from_secs(5)),
             classify_traffic: false,
+            reader: ReaderModel::Direct,
         }
     }
 }
@@ -131,8 +150,20 @@ pub struct Slot {
     pub bytes_out: u64,
     /// Datagrams sent by this slot (all incarnations).
     pub packets_out: u64,
-    wake_at: Option<u64>,
+    /// Clock rate of this host: its `now` advances `rate` ns per simulated ns (drift).
+    pub rate: f64,
+    /// Processing delay of this host in ns (a slow node): every input is handled this
+    /// much after it arrives, timers fire this much late.
+    pub slow: u64,
+    pub(crate) wake_at: Option<u64>,
     inbox: Vec<(usize, Vec<u8>)>,
+    /// Custom events handed out and not yet read by the application (reader models with
+    /// an inbox).
+    pub app_inbox: std::collections::VecDeque<espial_core::CustomEvent>,
+    /// The application reads nothing before this time (ns).
+    pub reader_paused_until: u64,
+    /// Events the legacy listener model dropped (lag).
+    pub app_dropped: u64,
 }
 
 impl Slot {
@@ -152,8 +183,13 @@ impl Slot {
             members_by_events: 1,
             bytes_out: 0,
             packets_out: 0,
+            rate: 1.0,
+            slow: 0,
             wake_at: None,
             inbox: Vec::new(),
+            app_inbox: std::collections::VecDeque::new(),
+            reader_paused_until: 0,
+            app_dropped: 0,
         }
     }
 }
@@ -175,6 +211,8 @@ enum Ev {
         from: usize,
         from_gen: u32,
         data: Vec<u8>,
+        /// Already held back by the receiver's processing delay.
+        late: bool,
     },
     Wake {
         slot: usize,
@@ -185,6 +223,12 @@ enum Ev {
         gen: u32,
     },
     Action(usize),
+    /// A datagram from an address that is no slot's (adversary), or spoofed.
+    Spoofed {
+        to: usize,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
     Discover {
         slot: usize,
         gen: u32,
@@ -222,8 +266,8 @@ pub type AdmissionPolicy = Box<dyn FnMut(&AdmissionRequest) -> Admission>;
 pub struct Sim {
     /// Run parameters.
     pub cfg: SimConfig,
-    base: Instant,
-    now: u64,
+    pub(crate) base: Instant,
+    pub(crate) now: u64,
     seq: u64,
     queue: BinaryHeap<Entry>,
     /// Every slot ever used (index = slot number).
@@ -247,6 +291,12 @@ pub struct Sim {
     by_id: HashMap<NodeId, usize>,
     admission: Option<AdmissionPolicy>,
     outbuf: Vec<Output>,
+    /// Adversaries (spoofing outsider, lying member) and their invariants, when enabled.
+    pub adversary: Option<Box<crate::adversary::Adversary>>,
+    /// Slots whose node believed it was master after its last interaction (quorum check).
+    pub(crate) believers: std::collections::BTreeSet<usize>,
+    /// Start of the current two-master overlap (quorum mode), if any.
+    pub(crate) overlap_since: Option<u64>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -282,6 +332,9 @@ impl Sim {
             by_id: HashMap::new(),
             admission: None,
             outbuf: Vec::new(),
+            adversary: None,
+            believers: Default::default(),
+            overlap_since: None,
         })
     }
 
@@ -371,30 +424,35 @@ impl Sim {
     }
 
     fn new_node(&mut self, slot: usize) -> Node {
-        let id = NodeId(((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128);
+        let test_id = NodeId(((self.ids.next_u64() as u128) << 64) | self.ids.next_u64() as u128);
         let node_seed = self.ids.next_u64();
         let opts = self.slots[slot].opts.clone();
+        let cipher = self
+            .cfg
+            .cipher
+            .make(node_seed ^ 0xc1_9e4, test_id)
+            .expect("cipher checked at start");
+        let id = cipher.node_id();
         let mut info = NodeInfo::new(id, format!("{}{slot}", opts.name), slot_addr(slot));
         info.master_eligible = opts.eligible;
         info.priority = opts.priority;
         info.metadata = opts.metadata.clone();
-        let cipher = self
-            .cfg
-            .cipher
-            .make(node_seed ^ 0xc1_9e4)
-            .expect("cipher checked at start");
         let mut node = Node::new(
             self.cfg.core.clone(),
             info,
             cipher,
             node_seed,
-            self.instant(),
+            self.local_instant(slot),
         )
         .expect("config validated at start");
         if self.admission.is_some() {
             node.set_admission_filter(true);
         }
+        if self.cfg.reader == ReaderModel::Consumed {
+            node.set_app_consumption(true);
+        }
         let s = &mut self.slots[slot];
+        s.app_inbox.clear();
         s.id = id;
         s.started_at = self.now;
         s.rejected = false;
@@ -470,7 +528,7 @@ impl Sim {
 
     /// Feeds discovered addresses to a running node.
     pub fn discover(&mut self, slot: usize, addrs: &[SocketAddr]) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.handle_discovered(now, addrs);
             self.drain(slot);
@@ -491,7 +549,7 @@ impl Sim {
         slot: usize,
         f: impl FnOnce(&mut Node, Instant) -> R,
     ) -> Option<R> {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         let node = self.running(slot)?;
         let r = f(node, now);
         self.drain(slot);
@@ -509,6 +567,7 @@ impl Sim {
         s.gen += 1;
         s.wake_at = None;
         s.inbox.clear();
+        self.believers.remove(&slot);
         self.trace.fault(self.now, &format!("crash n{slot}"));
         self.events.on_crash(slot, self.now);
     }
@@ -522,7 +581,7 @@ impl Sim {
 
     /// Graceful leave: the node announces it, then stays inert.
     pub fn leave(&mut self, slot: usize) {
-        let now = self.instant();
+        let now = self.local_instant(slot);
         if let Some(node) = self.running(slot) {
             node.leave(now);
             self.trace.fault(self.now, &format!("leave n{slot}"));
@@ -559,6 +618,9 @@ impl Sim {
             self.now = e.at;
             self.counters.steps += 1;
             self.handle(e.ev);
+            if self.cfg.core.quorum.is_some() {
+                self.check_single_master();
+            }
         }
         self.now = self.now.max(end);
     }
@@ -596,16 +658,34 @@ impl Sim {
                 from,
                 from_gen,
                 data,
+                late,
             } => {
-                if self.slots[from].gen != from_gen {
+                if self.slots[from].gen != from_gen && !late {
                     self.counters.dropped_crashed += 1;
                     return;
                 }
+                if let Some(adv) = self.adversary.as_mut() {
+                    adv.capture(from, to, &data);
+                }
                 match self.slots[to].state {
+                    SlotState::Running if !late && self.slots[to].slow > 0 => {
+                        // A slow node: the datagram waits in its queue.
+                        let at = self.now + self.slots[to].slow;
+                        self.push(
+                            at,
+                            Ev::Deliver {
+                                to,
+                                from,
+                                from_gen,
+                                data,
+                                late: true,
+                            },
+                        );
+                    }
                     SlotState::Running => {
                         self.trace.delivery(self.now, from, to, &data);
                         self.counters.delivered += 1;
-                        let now = self.instant();
+                        let now = self.local_instant(to);
                         let addr = slot_addr(from);
                         if let Some(node) = self.slots[to].node.as_mut() {
                             node.handle_datagram(now, addr, &data);
@@ -624,7 +704,7 @@ impl Sim {
                 }
             }
             Ev::Wake { slot, gen } => {
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 let s = &mut self.slots[slot];
                 if s.gen != gen || s.wake_at != Some(self.now) || s.state != SlotState::Running {
                     return;
@@ -644,7 +724,7 @@ impl Sim {
                 s.state = SlotState::Running;
                 let inbox = std::mem::take(&mut s.inbox);
                 self.trace.fault(self.now, &format!("resume n{slot}"));
-                let now = self.instant();
+                let now = self.local_instant(slot);
                 for (from, data) in inbox {
                     self.trace.delivery(self.now, from, slot, &data);
                     self.counters.delivered += 1;
@@ -674,7 +754,24 @@ impl Sim {
                     self.apply(a);
                 }
             }
+            Ev::Spoofed { to, from, data } => {
+                if self.slots[to].state == SlotState::Running {
+                    self.counters.delivered += 1;
+                    let now = self.local_instant(to);
+                    if let Some(node) = self.slots[to].node.as_mut() {
+                        node.handle_datagram(now, from, &data);
+                        self.drain(to);
+                    }
+                }
+            }
         }
+    }
+
+    /// Schedules delivery of `data` to `to` after `delay`, as if sent from `from` (any
+    /// address: the adversary's own, or spoofed). Bypasses partitions and loss.
+    pub fn inject(&mut self, to: usize, from: SocketAddr, data: Vec<u8>, delay: Duration) {
+        let at = self.now + ns(delay);
+        self.push(at, Ev::Spoofed { to, from, data });
     }
 
     /// Drains a node's outputs (transmits, events, admission requests), checks the
@@ -691,6 +788,9 @@ impl Sim {
                 }
             }
             if buf.is_empty() {
+                if self.read_app_inbox(slot) {
+                    continue;
+                }
                 break;
             }
             let mut answers = Vec::new();
@@ -715,7 +815,7 @@ impl Sim {
             if answers.is_empty() {
                 continue;
             }
-            let now = self.instant();
+            let now = self.local_instant(slot);
             if let Some(node) = self.slots[slot].node.as_mut() {
                 for (id, d) in answers {
                     node.handle_admission(now, id, d);
@@ -732,6 +832,7 @@ impl Sim {
         let Some(node) = s.node.as_ref() else { return };
         let term = node.max_term();
         let deadline = node.poll_timeout();
+        let believes = node.is_master();
         let gen = s.gen;
         let running = s.state == SlotState::Running;
         let old_term = s.last_term;
@@ -741,11 +842,17 @@ impl Sim {
                 "term decreased on n{slot}: max_term {old_term} -> {term}"
             ));
         }
+        if believes {
+            self.believers.insert(slot);
+        } else {
+            self.believers.remove(&slot);
+        }
         if !running {
             return;
         }
         if let Some(d) = deadline {
-            let mut at = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let local = d.saturating_duration_since(self.base).as_nanos() as u64;
+            let mut at = self.sim_ns_for_local(slot, local) + self.slots[slot].slow;
             if at <= now {
                 // A deadline in the past right after being driven: wake on the next tick.
                 at = now + 1_000;
@@ -772,6 +879,10 @@ impl Sim {
         }
         let Some(dest) = addr_slot(to).filter(|&d| d < self.slots.len()) else {
             self.counters.dropped_unknown_addr += 1;
+            if let Some(mut adv) = self.adversary.take() {
+                adv.on_outside(self, from, to, data);
+                self.adversary = Some(adv);
+            }
             return;
         };
         match self.net.route(from, dest) {
@@ -793,6 +904,7 @@ impl Sim {
                             from,
                             from_gen,
                             data: bytes,
+                            late: false,
                         },
                     );
                 }
@@ -808,6 +920,10 @@ impl Sim {
             self.trace.event(now, slot, e.name());
         }
         self.counters.on_event(&e);
+        if let Some(mut adv) = self.adversary.take() {
+            adv.check_event(self, slot, &e);
+            self.adversary = Some(adv);
+        }
         match &e {
             Event::Accepted { .. } => self.slots[slot].accepted = true,
             Event::Rejected { .. } => self.slots[slot].rejected = true,
@@ -840,7 +956,62 @@ impl Sim {
                 }
                 self.slots[slot].master_by_events = false;
             }
-            Event::Custom(c) => {
+            Event::Custom(c) if self.cfg.reader != ReaderModel::Direct => {
+                let s = &mut self.slots[slot];
+                s.app_inbox.push_back(c.clone());
+                if let ReaderModel::LegacyListener(cap) = self.cfg.reader {
+                    if s.app_inbox.len() > cap {
+                        s.app_inbox.pop_front();
+                        s.app_dropped += 1;
+                    }
+                }
+            }
+            Event::Custom(c) => self.app_reads(slot, c),
+            Event::EventsMissed { from, count, .. } => {
+                let gen = self.slots[slot].gen;
+                self.events.on_missed(slot, gen, *from, *count);
+            }
+            Event::SendOutcome(o) => {
+                let gen = self.slots[slot].gen;
+                let problems = self.events.on_outcome(slot, gen, o.clone(), &self.by_id);
+                for p in problems {
+                    self.violation(format!("n{slot}: {p}"));
+                }
+            }
+            Event::Reply { .. } => self.events.replies_received += 1,
+            Event::RequestDone { .. } => self.events.requests_done += 1,
+            _ => {}
+        }
+    }
+
+    /// The application of `slot` reads its inbox (unless its reader is paused) and reports
+    /// what it consumed. Returns true when the node may have new outputs.
+    fn read_app_inbox(&mut self, slot: usize) -> bool {
+        if self.slots[slot].app_inbox.is_empty() || self.now < self.slots[slot].reader_paused_until
+        {
+            return false;
+        }
+        let batch: Vec<espial_core::CustomEvent> = self.slots[slot].app_inbox.drain(..).collect();
+        let n = batch.len();
+        for c in &batch {
+            self.app_reads(slot, c);
+        }
+        if self.cfg.reader == ReaderModel::Consumed {
+            let now = self.instant();
+            if let Some(node) = self.slots[slot].node.as_mut() {
+                node.events_consumed(now, n);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The application of `slot` handles a custom event (answers requests, records it).
+    fn app_reads(&mut self, slot: usize, c: &espial_core::CustomEvent) {
+        let now = self.now;
+        {
+            {
+                let c = c.clone();
                 let subscribed = self.slots[slot]
                     .node
                     .as_ref()
@@ -849,7 +1020,7 @@ impl Sim {
                 let gen = self.slots[slot].gen;
                 if let (Some(req), true) = (c.request, subscribed) {
                     let from = c.from;
-                    let now_i = self.instant();
+                    let now_i = self.local_instant(slot);
                     if let Some(node) = self.slots[slot].node.as_mut() {
                         if node
                             .reply(now_i, from, req, bytes::Bytes::from_static(b"pong"))
@@ -859,16 +1030,13 @@ impl Sim {
                         }
                     }
                 }
-                self.events
-                    .on_custom(slot, gen, now, c, subscribed, rejected);
+                let problems = self
+                    .events
+                    .on_custom(slot, gen, now, &c, subscribed, rejected);
+                for p in problems {
+                    self.violation(format!("n{slot}: {p}"));
+                }
             }
-            Event::SendOutcome(o) => {
-                let gen = self.slots[slot].gen;
-                self.events.on_outcome(slot, gen, o.clone(), &self.by_id);
-            }
-            Event::Reply { .. } => self.events.replies_received += 1,
-            Event::RequestDone { .. } => self.events.requests_done += 1,
-            _ => {}
         }
     }
 }
@@ -893,6 +1061,7 @@ pub fn describe(e: &Event) -> String {
         Event::Demotion { new_master, term } => {
             format!("demotion t{term} new={:?}", new_master.map(|p| p.short()))
         }
+        Event::NoMaster { previous } => format!("no_master prev={}", previous.short()),
         Event::Custom(c) => format!(
             "custom {} from {} len={}",
             c.name,
@@ -915,6 +1084,12 @@ pub fn describe(e: &Event) -> String {
             request.0,
             answered.len(),
             missing.len()
+        ),
+        Event::HandshakeFailed { addr, reason } => format!("handshake_failed {addr} {reason}"),
+        Event::EventsMissed { from, name, count } => format!(
+            "events_missed {count} from {} ({})",
+            from.short(),
+            name.as_deref().unwrap_or("-")
         ),
         // Event is #[non_exhaustive]: a kind without its own line is named.
         _ => e.name().to_string(),

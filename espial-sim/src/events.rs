@@ -58,6 +58,19 @@ pub struct EventLog {
     ended: HashMap<Incarnation, u64>,
     ids: HashMap<NodeId, Incarnation>,
     disturbed: Vec<(u64, u64)>,
+    /// `(receiver, send)` pairs the receiver's application consumed.
+    consumed: std::collections::HashSet<(Incarnation, usize)>,
+    /// Sends of each sender incarnation, in send order.
+    by_sender: HashMap<Incarnation, Vec<usize>>,
+    /// Per `(receiver, sender)`: how far the gap check got in `by_sender`, and how many
+    /// events addressed to the receiver it skipped without consuming them.
+    gap_cursor: HashMap<(Incarnation, Incarnation), (usize, u64)>,
+    /// Per `(receiver, sender)`: events reported missed (gap events) so far.
+    gaps: HashMap<(Incarnation, Incarnation), u64>,
+    /// Events an application consumed after a gap no gap event covered.
+    pub silent_gaps: u64,
+    /// Targets reported delivered before their application consumed the event.
+    pub delivered_early: u64,
     /// Deliveries to a rejected node or to a node not subscribed at delivery time (issue 3:
     /// a target that unsubscribed before delivery is a failed target, not a delivery).
     pub misrouted: u64,
@@ -169,6 +182,7 @@ impl EventLog {
         let seq = self.next_seq.entry(inc).or_default();
         *seq += 1;
         let idx = self.sends.len();
+        self.by_sender.entry(inc).or_default().push(idx);
         self.sends.push(Sent {
             sender: inc,
             known,
@@ -195,7 +209,68 @@ impl EventLog {
         }
     }
 
-    /// A custom event delivered to the application of `(slot, gen)`.
+    /// A gap event at `(slot, gen)`: `count` events from `from` will never arrive.
+    pub fn on_missed(&mut self, slot: usize, gen: u32, from: NodeId, count: u64) {
+        if let Some(s) = self.ids.get(&from).copied() {
+            *self.gaps.entry(((slot, gen), s)).or_default() += count;
+        }
+    }
+
+    /// True when `inc` was subscribed to `name` at `from` and did not unsubscribe since
+    /// (up to `to`).
+    fn subscribed_throughout(&self, inc: Incarnation, name: &str, from: u64, to: u64) -> bool {
+        self.was_subscribed(inc, name, from)
+            && !self.subs.get(&inc).is_some_and(|h| {
+                h.iter()
+                    .any(|(at, n, on)| *at > from && *at <= to && n == name && !*on)
+            })
+    }
+
+    /// Step-level gap invariant: the application of `receiver` consumes send `idx`; every
+    /// earlier send of the same sender addressed to it (the receiver was a subscriber in
+    /// the sender's view at send time and stayed subscribed) was consumed before, or is
+    /// covered by gap events from that sender.
+    fn check_gap(&mut self, receiver: Incarnation, idx: usize, now: u64) -> Option<String> {
+        let sender = self.sends[idx].sender;
+        let my_id = self
+            .ids
+            .iter()
+            .find(|(_, inc)| **inc == receiver)
+            .map(|(id, _)| *id)?;
+        let list = self.by_sender.get(&sender)?;
+        let (mut pos, mut missing) = self
+            .gap_cursor
+            .get(&(receiver, sender))
+            .copied()
+            .unwrap_or((0, 0));
+        while pos < list.len() && list[pos] < idx {
+            let j = list[pos];
+            let s = &self.sends[j];
+            let addressed = s.known.as_ref().is_some_and(|k| k.contains(&my_id));
+            if addressed
+                && !self.consumed.contains(&(receiver, j))
+                && self.subscribed_throughout(receiver, &s.name, s.at, now)
+            {
+                missing += 1;
+            }
+            pos += 1;
+        }
+        if pos < list.len() && list[pos] == idx {
+            pos += 1;
+        }
+        self.gap_cursor.insert((receiver, sender), (pos, missing));
+        let gaps = self.gaps.get(&(receiver, sender)).copied().unwrap_or(0);
+        (missing > gaps).then(|| {
+            self.silent_gaps += 1;
+            format!(
+                "consumed event #{idx} from n{} after {missing} earlier event(s) addressed to it that never arrived, with only {gaps} reported missed (silent gap)",
+                sender.0
+            )
+        })
+    }
+
+    /// A custom event consumed by the application of `(slot, gen)`. Returns invariant
+    /// violations (a silent gap before it).
     pub fn on_custom(
         &mut self,
         slot: usize,
@@ -204,14 +279,19 @@ impl EventLog {
         c: &CustomEvent,
         subscribed: bool,
         not_admitted: bool,
-    ) {
+    ) -> Vec<String> {
         if c.request.is_some() {
-            return;
+            return Vec::new();
         }
         let Some(idx) = parse(&c.data).filter(|&i| (i as usize) < self.sends.len()) else {
             self.foreign += 1;
-            return;
+            return Vec::new();
         };
+        let mut problems = Vec::new();
+        if subscribed && !not_admitted {
+            problems.extend(self.check_gap((slot, gen), idx as usize, now));
+        }
+        self.consumed.insert(((slot, gen), idx as usize));
         let sent_at = self.sends[idx as usize].at;
         if !subscribed && !not_admitted && self.was_subscribed((slot, gen), &c.name, sent_at) {
             self.after_unsubscribe += 1;
@@ -235,21 +315,36 @@ impl EventLog {
             .entry((slot, gen))
             .or_default()
             .push((idx as usize, now));
+        problems
     }
 
-    /// A send outcome reported to the sender `(slot, gen)`.
+    /// A send outcome reported to the sender `(slot, gen)`. Returns invariant violations:
+    /// a target reported delivered whose application has not consumed the event.
     pub fn on_outcome(
         &mut self,
         slot: usize,
         gen: u32,
         o: SendOutcome,
         _by_id: &HashMap<NodeId, usize>,
-    ) {
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
         if let Some(&idx) = self.by_send_id.get(&((slot, gen), o.send)) {
+            for id in &o.delivered {
+                if let Some(inc) = self.ids.get(id) {
+                    if !self.consumed.contains(&(*inc, idx)) {
+                        self.delivered_early += 1;
+                        problems.push(format!(
+                            "event #{idx} reported delivered to n{} before its application consumed it",
+                            inc.0
+                        ));
+                    }
+                }
+            }
             self.sends[idx].outcome = Some(o);
         } else {
             self.early_outcomes.insert(((slot, gen), o.send), o);
         }
+        problems
     }
 
     /// Whether `inc` was subscribed to `name` at time `t` (by its subscription commands).

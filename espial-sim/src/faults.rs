@@ -22,6 +22,14 @@ pub enum Action {
     Partition(Vec<Vec<usize>>),
     /// Cut the directed link `a → b`.
     CutLink(usize, usize),
+    /// Restore the directed link `a → b`.
+    RestoreLink(usize, usize),
+    /// Drop everything a node sends (it still receives): a one-way mute.
+    Mute(usize),
+    /// End a mute.
+    Unmute(usize),
+    /// Make a node slow: every input is handled this much late (zero: normal again).
+    Slow(usize, Duration),
     /// Remove every partition and cut link.
     Heal,
     /// Set the loss probability.
@@ -38,6 +46,11 @@ pub enum Action {
     Subscribe(usize, String),
     /// Unsubscribe a node from a custom event name.
     Unsubscribe(usize, String),
+    /// The node's application stops reading custom events for a while (reader models with
+    /// an inbox, see `SimConfig::reader`); the node itself keeps running.
+    PauseReader(usize, Duration),
+    /// The node's application reads again (scheduled by `PauseReader`).
+    ResumeReader(usize),
 }
 
 impl Sim {
@@ -52,6 +65,20 @@ impl Sim {
             Action::Restart(s) => self.restart(s),
             Action::Leave(s) => self.leave(s),
             Action::Pause(s, d) => self.pause(s, d),
+            Action::PauseReader(s, d) => {
+                self.trace.fault(t, &format!("pause reader n{s} {d:?}"));
+                let until = self.now() + d;
+                if let Some(slot) = self.slots.get_mut(s) {
+                    slot.reader_paused_until = until.as_nanos() as u64;
+                }
+                self.schedule(until, Action::ResumeReader(s));
+            }
+            Action::ResumeReader(s) => {
+                self.trace.fault(t, &format!("resume reader n{s}"));
+                if s < self.slots.len() {
+                    self.drain(s);
+                }
+            }
             Action::Partition(groups) => {
                 self.trace.fault(t, &format!("partition {groups:?}"));
                 self.net.partition.split(&groups);
@@ -60,6 +87,19 @@ impl Sim {
                 self.trace.fault(t, &format!("cut {a}->{b}"));
                 self.net.partition.cut_link(a, b);
             }
+            Action::RestoreLink(a, b) => {
+                self.trace.fault(t, &format!("restore {a}->{b}"));
+                self.net.partition.restore_link(a, b);
+            }
+            Action::Mute(s) => {
+                self.trace.fault(t, &format!("mute n{s}"));
+                self.net.partition.mute(s);
+            }
+            Action::Unmute(s) => {
+                self.trace.fault(t, &format!("unmute n{s}"));
+                self.net.partition.unmute(s);
+            }
+            Action::Slow(s, d) => self.set_slow(s, d),
             Action::Heal => {
                 self.trace.fault(t, "heal");
                 self.net.partition.heal();

@@ -19,9 +19,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod adv_schedule;
+pub mod adversary;
 pub mod cipher;
+pub mod clock;
 pub mod cluster;
 pub mod events;
+pub mod families;
 pub mod faults;
 pub mod invariants;
 pub mod metrics;

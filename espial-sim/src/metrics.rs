@@ -38,6 +38,8 @@ pub struct Counters {
     pub live_removed: u64,
     /// A few of those, for the report.
     pub live_removed_examples: Vec<String>,
+    /// Quorum mode: total simulated time during which two nodes acted as master (ns).
+    pub overlap_ns: u64,
     /// Sent (messages, bytes) per message kind, when `SimConfig::classify_traffic` is on.
     pub by_kind: std::collections::BTreeMap<&'static str, (u64, u64)>,
 }
@@ -165,6 +167,7 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
         Kind::Beacon => add("beacon", data.len()),
         Kind::Hello => add("hello", data.len()),
         Kind::HelloAck => add("hello_ack", data.len()),
+        Kind::Cookie => add("cookie", data.len()),
         Kind::Sealed => {
             let msgs = wire::SealedHeader::parse(body)
                 .ok()
@@ -190,6 +193,8 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
                     Msg::State(_) => "state",
                     Msg::Heartbeat { .. } => "heartbeat",
                     Msg::Claim(_) | Msg::Resign(_) => "claim",
+                    Msg::LeaseRequest { .. } | Msg::LeaseAck { .. } => "lease",
+                    Msg::VoteRequest { .. } | Msg::VoteReply { .. } => "vote",
                     Msg::Delivery(_) => "delivery",
                 };
                 add(k, size);
@@ -210,6 +215,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
         Kind::Beacon => "beacon".into(),
         Kind::Hello => "hello".into(),
         Kind::HelloAck => "hello_ack".into(),
+        Kind::Cookie => "cookie".into(),
         Kind::Sealed => {
             let Some((hdr, msgs)) = wire::SealedHeader::parse(body)
                 .ok()
@@ -240,7 +246,8 @@ pub fn describe_datagram(data: &[u8]) -> String {
                         let v: Vec<String> = u
                             .iter()
                             .map(|u| match u {
-                                wire::Update::Alive(e) => {
+                                wire::Update::Alive(s) => {
+                                    let e = &s.entry;
                                     format!("alive {}@{}", e.id.short(), e.incarnation)
                                 }
                                 wire::Update::Suspect {
@@ -253,7 +260,9 @@ pub fn describe_datagram(data: &[u8]) -> String {
                                 } => {
                                     format!("dead {}@{incarnation}", id.short())
                                 }
-                                wire::Update::Left { id, incarnation } => {
+                                wire::Update::Left {
+                                    id, incarnation, ..
+                                } => {
                                     format!("left {}@{incarnation}", id.short())
                                 }
                             })
@@ -268,6 +277,20 @@ pub fn describe_datagram(data: &[u8]) -> String {
                     }
                     Msg::Claim(c) => format!("claim(t{} {})", c.term, c.master.short()),
                     Msg::Resign(c) => format!("resign(t{})", c.term),
+                    Msg::LeaseRequest { claim, round } => {
+                        format!("lease_req(t{},r{round})", claim.term)
+                    }
+                    Msg::LeaseAck {
+                        term,
+                        round,
+                        granted,
+                    } => format!("lease_ack(t{term},r{round},{granted})"),
+                    Msg::VoteRequest { claim, force, .. } => {
+                        format!("vote_req(t{},force {force})", claim.term)
+                    }
+                    Msg::VoteReply { term, granted, .. } => {
+                        format!("vote_reply(t{term},{granted})")
+                    }
                     Msg::Delivery(_) => "delivery".into(),
                 })
                 .collect();

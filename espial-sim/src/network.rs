@@ -71,13 +71,32 @@ impl Default for NetConfig {
 pub struct Partition {
     groups: Vec<u32>,
     cut: BTreeSet<(usize, usize)>,
+    /// Slots whose every outgoing datagram is dropped (one-way mute).
+    muted: BTreeSet<usize>,
 }
 
 impl Partition {
     /// Whether `a` can send to `b`.
     pub fn can_reach(&self, a: usize, b: usize) -> bool {
         let g = |s: usize| self.groups.get(s).copied().unwrap_or(0);
-        g(a) == g(b) && (self.cut.is_empty() || !self.cut.contains(&(a, b)))
+        g(a) == g(b)
+            && (self.cut.is_empty() || !self.cut.contains(&(a, b)))
+            && (self.muted.is_empty() || !self.muted.contains(&a))
+    }
+
+    /// Drops every datagram `slot` sends (it still receives) until [`Partition::unmute`].
+    pub fn mute(&mut self, slot: usize) {
+        self.muted.insert(slot);
+    }
+
+    /// Ends a mute.
+    pub fn unmute(&mut self, slot: usize) {
+        self.muted.remove(&slot);
+    }
+
+    /// Restores the directed link `a → b`.
+    pub fn restore_link(&mut self, a: usize, b: usize) {
+        self.cut.remove(&(a, b));
     }
 
     /// Puts each listed slot in the group of its list's index (lists after the first are
@@ -108,16 +127,17 @@ impl Partition {
     pub fn heal(&mut self) {
         self.groups.clear();
         self.cut.clear();
+        self.muted.clear();
     }
 
     /// True when some directed links are cut (components then need a pairwise check).
     pub fn has_cut_links(&self) -> bool {
-        !self.cut.is_empty()
+        !self.cut.is_empty() || !self.muted.is_empty()
     }
 
     /// True when everyone reaches everyone.
     pub fn is_healed(&self) -> bool {
-        self.cut.is_empty() && self.groups.iter().all(|&g| g == 0)
+        self.cut.is_empty() && self.muted.is_empty() && self.groups.iter().all(|&g| g == 0)
     }
 }
 

@@ -37,6 +37,19 @@ pub enum Op {
     Unsubscribe(usize),
     /// A slot publishes this many 128-byte events to the subscribers of `jobs`.
     Send(usize, u8),
+    /// Cut the directed link `a → b` for this many ms (a one-way link).
+    OneWay(usize, usize, u64),
+    /// Drop everything a slot sends (it still receives) for this many ms.
+    Mute(usize, u64),
+    /// Mute the current master (any node that believes it is master) for this many ms.
+    MuteMaster(u64),
+    /// Pause the current master for this many ms.
+    PauseMaster(u64),
+    /// Two groups: the current master plus this many other random live slots (modulo the
+    /// slot count) against the rest; the master lands on either side.
+    SplitMaster(u8),
+    /// Make a slot slow (every input handled `.1` ms late) for `.2` ms.
+    Slow(usize, u64, u64),
 }
 
 /// The event name used by schedule cases.
@@ -53,6 +66,10 @@ pub struct Case {
     pub ineligible: u32,
     /// Quorum mode with `nodes / 2 + 1`.
     pub quorum: bool,
+    /// Clock-rate drift in permille: each host's clock runs at `1 ± drift/1000` (random
+    /// sign and size per host, at most this bound).
+    #[serde(default)]
+    pub drift: u16,
     /// The schedule.
     pub steps: Vec<(u64, Op)>,
 }
@@ -85,7 +102,19 @@ pub fn run_case(
             ..NodeOpts::default()
         })
         .collect();
-    sim.add_nodes_with(opts);
+    let slots = sim.add_nodes_with(opts);
+    if c.drift > 0 {
+        let rho = c.drift as f64 / 1000.0;
+        for s in slots {
+            let size = rho * (0.5 + sim.rng.unit() / 2.0);
+            let rate = if sim.rng.below(2) == 0 {
+                1.0 + size
+            } else {
+                1.0 - size
+            };
+            sim.set_clock_rate(s, rate);
+        }
+    }
     sim.run_for(Duration::from_secs(3));
     let mut partition_since: Option<Duration> = None;
     for (gap, op) in &c.steps {
@@ -126,9 +155,54 @@ pub fn run_case(
                 }
                 continue;
             }
+            Op::OneWay(a, b, d) => {
+                let (a, b) = (a % n, b % n);
+                let end = sim.now() + Duration::from_millis(*d);
+                sim.schedule(end, Action::RestoreLink(a, b));
+                Action::CutLink(a, b)
+            }
+            Op::Mute(s, d) => {
+                let end = sim.now() + Duration::from_millis(*d);
+                sim.schedule(end, Action::Unmute(s % n));
+                Action::Mute(s % n)
+            }
+            Op::MuteMaster(d) => {
+                let Some(m) = current_master(&sim) else {
+                    continue;
+                };
+                let end = sim.now() + Duration::from_millis(*d);
+                sim.schedule(end, Action::Unmute(m));
+                Action::Mute(m)
+            }
+            Op::PauseMaster(d) => {
+                let Some(m) = current_master(&sim) else {
+                    continue;
+                };
+                Action::Pause(m, Duration::from_millis(*d))
+            }
+            Op::SplitMaster(k) => {
+                let Some(m) = current_master(&sim) else {
+                    continue;
+                };
+                let mut others: Vec<usize> = (0..n).filter(|&s| s != m).collect();
+                sim.rng.shuffle(&mut others);
+                let k = (*k as usize) % n.max(1);
+                let mut with: Vec<usize> = others.split_off(others.len() - k.min(others.len()));
+                with.push(m);
+                with.sort_unstable();
+                others.sort_unstable();
+                Action::Partition(vec![others, with])
+            }
+            Op::Slow(s, delay, d) => {
+                let end = sim.now() + Duration::from_millis(*d);
+                sim.schedule(end, Action::Slow(s % n, Duration::ZERO));
+                Action::Slow(s % n, Duration::from_millis(*delay))
+            }
         };
         match op {
-            Op::Partition(_) => partition_since = partition_since.or(Some(sim.now())),
+            Op::Partition(_) | Op::SplitMaster(_) => {
+                partition_since = partition_since.or(Some(sim.now()))
+            }
             Op::Heal => {
                 if let Some(t) = partition_since.take() {
                     sim.events.disturbed(ns(t), ns(sim.now()));
@@ -144,9 +218,15 @@ pub fn run_case(
     if let Some(t) = partition_since.take() {
         sim.events.disturbed(ns(t), ns(sim.now()));
     }
-    // Faults stop: heal, no loss (a pending loss-burst end only sets 0 again), then settle.
+    // Faults stop: heal, no loss (a pending loss-burst end only sets 0 again), no slow
+    // node, then settle.
     sim.apply(Action::Heal);
     sim.apply(Action::SetLoss(0.0));
+    for s in 0..sim.slots.len() {
+        if sim.slots[s].slow > 0 {
+            sim.apply(Action::Slow(s, Duration::ZERO));
+        }
+    }
     sim.run_for(Duration::from_secs(3));
     let s = settle(&mut sim, settle_max);
     let mut v = sim.violations.clone();
@@ -177,6 +257,13 @@ pub fn run_case(
         v.extend(sim.events.misrouted_examples.iter().cloned());
     }
     (sim, v)
+}
+
+/// A slot that believes it is master (the lowest, when several do).
+pub fn current_master(sim: &Sim) -> Option<usize> {
+    sim.live_slots()
+        .into_iter()
+        .find(|&s| sim.node(s).is_some_and(|n| n.is_master()))
 }
 
 fn ns(d: Duration) -> u64 {

@@ -38,6 +38,7 @@ fn case() -> impl Strategy<Value = Case> {
             // About a quarter of the nodes are not master-eligible; node 0 always is.
             ineligible: ineligible & ineligible >> 1 & !1,
             quorum,
+            drift: 0,
             steps,
         })
 }
@@ -89,6 +90,7 @@ fn event_case() -> impl Strategy<Value = Case> {
             nodes,
             ineligible: 0,
             quorum: false,
+            drift: 0,
             steps,
         })
 }

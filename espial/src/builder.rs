@@ -311,11 +311,10 @@ impl Builder {
         config.validate()?;
         let metadata = Metadata::from_pairs(self.metadata, config.max_metadata_bytes)?;
 
+        // Every node has an identity key (a fresh one unless configured); its id is derived
+        // from the public key, so only the key's holder can use it.
         let cipher = make_cipher(self.psk.as_deref(), self.identity.clone(), self.aes256)?;
-        let id = match &self.identity {
-            Some(key) => key.node_id(),
-            None => NodeId(random_u128()),
-        };
+        let id = cipher.node_id();
 
         let (transport, bound, advertised) = match self.transport {
             Some(t) => {
@@ -347,7 +346,6 @@ impl Builder {
         me.metadata = metadata;
         me.master_eligible = self.master_eligible;
         me.priority = self.priority;
-        me.identity_key = self.identity.as_ref().map(|k| k.public_key());
 
         let node = Node::new(
             config.clone(),
@@ -385,15 +383,24 @@ impl Builder {
             }
         }
 
+        let hub = espial_net::EventHub::new(self.event_buffer.max(16));
         let opts = DriverOptions {
             event_capacity: self.event_buffer.max(16),
             filter: self.filter,
             filter_timeout: self.filter_timeout,
             recv_buffer: config.max_datagram + 1,
+            hub: Some(hub.clone()),
         };
         let spawned = espial_net::spawn(node, transport, discoveries, opts)?;
         tracing::debug!(%bound, %advertised, "espial node started");
-        Ok(Espial::new(spawned, config, bound, beacons, self.metrics))
+        Ok(Espial::new(
+            spawned,
+            hub,
+            config,
+            bound,
+            beacons,
+            self.metrics,
+        ))
     }
 }
 
@@ -402,7 +409,7 @@ fn make_cipher(
     identity: Option<IdentityKey>,
     aes256: bool,
 ) -> Result<Box<dyn Cipher>> {
-    let mut c = AesGcmCipher::new();
+    let mut c = AesGcmCipher::try_new().map_err(|e| Error::Crypto(e.to_string()))?;
     if aes256 {
         c = c.aes256();
     }

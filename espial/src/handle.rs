@@ -10,13 +10,13 @@ use espial_core::{
 };
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
-use espial_net::NodeHandle;
+use espial_net::{EventHub, NodeHandle};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Most events of a `send_batch` queued by one command to the node's task (as many as the
@@ -55,7 +55,7 @@ pub struct Espial {
 
 struct Inner {
     node: NodeHandle,
-    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
+    hub: Arc<EventHub>,
     task: Mutex<Option<JoinHandle<()>>>,
     config: Config,
     bound: SocketAddr,
@@ -111,6 +111,7 @@ impl Espial {
 
     pub(crate) fn new(
         spawned: Spawned,
+        hub: Arc<EventHub>,
         config: Config,
         bound: SocketAddr,
         beacons: Option<Arc<BeaconCounters>>,
@@ -120,7 +121,7 @@ impl Espial {
         let espial = Espial {
             inner: Arc::new(Inner {
                 node: spawned.handle,
-                first_events: Mutex::new(Some(spawned.first_events)),
+                hub,
                 task: Mutex::new(Some(spawned.task)),
                 config,
                 bound,
@@ -136,21 +137,17 @@ impl Espial {
     }
 
     /// A listener that does not take the first stream's start (for internal tasks).
-    pub(crate) fn raw_events(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn raw_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.inner.node.subscribe()
     }
 
     /// A new, independent event listener. The **first** call returns a stream that starts
     /// at the node's start (so it sees `listening`); later calls see events from the moment
-    /// of the call. See [`EventStream`] for what happens to a listener that falls behind.
+    /// of the call (except when every earlier stream was dropped: then the new one gets
+    /// what arrived meanwhile). See [`EventStream`] for what happens to a listener that
+    /// falls behind, and why custom events wait for every stream.
     pub fn events(&self) -> EventStream {
-        let first = self
-            .inner
-            .first_events
-            .lock()
-            .ok()
-            .and_then(|mut f| f.take());
-        EventStream::new(first.unwrap_or_else(|| self.inner.node.subscribe()))
+        EventStream::new(self.inner.hub.listen())
     }
 
     /// Subscribes to a custom event name: sends to that name reach this node from now on

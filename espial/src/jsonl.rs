@@ -119,6 +119,10 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             o.insert("new_master".into(), id_or_null(*new_master));
             o.insert("term".into(), (*term).into());
         }
+        Event::NoMaster { previous } => {
+            node(me, &mut o);
+            o.insert("previous".into(), previous.to_string().into());
+        }
         Event::Custom(c) => {
             o.insert("name".into(), c.name.clone().into());
             o.insert("from".into(), c.from.to_string().into());
@@ -156,6 +160,19 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
                 |v: &[NodeId]| Value::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
             o.insert("answered".into(), ids(answered));
             o.insert("missing".into(), ids(missing));
+        }
+        Event::HandshakeFailed { addr, reason } => {
+            node(me, &mut o);
+            o.insert("addr".into(), addr.to_string().into());
+            o.insert("reason".into(), reason.clone().into());
+        }
+        Event::EventsMissed { from, name, count } => {
+            o.insert("from".into(), from.to_string().into());
+            o.insert(
+                "name".into(),
+                name.as_ref().map_or(Value::Null, |n| n.clone().into()),
+            );
+            o.insert("count".into(), (*count).into());
         }
         // An event this version does not render field by field: its name and debug form,
         // so that agents print every event.
@@ -202,6 +219,15 @@ mod tests {
         );
         assert_eq!(v["new_master"], Value::Null);
         let v = event_json(
+            &Event::NoMaster {
+                previous: NodeId(2),
+            },
+            &me,
+            look,
+        );
+        assert_eq!(v["event"], "no_master");
+        assert_eq!(v["previous"], NodeId(2).to_string());
+        let v = event_json(
             &Event::NewMaster {
                 master: NodeId(2),
                 node: None,
@@ -233,6 +259,18 @@ mod tests {
             look,
         );
         assert_eq!(v["event"], "node_rejected");
+        let v = event_json(
+            &Event::HandshakeFailed {
+                addr: "127.0.0.3:9".parse().unwrap(),
+                reason: "different cluster key?".into(),
+            },
+            &me,
+            look,
+        );
+        assert_eq!(v["event"], "handshake_failed");
+        assert_eq!(v["addr"], "127.0.0.3:9");
+        assert_eq!(v["reason"], "different cluster key?");
+        assert_eq!(v["node"]["name"], "me");
         assert_eq!(v["reason"], "no");
     }
 }

@@ -4,7 +4,7 @@
 
 use espial_core::config::MAX_DATAGRAM;
 use espial_core::wire::{
-    decode_body, decode_msgs, encode_clear, encode_msgs, split_header, Beacon, Hello, HelloAck,
+    decode_body, decode_msgs, encode_clear, encode_msgs, split_header, Beacon, Cookie, Hello, HelloAck,
     Kind, SealedHeader,
 };
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             Kind::Beacon => round_trip::<Beacon>(kind, body),
             Kind::Hello => round_trip::<Hello>(kind, body),
             Kind::HelloAck => round_trip::<HelloAck>(kind, body),
+            Kind::Cookie => round_trip::<Cookie>(kind, body),
             Kind::Sealed => {
                 if let Ok((header, rest)) = SealedHeader::parse(body) {
                     let mut out = Vec::new();
@@ -41,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_body::<Beacon>(data);
     let _ = decode_body::<Hello>(data);
     let _ = decode_body::<HelloAck>(data);
+    let _ = decode_body::<Cookie>(data);
     let _ = SealedHeader::parse(data);
     if let Ok(msgs) = decode_msgs(data) {
         assert_eq!(

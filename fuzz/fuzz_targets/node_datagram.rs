@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut node) = Node::new(
         Config::lan(),
         me,
-        Box::new(PlaintextTestCipher::new()),
+        Box::new(PlaintextTestCipher::for_node(NodeId(1))),
         7,
         start,
     ) else {

@@ -147,6 +147,11 @@ impl Agents {
         let _ = self.agents[i].child.wait().await;
     }
 
+    /// Process id of agent `i` (for its memory figures in `/proc`).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.agents[i].child.id().expect("agent still running")
+    }
+
     /// Closes agent `i`'s stdin (end of input).
     pub fn close_stdin(&mut self, i: usize) {
         self.agents[i].stdin = None;

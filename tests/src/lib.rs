@@ -8,7 +8,9 @@
 //! `127.0.<net>.<host>` with a distinct `<net>` per test, see [`ip`].
 #![forbid(unsafe_code)]
 
+pub mod adversary;
 pub mod agent;
+pub mod attacker;
 pub mod cluster;
 pub mod nft;
 

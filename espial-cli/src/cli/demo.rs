@@ -342,6 +342,9 @@ impl Demo {
                 "demoted; new master: {}",
                 new_master.map_or("none".to_string(), |m| self.name_of(m))
             ),
+            Event::NoMaster { previous } => {
+                format!("no master any more (was {})", self.name_of(*previous))
+            }
             Event::Custom(c) => format!(
                 "custom event {:?} from {}: {:?}",
                 c.name,

@@ -68,6 +68,18 @@ pub struct DeliveryConfig {
     /// new one stays silent this long while the old one still sends (the "new" stream was
     /// in fact a late straggler of an older incarnation).
     pub stream_silence: Duration,
+    /// Flow-control window per sending peer, in cost units (payload + [`super::MSG_COST`]
+    /// per message): what this node lets one peer have unread or in flight towards it.
+    /// Raised to at least one largest message.
+    pub credit_window: usize,
+    /// Unread events over all peers, in cost units: past it no peer gets more credit (and
+    /// a complete event waits in the reorder buffer until the application reads).
+    pub unread_total: usize,
+    /// `true`: a released custom event counts as consumed only when the caller says so
+    /// ([`super::Delivery::app_consumed`]), as a driver that buffers events for its listeners
+    /// does. `false` (default): consumed as soon as it is released (the caller of
+    /// `poll_event` is the application).
+    pub app_consumption: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -88,6 +100,9 @@ impl Default for DeliveryConfig {
             ack_every: 2,
             give_up_after: Some(Duration::from_secs(30)),
             stream_silence: Duration::from_secs(1),
+            credit_window: 4 << 20,
+            unread_total: 32 << 20,
+            app_consumption: false,
         }
     }
 }
@@ -99,6 +114,8 @@ impl DeliveryConfig {
         DeliveryConfig {
             max_payload: c.max_event_payload,
             max_frame: c.max_datagram.saturating_sub(DATAGRAM_OVERHEAD),
+            credit_window: c.event_window_bytes,
+            unread_total: c.max_unread_event_bytes,
             ..DeliveryConfig::default()
         }
     }
@@ -112,6 +129,11 @@ impl DeliveryConfig {
     /// bookkeeping of fragments no smaller than half the smallest legitimate fragment).
     pub fn message_cap(&self) -> usize {
         self.max_payload + self.max_payload / 2 + ENTRY_COST + 4096
+    }
+
+    /// Flow-control cost of the largest message (payload, name, [`super::MSG_COST`]).
+    pub fn max_message_cost(&self) -> usize {
+        self.max_payload + crate::event::MAX_EVENT_NAME + super::MSG_COST as usize
     }
 
     /// Checks that the settings can work.
@@ -146,6 +168,8 @@ impl DeliveryConfig {
         let cap = self.message_cap();
         self.reassembly_per_peer = self.reassembly_per_peer.max(2 * cap);
         self.reassembly_total = self.reassembly_total.max(self.reassembly_per_peer);
+        self.credit_window = self.credit_window.max(self.max_message_cost());
+        self.unread_total = self.unread_total.max(self.credit_window);
         self
     }
 }

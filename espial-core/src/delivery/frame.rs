@@ -27,6 +27,10 @@ pub struct Frame {
     pub ack: Option<Ack>,
     /// Data segments, each a whole message or one fragment of one.
     pub segs: Vec<Segment>,
+    /// The sender has messages waiting for flow-control credit from the receiver (a
+    /// *blocked probe*): the receiver answers with an acknowledgement at once, carrying its
+    /// current credit, so a lost credit update cannot deadlock the pair.
+    pub blocked: bool,
 }
 
 /// One run in a delta-coded list of ranges: skip `gap`, then `len` items.
@@ -77,7 +81,21 @@ pub struct Ack {
     /// `cumulative - declined_back`. Complete from there up to `cumulative`: a message in
     /// that span not listed was taken. The sender reports the listed ones failed.
     pub declined: Vec<Run>,
+    /// Every message with `seq < consumed` was handed to the receiver's application (or not
+    /// taken, as listed in `declined`). At most `cumulative`. A taken message's send is
+    /// reported delivered only once `consumed` passes it.
+    pub consumed: u64,
+    /// Flow-control credit in cost units (a message costs its payload length plus
+    /// [`MSG_COST`]): the sender may have messages whose costs add up to at most this, from
+    /// `consumed` on (received, in flight or new). The sender turns it into an absolute
+    /// limit of its own stream (`offset(consumed) + credit`) and keeps the largest one seen,
+    /// so a duplicated or reordered ack never lowers it.
+    pub credit: u64,
 }
+
+/// Flow-control cost of a message beyond its payload bytes (so that many tiny messages also
+/// use up credit).
+pub const MSG_COST: u64 = 64;
 
 /// What a message is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +117,16 @@ pub enum MsgKind {
     },
     /// Abandoned by the sender (its target unsubscribed): the receiver skips this `seq`.
     Skip,
+    /// Gap notice: while the receiver was out of the sender's member view (removed as
+    /// failed, then back), the sender published `count` subscription-routed events named
+    /// `name` that did not go to the receiver. Reported to the application as
+    /// `Event::EventsMissed`. Empty payload.
+    Missed {
+        /// The event name.
+        name: String,
+        /// How many events of that name were published meanwhile.
+        count: u64,
+    },
 }
 
 /// Message header, carried by fragment 0.
@@ -241,6 +269,8 @@ mod tests {
                 }],
                 declined_back: 2,
                 declined: vec![Run { gap: 0, len: 1 }],
+                consumed: 1,
+                credit: 4096,
             }),
             segs: vec![Segment {
                 off: 0,
@@ -256,6 +286,7 @@ mod tests {
                 }),
                 data: Bytes::from_static(b"abc"),
             }],
+            blocked: false,
         };
         let enc = postcard::to_allocvec(&f).unwrap();
         assert_eq!(enc.len(), size_of(&f));

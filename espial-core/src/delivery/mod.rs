@@ -119,7 +119,8 @@ mod tx;
 mod tests;
 
 pub use config::{DeliveryConfig, DATAGRAM_OVERHEAD, MIN_FRAME};
-pub use frame::{Ack, Frame, Head, MsgKind, PartialAck, Run, Segment};
+pub use frame::{Ack, Frame, Head, MsgKind, PartialAck, Run, Segment, MSG_COST};
+pub use tx::INITIAL_CREDIT;
 pub use stats::DeliveryStats;
 
 use crate::error::SendError;
@@ -174,6 +175,19 @@ pub struct Delivery {
     /// Set while `send_to_subscribers` queues a message.
     route_by_subscription: bool,
     rr: Option<NodeId>,
+    /// Released events handed out and not yet consumed, in the order handed out:
+    /// `(peer, its stream, cost)` (see [`Delivery::app_consumed`]).
+    unread_order: VecDeque<(NodeId, u64, u64)>,
+    /// Where the streams to gone peers stood (next sequence number), so a returning peer's
+    /// stream continues exactly there and its gap count is exact.
+    tx_grave: BTreeMap<NodeId, u64>,
+    tx_grave_order: VecDeque<NodeId>,
+    /// Subscription-routed events published per name (for gap notices).
+    published: BTreeMap<String, u64>,
+    /// Peers removed as failed: the `published` count of each name they subscribed to at
+    /// the time (their gap notice on return is the difference).
+    departed: BTreeMap<NodeId, Vec<(String, u64)>>,
+    departed_order: VecDeque<NodeId>,
 }
 
 /// The state of peer `id`, created on first use (its sequence numbers start at `floor`).
@@ -217,6 +231,14 @@ impl Delivery {
         self.route_by_subscription = true;
         let r = self.send(now, name, payload, targets, request);
         self.route_by_subscription = false;
+        if r.is_ok() {
+            match self.published.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    self.published.insert(name.to_string(), 1);
+                }
+            }
+        }
         r
     }
 
@@ -241,7 +263,34 @@ impl Delivery {
             subscriptions: std::collections::BTreeSet::new(),
             route_by_subscription: false,
             rr: None,
+            unread_order: VecDeque::new(),
+            tx_grave: BTreeMap::new(),
+            tx_grave_order: VecDeque::new(),
+            published: BTreeMap::new(),
+            departed: BTreeMap::new(),
+            departed_order: VecDeque::new(),
         }
+        .with_mem_limits()
+    }
+
+    fn with_mem_limits(mut self) -> Self {
+        self.mem.unread_cap = self.cfg.unread_total as u64;
+        self.mem.explicit = self.cfg.app_consumption;
+        self
+    }
+
+    /// Chooses when a released custom event counts as consumed: `true`, only when the
+    /// caller reports it with [`Delivery::app_consumed`] (a driver that buffers events for
+    /// its application); `false`, as soon as it is released (the default).
+    pub fn set_app_consumption(&mut self, on: bool) {
+        self.cfg.app_consumption = on;
+        self.mem.explicit = on;
+    }
+
+    /// The first sequence number of a new stream to `peer`: where the last one stopped if
+    /// it is remembered, else above every number used for a gone peer.
+    fn floor_for(&self, peer: NodeId) -> u64 {
+        self.tx_grave.get(&peer).copied().unwrap_or(self.seq_floor)
     }
 
     /// The configuration in force (after normalization).
@@ -318,9 +367,10 @@ impl Delivery {
                 },
                 payload: payload.clone(),
             };
-            peer_entry(&mut self.peers, t, self.seq_floor, &self.cfg)
-                .tx
-                .enqueue(q, &self.cfg);
+            let floor = self.floor_for(t);
+            let tx = &mut peer_entry(&mut self.peers, t, floor, &self.cfg).tx;
+            tx.enqueue(q, &self.cfg);
+            tx.refresh_blocked(now, &self.cfg);
             self.stats.messages_queued += 1;
         }
         self.stats.messages_failed += failed.len() as u64;
@@ -339,7 +389,6 @@ impl Delivery {
         request: RequestId,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let _ = now;
         self.check_size(payload.len())?;
         if to == self.local {
             return Err(SendError::UnknownTarget(to));
@@ -351,16 +400,17 @@ impl Delivery {
         {
             return Err(SendError::Backpressure(1));
         }
-        peer_entry(&mut self.peers, to, self.seq_floor, &self.cfg)
-            .tx
-            .enqueue(
-                Queued {
-                    send: None,
-                    kind: MsgKind::Reply { request },
-                    payload,
-                },
-                &self.cfg,
-            );
+        let floor = self.floor_for(to);
+        let tx = &mut peer_entry(&mut self.peers, to, floor, &self.cfg).tx;
+        tx.enqueue(
+            Queued {
+                send: None,
+                kind: MsgKind::Reply { request },
+                payload,
+            },
+            &self.cfg,
+        );
+        tx.refresh_blocked(now, &self.cfg);
         self.stats.messages_queued += 1;
         Ok(())
     }
@@ -386,23 +436,38 @@ impl Delivery {
             self.stats.malformed += 1;
             return;
         }
-        if !self.adopt_stream(now, from, frame.stream, frame.base) {
+        let Some(mut gap) = self.adopt_stream(now, from, frame.stream, frame.base) else {
             self.stats.stale_stream += 1;
             return;
-        }
+        };
         let mut released = Vec::new();
         if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
-            self.stats.skipped = self.stats.skipped.saturating_add(rx.skip_to(
-                &mut self.mem,
-                frame.base,
-                &self.subscriptions,
-                &mut released,
-            ));
+            let skipped = rx.skip_to(&mut self.mem, frame.base, &self.subscriptions, &mut released);
+            self.stats.skipped = self.stats.skipped.saturating_add(skipped);
+            gap = gap.saturating_add(skipped);
+            if frame.blocked {
+                self.stats.credit_probes_in += 1;
+                rx.note_probe(now, &self.mem);
+            }
+        }
+        if gap > 0 {
+            // The sender gave up on messages this node never received (it reported them
+            // failed): tell the application, in stream order.
+            self.stats.events_missed = self.stats.events_missed.saturating_add(gap);
+            self.events.push_back(Event::EventsMissed {
+                from,
+                name: None,
+                count: gap,
+            });
         }
         if let Some(ack) = &frame.ack {
             if ack.stream == self.stream {
                 let finished = match self.peers.get_mut(&from) {
-                    Some(p) => p.tx.on_ack(now, &self.cfg, ack).finished,
+                    Some(p) => {
+                        let f = p.tx.on_ack(now, &self.cfg, ack).finished;
+                        p.tx.refresh_blocked(now, &self.cfg);
+                        f
+                    }
                     None => Vec::new(),
                 };
                 for (send, taken) in finished {
@@ -426,26 +491,29 @@ impl Delivery {
         let total = self.mem.total() as u64;
         self.stats.reassembly_peak = self.stats.reassembly_peak.max(total);
         self.emit(from, released);
+        self.stats.unread_peak = self.stats.unread_peak.max(self.mem.unread);
     }
 
-    /// Makes sure the receive state of `from` follows `stream`. Returns false for a frame of
-    /// a replaced stream.
-    fn adopt_stream(&mut self, now: Instant, from: NodeId, stream: u64, base: u64) -> bool {
+    /// Makes sure the receive state of `from` follows `stream`. Returns `None` for a frame
+    /// of a replaced stream, else how many messages of a resumed stream were skipped while
+    /// this node had no receive state for it (the gap).
+    fn adopt_stream(&mut self, now: Instant, from: NodeId, stream: u64, base: u64) -> Option<u64> {
         let grave = self.graveyard.get(&from).map(|g| (g.0, g.1));
         let silence = self.cfg.stream_silence;
-        let peer = peer_entry(&mut self.peers, from, self.seq_floor, &self.cfg);
+        let floor = self.floor_for(from);
+        let peer = peer_entry(&mut self.peers, from, floor, &self.cfg);
         let mut resume = None;
         if let Some(rx) = &mut peer.rx {
             if rx.stream == stream {
                 rx.last_heard = now;
-                return true;
+                return Some(0);
             }
             if let Some(pos) = peer.retired.iter().position(|r| r.0 == stream) {
                 // A replaced stream. Usually late frames of a dead incarnation; but if the
                 // current stream went silent, it was the impostor (a straggler of the old
                 // incarnation arrived after the new one started): switch back.
                 if now.saturating_duration_since(rx.last_heard) < silence {
-                    return false;
+                    return None;
                 }
                 let r = peer.retired.remove(pos);
                 resume = Some((r.1, r.2));
@@ -463,15 +531,17 @@ impl Delivery {
         }
         let buried = self.graveyard.remove(&from);
         // Resuming a stream keeps what it declined (the sender may still have to hear it).
-        let (next, declined) = match (resume, grave) {
-            (Some((n, d)), _) => (n.max(base), Some(d)),
-            (None, Some((s, n))) if s == stream => (n.max(base), buried.map(|g| g.2)),
-            _ => (base, None),
+        let (next, declined, gap) = match (resume, grave) {
+            (Some((n, d)), _) => (n.max(base), Some(d), base.saturating_sub(n)),
+            (None, Some((s, n))) if s == stream => {
+                (n.max(base), buried.map(|g| g.2), base.saturating_sub(n))
+            }
+            _ => (base, None, 0),
         };
         let mut rx = Rx::new(&self.cfg, stream, next, now, declined);
         rx.declined.note_base(base);
         peer.rx = Some(rx);
-        true
+        Some(gap)
     }
 
     /// Handles one segment; returns true when the ack should go out at once (duplicate).
@@ -618,6 +688,10 @@ impl Delivery {
                         continue;
                     }
                     self.stats.events_delivered += 1;
+                    if let Some(c) = r.unread {
+                        let stream = self.peers.get(&from).and_then(|p| p.rx.as_ref()).map_or(0, |rx| rx.stream);
+                        self.unread_order.push_back((from, stream, c));
+                    }
                     self.events.push_back(Event::Custom(CustomEvent {
                         name,
                         from,
@@ -630,6 +704,14 @@ impl Delivery {
                         ReplyFate::Accepted => self.stats.replies_delivered += 1,
                         ReplyFate::Dropped => self.stats.replies_dropped += 1,
                     }
+                }
+                MsgKind::Missed { name, count } => {
+                    self.stats.events_missed = self.stats.events_missed.saturating_add(count);
+                    self.events.push_back(Event::EventsMissed {
+                        from,
+                        name: Some(name),
+                        count,
+                    });
                 }
                 MsgKind::Skip => {}
             }
@@ -652,6 +734,7 @@ impl Delivery {
         for id in order {
             let ready = self.peers.get(&id).is_some_and(|p| {
                 p.tx.has_data(&self.cfg)
+                    || p.tx.probe_pending
                     || p.rx.as_ref().is_some_and(|rx| rx.ack_due(now, &self.cfg))
             });
             if !ready {
@@ -683,8 +766,9 @@ impl Delivery {
         let cfg = &self.cfg;
         let peer = self.peers.get_mut(&id)?;
         let base = peer.tx.base();
-        // Msg tag, stream, base, Option tag of the ack, length of the segment vector.
-        let fixed = 1 + varint_len(stream) + varint_len(base) + 1 + 1;
+        // Msg tag, stream, base, Option tag of the ack, length of the segment vector, the
+        // blocked flag.
+        let fixed = 1 + varint_len(stream) + varint_len(base) + 1 + 1 + 1;
         if fixed > budget {
             return None;
         }
@@ -694,7 +778,8 @@ impl Delivery {
             None => (false, false),
         };
         let want_ack = owed && (due || piggyback || has_data);
-        if !want_ack && !has_data {
+        let probe = peer.tx.probe_pending;
+        if !want_ack && !has_data && !probe {
             return None;
         }
         let room = budget - fixed;
@@ -710,8 +795,13 @@ impl Delivery {
         } else {
             (Vec::new(), 0)
         };
-        if ack.is_none() && segs.is_empty() {
+        if ack.is_none() && segs.is_empty() && !probe {
             return None;
+        }
+        let blocked = probe && segs.is_empty();
+        if blocked {
+            peer.tx.probe_pending = false;
+            self.stats.credit_probes_out += 1;
         }
         self.stats.frames_out += 1;
         self.stats.segments_out += segs.len() as u64;
@@ -727,6 +817,7 @@ impl Delivery {
             base,
             ack,
             segs,
+            blocked,
         };
         debug_assert!(size_of(&frame) < budget, "frame exceeds its budget");
         Some(frame)
@@ -740,6 +831,7 @@ impl Delivery {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
+            peer.tx.refresh_blocked(now, &self.cfg);
             let (give_up, probed) = peer.tx.on_timeout(now, &self.cfg);
             if probed {
                 self.stats.probe_timeouts += 1;
@@ -786,6 +878,14 @@ impl Delivery {
         if let Some(mut p) = self.peers.remove(&peer) {
             let failed = p.tx.fail_all();
             self.seq_floor = self.seq_floor.max(p.tx.next_seq);
+            if self.tx_grave.insert(peer, p.tx.next_seq).is_none() {
+                self.tx_grave_order.push_back(peer);
+                if self.tx_grave_order.len() > GRAVEYARD {
+                    if let Some(old) = self.tx_grave_order.pop_front() {
+                        self.tx_grave.remove(&old);
+                    }
+                }
+            }
             if let Some(mut rx) = p.rx.take() {
                 rx.clear(&mut self.mem);
                 let declined = std::mem::take(&mut rx.declined);
@@ -821,6 +921,119 @@ impl Delivery {
         }
     }
 
+    /// The application consumed the `count` oldest custom events handed out (in the order
+    /// [`Delivery::poll_event`] returned them). Only with `app_consumption` on: their
+    /// senders' sends become delivered, credit is granted again, events held back by the
+    /// unread limits are released.
+    pub fn app_consumed(&mut self, now: Instant, count: usize) {
+        for _ in 0..count {
+            let Some((from, stream, c)) = self.unread_order.pop_front() else {
+                break;
+            };
+            self.mem.unread = self.mem.unread.saturating_sub(c);
+            if let Some(rx) = self
+                .peers
+                .get_mut(&from)
+                .and_then(|p| p.rx.as_mut())
+                .filter(|rx| rx.stream == stream)
+            {
+                rx.consumed_one(now, &self.mem);
+            }
+        }
+        if self.mem.stalled {
+            self.mem.stalled = false;
+            let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+            for id in ids {
+                let mut released = Vec::new();
+                if let Some(rx) = self.peers.get_mut(&id).and_then(|p| p.rx.as_mut()) {
+                    rx.release(&mut self.mem, &self.subscriptions, &mut released);
+                }
+                self.emit(id, released);
+            }
+        }
+    }
+
+    /// Custom events handed out and not yet consumed (with `app_consumption`), and their
+    /// cost in bytes (payload + [`MSG_COST`] each).
+    pub fn unread(&self) -> (usize, u64) {
+        (self.unread_order.len(), self.mem.unread)
+    }
+
+    /// The peer was removed as failed while subscribed to `subscriptions`: remembers how
+    /// many events of those names were published so far, so that on its return
+    /// ([`Delivery::peer_returned`]) it is told how many it missed.
+    pub fn note_departed(&mut self, peer: NodeId, subscriptions: &std::collections::BTreeSet<String>) {
+        let marks: Vec<(String, u64)> = subscriptions
+            .iter()
+            .map(|n| (n.clone(), self.published.get(n).copied().unwrap_or(0)))
+            .collect();
+        if self.departed.insert(peer, marks).is_none() {
+            self.departed_order.push_back(peer);
+            if self.departed_order.len() > GRAVEYARD {
+                if let Some(old) = self.departed_order.pop_front() {
+                    self.departed.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A peer removed as failed is back: for each name it still subscribes to, events of
+    /// that name published meanwhile (which did not go to it) are announced to it with a
+    /// gap notice, in its stream before anything sent from now on.
+    pub fn peer_returned(&mut self, now: Instant, peer: NodeId, subscriptions: &std::collections::BTreeSet<String>) {
+        let Some(marks) = self.departed.remove(&peer) else {
+            return;
+        };
+        self.departed_order.retain(|p| *p != peer);
+        for (name, mark) in marks {
+            if !subscriptions.contains(&name) {
+                continue;
+            }
+            let count = self.published.get(&name).copied().unwrap_or(0).saturating_sub(mark);
+            if count == 0 {
+                continue;
+            }
+            let floor = self.floor_for(peer);
+            let tx = &mut peer_entry(&mut self.peers, peer, floor, &self.cfg).tx;
+            tx.enqueue(
+                Queued {
+                    send: None,
+                    kind: MsgKind::Missed { name, count },
+                    payload: Bytes::new(),
+                },
+                &self.cfg,
+            );
+            tx.refresh_blocked(now, &self.cfg);
+            self.stats.messages_queued += 1;
+        }
+    }
+
+    /// Makes every acknowledgement this node could owe due at once (for a graceful
+    /// leave: the peers hear what this node received and consumed before it goes).
+    pub fn owe_acks_now(&mut self, now: Instant) {
+        for p in self.peers.values_mut() {
+            if let Some(rx) = p.rx.as_mut() {
+                rx.owe_now(now);
+            }
+        }
+    }
+
+    /// Ends every open send: what is not confirmed yet is reported failed (not
+    /// confirmed) at once. For a graceful leave.
+    pub fn close(&mut self, now: Instant) {
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let failed = match self.peers.get_mut(&id) {
+                Some(p) => p.tx.fail_all(),
+                None => continue,
+            };
+            for s in failed {
+                self.resolve(Some(s), id, false);
+            }
+        }
+        self.tracker.on_timeout(&mut self.events, now + Duration::from_secs(365 * 86_400));
+    }
+
     /// Messages queued or in transmission to `peer`.
     pub fn outstanding(&self, peer: NodeId) -> usize {
         self.peers.get(&peer).map_or(0, |p| p.tx.outstanding())
@@ -849,6 +1062,7 @@ impl Delivery {
     pub fn stats(&self) -> DeliveryStats {
         DeliveryStats {
             reassembly_bytes: self.mem.total() as u64,
+            unread_bytes: self.mem.unread,
             ..self.stats.clone()
         }
     }

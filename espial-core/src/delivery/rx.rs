@@ -4,11 +4,11 @@
 
 use super::config::{ENTRY_COST, FRAG_COST};
 use super::decline::Declined;
-use super::frame::{size_of, Ack, Head, MsgKind, PartialAck, Run, Segment};
+use super::frame::{size_of, Ack, Head, MsgKind, PartialAck, Run, Segment, MSG_COST};
 use super::DeliveryConfig;
 use crate::event::MAX_EVENT_NAME;
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 /// Most runs per list in an ack we build (keeps each length prefix at one byte).
@@ -20,6 +20,15 @@ const MAX_RUNS: usize = 127;
 pub(crate) struct Mem {
     pub hol: usize,
     pub ooo: usize,
+    /// Released custom events the application has not consumed yet (cost units), over
+    /// all peers and streams.
+    pub unread: u64,
+    /// Limit of `unread` (`DeliveryConfig::unread_total`).
+    pub unread_cap: u64,
+    /// Set when a release stopped because the unread limits were reached.
+    pub stalled: bool,
+    /// Released events wait for the application's consumption (`app_consumption`).
+    pub explicit: bool,
 }
 
 impl Mem {
@@ -89,6 +98,8 @@ pub(crate) struct Released {
     pub kind: MsgKind,
     pub data: Bytes,
     pub declined: bool,
+    /// Waits for the application's consumption (cost units), when flow-controlled.
+    pub unread: Option<u64>,
 }
 
 /// What to do with an arriving segment.
@@ -133,6 +144,18 @@ pub(crate) struct Rx {
     pub declined: Declined,
     /// Most declined messages remembered (see [`Declined::insert`]).
     decline_cap: usize,
+    /// Released events not yet consumed by the application: `(seq, cost)`, in order.
+    unread: VecDeque<(u64, u64)>,
+    /// Sum of the costs in `unread`.
+    pub unread_bytes: u64,
+    /// Cost of every message of this stream consumed (or not taken) so far.
+    consumed_bytes: u64,
+    /// Absolute credit granted, in the units of `consumed_bytes` (only grows).
+    granted: u64,
+    /// `granted` as last sent in an ack.
+    advertised: u64,
+    /// Flow-control window (`DeliveryConfig::credit_window`).
+    window: u64,
 }
 
 impl Rx {
@@ -155,7 +178,97 @@ impl Rx {
             last_heard: now,
             declined: declined.unwrap_or_else(|| Declined::new(next)),
             decline_cap: cfg.window.saturating_mul(2).max(64),
+            unread: VecDeque::new(),
+            unread_bytes: 0,
+            consumed_bytes: 0,
+            granted: cfg.credit_window as u64,
+            advertised: 0,
+            window: cfg.credit_window as u64,
         }
+    }
+
+    /// Lowest sequence number not yet consumed by the application.
+    pub(crate) fn consumed_seq(&self) -> u64 {
+        self.unread.front().map_or(self.next, |u| u.0)
+    }
+
+    /// Credit the next ack carries (cost units from `consumed_seq` on).
+    fn credit(&self) -> u64 {
+        self.granted.saturating_sub(self.consumed_bytes)
+    }
+
+    /// Grows the grant to `consumed + window` unless the node's unread events are at their
+    /// limit (then credit is withheld: the senders see backpressure). Returns true when it
+    /// grew by at least an eighth of the window since the last ack (worth an ack now).
+    fn regrant(&mut self, mem: &Mem) -> bool {
+        if mem.unread < mem.unread_cap {
+            self.granted = self
+                .granted
+                .max(self.consumed_bytes.saturating_add(self.window));
+        }
+        self.granted.saturating_sub(self.advertised) >= (self.window / 8).max(1)
+    }
+
+    /// The application consumed this stream's oldest unread event (`cost` as recorded).
+    /// Owes an ack (at once when the credit grew enough, else after the ack delay).
+    pub(crate) fn consumed_one(&mut self, now: Instant, mem: &Mem) {
+        if let Some((_, c)) = self.unread.pop_front() {
+            self.unread_bytes = self.unread_bytes.saturating_sub(c);
+            self.consumed_bytes = self.consumed_bytes.saturating_add(c);
+        }
+        let urgent = self.regrant(mem);
+        let a = &mut self.ack;
+        a.pending = true;
+        a.since.get_or_insert(now);
+        a.immediate |= urgent;
+    }
+
+    /// The sender is blocked and asks for credit: answer at once.
+    pub(crate) fn note_probe(&mut self, now: Instant, mem: &Mem) {
+        self.regrant(mem);
+        let a = &mut self.ack;
+        a.pending = true;
+        a.since = Some(now);
+        a.immediate = true;
+    }
+
+    /// Owes an ack at once (a graceful leave flushes what the peer must hear).
+    pub(crate) fn owe_now(&mut self, now: Instant) {
+        let a = &mut self.ack;
+        a.pending = true;
+        a.since = Some(now);
+        a.immediate = true;
+    }
+
+    /// A message leaves the buffers at its turn: a taken custom event waits for the
+    /// application when flow-controlled; everything else counts as consumed at once.
+    fn hand_over(&mut self, mem: &mut Mem, seq: u64, kind: MsgKind, data: Bytes, declined: bool) -> Released {
+        let c = data.len() as u64 + MSG_COST;
+        let flow = mem.explicit && !declined && matches!(kind, MsgKind::Event { .. });
+        let unread = if flow {
+            self.unread.push_back((seq, c));
+            self.unread_bytes += c;
+            mem.unread += c;
+            Some(c)
+        } else {
+            self.consumed_bytes = self.consumed_bytes.saturating_add(c);
+            None
+        };
+        Released {
+            kind,
+            data,
+            declined,
+            unread,
+        }
+    }
+
+    /// True when releasing a taken event of `len` bytes now would exceed the unread limits
+    /// (one event always fits when nothing is unread).
+    fn over_limit(&self, mem: &Mem, len: usize) -> bool {
+        let c = len as u64 + MSG_COST;
+        mem.explicit
+            && ((self.unread_bytes > 0 && self.unread_bytes + c > self.window)
+                || (mem.unread > 0 && mem.unread + c > mem.unread_cap))
     }
 
     fn charge(&mut self, mem: &mut Mem, seq: u64, cost: usize) {
@@ -238,7 +351,7 @@ impl Rx {
         if let Some(h) = &seg.head {
             match &h.kind {
                 MsgKind::Skip => return Verdict::Skip { malformed: false },
-                MsgKind::Event { name, .. } => {
+                MsgKind::Event { name, .. } | MsgKind::Missed { name, .. } => {
                     if name.is_empty() || name.len() > MAX_EVENT_NAME {
                         return Verdict::Skip { malformed: true };
                     }
@@ -351,6 +464,17 @@ impl Rx {
             if matches!(slot.entry, Entry::Partial(_)) {
                 break;
             }
+            if let Entry::Complete { kind, data, .. } = &slot.entry {
+                if !declines(kind, subs)
+                    && matches!(kind, MsgKind::Event { .. })
+                    && self.over_limit(mem, data.len())
+                {
+                    // The application is behind: the event waits here (its credit was
+                    // granted, so the sender is not retransmitting it).
+                    mem.stalled = true;
+                    break;
+                }
+            }
             let seq = self.next;
             let Some(slot) = self.slots.remove(&seq) else {
                 break;
@@ -362,14 +486,14 @@ impl Rx {
                     if declined {
                         self.declined.insert(seq, self.decline_cap);
                     }
-                    out.push(Released {
-                        kind,
-                        data,
-                        declined,
-                    });
+                    let r = self.hand_over(mem, seq, kind, data, declined);
+                    out.push(r);
                 }
                 // Abandoned by the sender or invalid: not taken either.
-                Entry::Skip => self.declined.insert(seq, self.decline_cap),
+                Entry::Skip => {
+                    self.consumed_bytes = self.consumed_bytes.saturating_add(MSG_COST);
+                    self.declined.insert(seq, self.decline_cap)
+                }
                 Entry::Partial(_) => {}
             }
             self.set_next(mem, seq + 1);
@@ -402,11 +526,8 @@ impl Rx {
                 Entry::Complete { kind, .. } if soft(&kind) => {}
                 Entry::Complete { kind, data, .. } => {
                     released += 1;
-                    out.push(Released {
-                        kind,
-                        data,
-                        declined: false,
-                    });
+                    let r = self.hand_over(mem, seq, kind, data, false);
+                    out.push(r);
                 }
                 Entry::Skip => released += 1,
                 Entry::Partial(_) => {}
@@ -510,6 +631,8 @@ impl Rx {
             partials: Vec::new(),
             declined_back: self.next - origin,
             declined: Vec::new(),
+            consumed: self.consumed_seq(),
+            credit: self.credit(),
         };
         let mut size = size_of(&ack);
         if size > max_size {
@@ -535,6 +658,20 @@ impl Rx {
             prev = e;
         }
         let cum = ack.cumulative;
+        if ack.consumed > cum {
+            // The declined list was cut short: report consumption no further than it.
+            ack.consumed = cum;
+            ack.credit = 0;
+            size = size_of(&ack);
+            if size > max_size {
+                return None;
+            }
+        }
+        self.advertised = if ack.consumed == self.consumed_seq() {
+            self.granted
+        } else {
+            self.advertised
+        };
         // Runs of whole messages above `next` (soft ones are reported by fragment).
         let mut prev_end = cum;
         let mut run: Option<(u64, u64)> = None;

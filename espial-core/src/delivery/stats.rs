@@ -58,4 +58,16 @@ pub struct DeliveryStats {
     /// Times every send to a peer was failed because it acknowledged nothing for
     /// `give_up_after`.
     pub gave_up: u64,
+    /// Cost (payload + 64 per event) of released custom events the application has not
+    /// consumed yet.
+    pub unread_bytes: u64,
+    /// Highest `unread_bytes` reached.
+    pub unread_peak: u64,
+    /// Blocked probes sent (this node waited for a peer's flow-control credit).
+    pub credit_probes_out: u64,
+    /// Blocked probes received (a peer waited for this node's credit).
+    pub credit_probes_in: u64,
+    /// Events reported missed to the application (gap events: sequence numbers a sender
+    /// gave up on, and gap notices).
+    pub events_missed: u64,
 }

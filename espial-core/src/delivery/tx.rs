@@ -1,7 +1,7 @@
 //! Send side of one peer: queue, window, fragmentation, acknowledgement processing, loss
 //! detection (packet threshold + probe timeout) and retransmission.
 
-use super::frame::{decode_runs, Ack, Head, MsgKind, Segment};
+use super::frame::{decode_runs, Ack, Head, MsgKind, Segment, MSG_COST};
 use super::rtt::Rtt;
 use super::DeliveryConfig;
 use crate::event::SendId;
@@ -15,6 +15,14 @@ const PACKET_THRESHOLD: u64 = 3;
 pub(crate) const MAX_SEGS: usize = 127;
 /// Most runs and partial reports read from one ack.
 const MAX_ACK_ITEMS: usize = 256;
+/// Credit a sender assumes towards a peer before the peer's first acknowledgement (cost
+/// units: payload + [`MSG_COST`] per message).
+pub const INITIAL_CREDIT: u64 = 64 * 1024;
+
+/// Flow-control cost of a message with this payload length.
+pub(crate) fn cost(len: usize) -> u64 {
+    len as u64 + MSG_COST
+}
 
 /// A message waiting behind the window (no sequence number yet).
 #[derive(Debug)]
@@ -70,8 +78,8 @@ struct SentFrame {
 /// What an acknowledgement changed.
 #[derive(Debug, Default)]
 pub(crate) struct AckOutcome {
-    /// Messages now finished, with `true` when taken (their sends are delivered to this
-    /// peer) and `false` when declined by the receiver (failed).
+    /// Sends now resolved for this peer: `true` when the receiver's application consumed
+    /// the message (delivered), `false` when the receiver declined it (failed).
     pub finished: Vec<(Option<SendId>, bool)>,
 }
 
@@ -99,6 +107,25 @@ pub(crate) struct Tx {
     last_ack_at: Option<Instant>,
     waiting_since: Option<Instant>,
     unsent_cursor: u64,
+    /// Start offset (cost units) of every admitted message not yet known consumed.
+    offs: BTreeMap<u64, u64>,
+    /// Offset after the last admitted message.
+    off_next: u64,
+    /// Absolute flow-control limit: a message may be admitted while its end offset is at
+    /// most this. Only grows.
+    pub limit: u64,
+    /// Highest `consumed` reported by the receiver.
+    consumed: u64,
+    /// True once the receiver sent credit (before that, `INITIAL_CREDIT` applies).
+    credit_known: bool,
+    /// Taken by the receiver (acknowledged whole), waiting for its application to consume
+    /// them: their sends are reported delivered when `consumed` passes them.
+    received: BTreeMap<u64, SendId>,
+    /// Next blocked probe (set while messages wait for credit).
+    probe_at: Option<Instant>,
+    probe_backoff: u32,
+    /// A blocked probe is due in the next frame.
+    pub probe_pending: bool,
 }
 
 impl Tx {
@@ -122,6 +149,51 @@ impl Tx {
             last_ack_at: None,
             waiting_since: None,
             unsent_cursor: first_seq,
+            offs: BTreeMap::new(),
+            off_next: 0,
+            limit: INITIAL_CREDIT,
+            consumed: first_seq,
+            credit_known: false,
+            received: BTreeMap::new(),
+            probe_at: None,
+            probe_backoff: 0,
+            probe_pending: false,
+        }
+    }
+
+    /// True when the next queued message waits for credit (and nothing else holds it).
+    pub(crate) fn blocked(&self, cfg: &DeliveryConfig) -> bool {
+        match self.queue.front() {
+            Some(q) => {
+                self.next_seq - self.base() < cfg.window as u64
+                    && self.unsent < cfg.window
+                    && !self.credit_ok(q.payload.len())
+            }
+            None => false,
+        }
+    }
+
+    fn credit_ok(&self, len: usize) -> bool {
+        self.off_next.saturating_add(cost(len)) <= self.limit
+    }
+
+    /// Keeps the blocked-probe timer in step with the credit state: armed while blocked
+    /// (at once before any credit was heard, else after one probe timeout), cleared when
+    /// not.
+    pub(crate) fn refresh_blocked(&mut self, now: Instant, cfg: &DeliveryConfig) {
+        if self.blocked(cfg) {
+            if self.probe_at.is_none() {
+                let wait = if self.credit_known {
+                    self.rtt.rto(cfg, 0)
+                } else {
+                    Duration::ZERO
+                };
+                self.probe_at = Some(now + wait);
+            }
+        } else {
+            self.probe_at = None;
+            self.probe_backoff = 0;
+            self.probe_pending = false;
         }
     }
 
@@ -155,9 +227,14 @@ impl Tx {
     }
 
     fn can_admit(&self, cfg: &DeliveryConfig) -> bool {
-        !self.queue.is_empty()
-            && self.next_seq - self.base() < cfg.window as u64
-            && self.unsent < cfg.window
+        match self.queue.front() {
+            Some(q) => {
+                self.next_seq - self.base() < cfg.window as u64
+                    && self.unsent < cfg.window
+                    && self.credit_ok(q.payload.len())
+            }
+            None => false,
+        }
     }
 
     fn admit_one(&mut self, cfg: &DeliveryConfig) -> bool {
@@ -168,6 +245,8 @@ impl Tx {
             return false;
         };
         self.queue_bytes -= q.payload.len();
+        self.offs.insert(self.next_seq, self.off_next);
+        self.off_next = self.off_next.saturating_add(cost(q.payload.len()));
         let frag_size = cfg.frag_size();
         let n = q.payload.len().div_ceil(frag_size).max(1);
         self.unsent += n;
@@ -378,7 +457,12 @@ impl Tx {
             }
             if let Some(m) = self.finish(seq) {
                 progress = true;
-                out.finished.push((m.send, !is_declined(seq)));
+                if is_declined(seq) {
+                    out.finished.push((m.send, false));
+                } else if let Some(send) = m.send {
+                    // Taken: delivered once the receiver's application consumed it.
+                    self.received.insert(seq, send);
+                }
             }
         }
 
@@ -453,7 +537,38 @@ impl Tx {
         if self.active.is_empty() {
             self.waiting_since = None;
         }
+        self.on_credit(ack, &mut out);
         out
+    }
+
+    /// Applies the consumed point and credit of an acknowledgement: sends consumed below
+    /// it are delivered; the limit becomes `offset(consumed) + credit` if that is larger.
+    /// Stale values (below what was already reported) change nothing.
+    fn on_credit(&mut self, ack: &Ack, out: &mut AckOutcome) {
+        let consumed = ack.consumed.min(ack.cumulative).min(self.next_seq);
+        if consumed < self.consumed {
+            return;
+        }
+        if consumed > self.consumed {
+            let rest = self.received.split_off(&consumed);
+            for (_, send) in std::mem::replace(&mut self.received, rest) {
+                out.finished.push((Some(send), true));
+            }
+            self.consumed = consumed;
+        }
+        let off = if consumed == self.next_seq {
+            self.off_next
+        } else {
+            match self.offs.get(&consumed) {
+                Some(o) => *o,
+                None => return,
+            }
+        };
+        self.offs = self.offs.split_off(&consumed);
+        self.credit_known = true;
+        if let Some(l) = off.checked_add(ack.credit) {
+            self.limit = self.limit.max(l);
+        }
     }
 
     /// Declares lost the fragments still in flight in frames sent at least
@@ -514,10 +629,10 @@ impl Tx {
             (Some(w), Some(g)) if !self.active.is_empty() => Some(w + g),
             _ => None,
         };
-        match (probe, give_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [probe, give_up, self.probe_at.filter(|_| !self.probe_pending)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the probe timeout. Returns `true` when the peer should be given up on.
@@ -529,6 +644,16 @@ impl Tx {
         }
         if self.loss_at.is_some_and(|l| now >= l) {
             self.detect_lost(now);
+        }
+        if let Some(at) = self.probe_at {
+            if now >= at && !self.probe_pending {
+                // Blocked for credit: ask the receiver for its current credit (a lost
+                // update must not deadlock the pair), backing off to `max_rto`.
+                self.probe_pending = true;
+                let wait = self.rtt.rto(cfg, self.probe_backoff.saturating_add(1));
+                self.probe_backoff = self.probe_backoff.saturating_add(1);
+                self.probe_at = Some(now + wait);
+            }
         }
         let rto = self.rtt.rto(cfg, self.backoff);
         if let Some((&tx, f)) = self.frames.first_key_value() {
@@ -568,6 +693,7 @@ impl Tx {
     pub(crate) fn fail_all(&mut self) -> Vec<SendId> {
         let mut failed: Vec<SendId> = self.active.values().filter_map(|m| m.send).collect();
         failed.extend(self.queue.iter().filter_map(|q| q.send));
+        failed.extend(std::mem::take(&mut self.received).into_values());
         self.active.clear();
         self.queue.clear();
         self.queue_bytes = 0;

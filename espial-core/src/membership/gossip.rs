@@ -97,6 +97,7 @@ mod tests {
         Update::Left {
             id: NodeId(i),
             incarnation: 0,
+            signature: vec![],
         }
     }
 

@@ -1,14 +1,18 @@
 //! The member table and the SWIM rules for applying membership updates.
 //!
 //! Rules (memberlist's, with incarnation numbers): an `Alive` with a higher incarnation
-//! overrides anything; `Suspect` and `Dead` apply at an incarnation at least the known one;
-//! a `Dead`/`Left` member comes back only with a higher incarnation. Updates about the local
-//! node are refutations to make (see [`Applied::Refute`]).
+//! overrides anything; `Suspect` and `Dead` apply at an incarnation at least the known one
+//! and never change it (only the member's own signed entry does, see [`statements`]); a
+//! `Dead` from someone else is a suspicion; a `Dead`/`Left` member comes back only with a
+//! higher incarnation. Updates about the local node are refutations to make (see
+//! [`Applied::Refute`]). Signatures are checked by the node before anything reaches this
+//! table: the table stores each member's last verified signature(s) to re-gossip them.
 
 pub mod gossip;
+pub mod statements;
 
 use crate::event::RemovalReason;
-use crate::wire::Update;
+use crate::wire::{SignedEntry, Update};
 use crate::{NodeId, NodeInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -52,6 +56,10 @@ pub struct Member {
     pub info: NodeInfo,
     /// Liveness.
     pub state: Liveness,
+    /// The member's signature over `info` (as received; re-gossiped with it).
+    pub signature: Vec<u8>,
+    /// The member's signature of its `Left` at `info.incarnation`, once it left.
+    pub left_signature: Vec<u8>,
 }
 
 /// What applying an update did; the node turns these into events and gossip.
@@ -195,7 +203,7 @@ impl Members {
         }
     }
 
-    fn insert_new(&mut self, now: Instant, info: NodeInfo, state: Liveness) {
+    fn insert_new(&mut self, now: Instant, info: NodeInfo, signature: Vec<u8>, state: Liveness) {
         let id = info.id;
         self.by_addr.insert(info.addr, id);
         // Inserted as not-live, then moved to `state` so the live index stays consistent.
@@ -204,13 +212,42 @@ impl Members {
             Member {
                 info,
                 state: Liveness::Dead { at: now },
+                signature,
+                left_signature: Vec::new(),
             },
         );
         self.set_state(id, state);
     }
 
-    /// Applies an `Alive` entry (gossip, state sync or a join acceptance).
-    pub fn apply_alive(&mut self, now: Instant, entry: NodeInfo) -> Vec<Applied> {
+    /// The member's identity public key, if known.
+    pub fn public_key(&self, id: NodeId) -> Option<&[u8]> {
+        self.map.get(&id).map(|m| m.info.public_key.as_slice())
+    }
+
+    /// The member's current entry with its signature (what to gossip about it).
+    pub fn signed(&self, id: NodeId) -> Option<SignedEntry> {
+        self.map.get(&id).map(|m| SignedEntry {
+            entry: m.info.clone(),
+            signature: m.signature.clone(),
+        })
+    }
+
+    /// Applies a verified `Alive` entry (gossip, state sync or a join acceptance). A new
+    /// member at the address of a live one is added beside it (the old one is found failed
+    /// by probing): only [`Members::apply_alive_replacing`] replaces.
+    pub fn apply_alive(&mut self, now: Instant, s: SignedEntry) -> Vec<Applied> {
+        self.alive(now, s, false)
+    }
+
+    /// Like [`Members::apply_alive`], and a new member at a live member's address replaces it
+    /// (a restart under a new id). Only for an entry its subject sent directly from that
+    /// address (a join request).
+    pub fn apply_alive_replacing(&mut self, now: Instant, s: SignedEntry) -> Vec<Applied> {
+        self.alive(now, s, true)
+    }
+
+    fn alive(&mut self, now: Instant, s: SignedEntry, replace: bool) -> Vec<Applied> {
+        let SignedEntry { entry, signature } = s;
         if entry.id == self.me {
             return vec![Applied::SelfAlive(entry.incarnation)];
         }
@@ -218,17 +255,17 @@ impl Members {
         let mut out = Vec::new();
         match self.map.get(&id) {
             None => {
-                if let Some(old) = self.live_at(entry.addr).filter(|o| *o != id) {
+                if let Some(old) = self.live_at(entry.addr).filter(|o| replace && *o != id) {
                     let old_info = self.map[&old].info.clone();
                     self.set_state(old, Liveness::Dead { at: now });
-                    self.insert_new(now, entry.clone(), Liveness::Alive);
+                    self.insert_new(now, entry.clone(), signature, Liveness::Alive);
                     out.push(Applied::Replaced {
                         old: old_info,
                         new: entry,
                     });
                     return out;
                 }
-                self.insert_new(now, entry.clone(), Liveness::Alive);
+                self.insert_new(now, entry.clone(), signature, Liveness::Alive);
                 out.push(Applied::Added(entry));
             }
             Some(m) => {
@@ -245,6 +282,8 @@ impl Members {
                 }
                 if let Some(mm) = self.map.get_mut(&id) {
                     mm.info = entry.clone();
+                    mm.signature = signature;
+                    mm.left_signature = Vec::new();
                 }
                 match was {
                     Liveness::Dead { .. } | Liveness::Left { .. } => {
@@ -310,15 +349,16 @@ impl Members {
         if id == self.me {
             return Applied::Refute(incarnation);
         }
-        let Some(m) = self.map.get_mut(&id) else {
+        let Some(m) = self.map.get(&id) else {
             return Applied::Ignored;
         };
         if incarnation < m.info.incarnation {
             return Applied::Ignored;
         }
+        // The stored incarnation stays: only the member's signed entry moves it, so its
+        // refutation at stored + 1 always wins whatever number a suspecter named.
         match m.state {
             Liveness::Alive => {
-                m.info.incarnation = incarnation;
                 self.set_state(
                     id,
                     Liveness::Suspect {
@@ -328,21 +368,33 @@ impl Members {
                 );
                 Applied::Suspected(id)
             }
-            Liveness::Suspect { .. } if incarnation > m.info.incarnation => {
-                m.info.incarnation = incarnation;
-                Applied::Suspected(id)
-            }
             _ => Applied::Ignored,
         }
     }
 
-    /// Applies a failure declaration or a graceful leave.
-    pub fn apply_down(
+    /// Declares a member failed at its known incarnation (our own suspicion expired).
+    pub fn apply_failed(&mut self, now: Instant, id: NodeId) -> Applied {
+        if id == self.me {
+            return Applied::Ignored;
+        }
+        let Some(m) = self.map.get(&id) else {
+            return Applied::Ignored;
+        };
+        if !m.state.is_live() {
+            return Applied::Ignored;
+        }
+        let info = m.info.clone();
+        self.set_state(id, Liveness::Dead { at: now });
+        Applied::Removed(info, RemovalReason::Failed)
+    }
+
+    /// Applies a graceful leave whose signature the node verified.
+    pub fn apply_left(
         &mut self,
         now: Instant,
         id: NodeId,
         incarnation: u64,
-        reason: RemovalReason,
+        signature: Vec<u8>,
     ) -> Applied {
         if id == self.me {
             return Applied::Refute(incarnation);
@@ -356,51 +408,46 @@ impl Members {
         match m.state {
             Liveness::Alive | Liveness::Suspect { .. } => {
                 m.info.incarnation = incarnation;
+                m.left_signature = signature;
                 let info = m.info.clone();
-                let state = match reason {
-                    RemovalReason::Left => Liveness::Left { at: now },
-                    RemovalReason::Failed => Liveness::Dead { at: now },
-                };
-                self.set_state(id, state);
-                Applied::Removed(info, reason)
+                self.set_state(id, Liveness::Left { at: now });
+                Applied::Removed(info, RemovalReason::Left)
             }
-            Liveness::Dead { at } if reason == RemovalReason::Left => {
+            Liveness::Dead { at } => {
                 // A late leave notice: remember it as a leave (no second event).
+                m.info.incarnation = incarnation;
+                m.left_signature = signature;
                 m.state = Liveness::Left { at };
                 Applied::Ignored
             }
-            _ => Applied::Ignored,
+            Liveness::Left { .. } => Applied::Ignored,
         }
     }
 
-    /// Applies an update, converting a remote `Dead` into a suspicion when `from_state_sync`
-    /// (a stale full state must not kill members we see alive: they get a chance to refute).
+    /// Applies a verified update. A `Dead` from someone else is applied as a suspicion: a node
+    /// removes a member only when its own suspicion expires (see [`statements`]).
     pub fn apply(
         &mut self,
         now: Instant,
         update: Update,
         suspicion_timeout: std::time::Duration,
-        from_state_sync: bool,
     ) -> Vec<Applied> {
         match update {
-            Update::Alive(entry) => self.apply_alive(now, entry),
+            Update::Alive(s) => self.apply_alive(now, s),
             Update::Suspect {
                 id, incarnation, ..
+            }
+            | Update::Dead {
+                id, incarnation, ..
             } => {
                 vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
             }
-            Update::Dead {
-                id, incarnation, ..
-            } if from_state_sync => {
-                vec![self.apply_suspect(now, id, incarnation, suspicion_timeout)]
-            }
-            Update::Dead {
-                id, incarnation, ..
+            Update::Left {
+                id,
+                incarnation,
+                signature,
             } => {
-                vec![self.apply_down(now, id, incarnation, RemovalReason::Failed)]
-            }
-            Update::Left { id, incarnation } => {
-                vec![self.apply_down(now, id, incarnation, RemovalReason::Left)]
+                vec![self.apply_left(now, id, incarnation, signature)]
             }
         }
     }
@@ -429,7 +476,10 @@ impl Members {
     /// The update describing a member's current state (for full-state sync).
     pub fn as_update(&self, m: &Member) -> Update {
         match m.state {
-            Liveness::Alive => Update::Alive(m.info.clone()),
+            Liveness::Alive => Update::Alive(SignedEntry {
+                entry: m.info.clone(),
+                signature: m.signature.clone(),
+            }),
             Liveness::Suspect { .. } => Update::Suspect {
                 id: m.info.id,
                 incarnation: m.info.incarnation,
@@ -443,6 +493,7 @@ impl Members {
             Liveness::Left { .. } => Update::Left {
                 id: m.info.id,
                 incarnation: m.info.incarnation,
+                signature: m.left_signature.clone(),
             },
         }
     }

@@ -1,17 +1,30 @@
 //! Incoming datagrams: decode, open, and route each message by sender status.
 
 use super::Node;
+use crate::session::Drop;
 use crate::wire::{self, Kind, Msg, Update};
+use crate::Event;
 use crate::NodeId;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 impl Node {
+    /// Reports operator-fixable handshake failures (each address once) as events.
+    fn emit_handshake_failures(&mut self) {
+        for (addr, reason) in self.sessions.take_failures() {
+            self.emit(Event::HandshakeFailed { addr, reason });
+        }
+    }
+
     pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let (kind, body) = match wire::split_header(data, self.config.max_datagram) {
             Ok(x) => x,
-            Err(_) => {
+            Err(e) => {
                 self.stats.decode_errors += 1;
+                if let wire::DecodeError::Version(v) = e {
+                    self.sessions.report_version(from, v);
+                    self.emit_handshake_failures();
+                }
                 return;
             }
         };
@@ -31,8 +44,26 @@ impl Node {
             &mut out,
         );
         self.push_transmits(out);
+        self.emit_handshake_failures();
         let opened = match opened {
             Ok(o) => o,
+            Err(Drop::UnknownSession(id)) => {
+                // A known member sealed with an epoch we do not have (we lost its session):
+                // re-handshake with it at its recorded address, never the datagram's source.
+                if let Some(addr) = self.members.get(id).map(|m| m.info.addr) {
+                    let mut out = Vec::new();
+                    self.sessions.heal(
+                        now,
+                        id,
+                        Some(addr),
+                        &mut self.rng,
+                        &mut self.stats,
+                        &mut out,
+                    );
+                    self.push_transmits(out);
+                }
+                return;
+            }
             Err(_) => return, // counted by the session layer
         };
         let sender = opened.from;
@@ -45,7 +76,10 @@ impl Node {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, from: NodeId, addr: SocketAddr, msg: Msg) {
+    pub(super) fn dispatch(&mut self, now: Instant, from: NodeId, addr: SocketAddr, msg: Msg) {
+        if !matches!(msg, Msg::JoinRequest { .. }) && self.refused_sender(now, from, addr) {
+            return; // our filter refused it (a join request asks the filter again)
+        }
         let member = self.members.is_live(from);
         if !member
             && self.members.get(from).is_none()
@@ -89,13 +123,26 @@ impl Node {
             Msg::Confirm { .. } | Msg::ConfirmAck => {}
             Msg::Updates(ups) if !member => {
                 // From a node we do not count as a member: only a notice that *we* were
-                // declared failed is acted on (by rejoining through it).
-                let dead_notice = ups
-                    .iter()
-                    .any(|u| matches!(u, Update::Dead { id, .. } if *id == self.me.id));
-                if dead_notice {
-                    self.try_join(now, addr);
-                } else {
+                // declared failed (refuted, then we rejoin through it) and the sender's own
+                // signed entry when we knew it before (its refutation of our failure or
+                // leave record: what re-admits it after a join) are acted on.
+                let known = self.members.get(from).is_some();
+                let mut acted = false;
+                for u in ups {
+                    match &u {
+                        Update::Dead { id, .. } if *id == self.me.id => {
+                            self.apply_update(now, u, false);
+                            self.try_join(now, addr);
+                            acted = true;
+                        }
+                        Update::Alive(s) if s.entry.id == from && known => {
+                            self.apply_update(now, u, false);
+                            acted = true;
+                        }
+                        _ => {}
+                    }
+                }
+                if !acted {
                     self.stats.non_member_dropped += 1;
                 }
                 self.notify_if_dead(now, from);
@@ -116,7 +163,7 @@ impl Node {
                     self.apply_update(now, u, false);
                     if let Some(by) = suspecter {
                         // Refute straight to the suspecter too, not only by gossip.
-                        let me = Update::Alive(self.me.clone());
+                        let me = Update::Alive(self.my_entry.clone());
                         self.queue(by, vec![Msg::Updates(vec![me])]);
                     }
                     if about_me_dead {
@@ -131,9 +178,30 @@ impl Node {
                 incarnation,
                 members,
             } => self.on_heartbeat(now, from, claim, incarnation, members),
-            Msg::Claim(c) => self.consider_claim(now, c),
-            Msg::Resign(c) => self.on_resign(now, c),
+            // Only the claim's master may claim, resign or send its heartbeats (the session
+            // layer authenticated `from`).
+            Msg::Claim(c) if c.master == from => self.consider_claim(now, c),
+            Msg::Resign(c) if c.master == from => self.on_resign(now, c),
+            Msg::Claim(_) | Msg::Resign(_) => self.stats.election_dropped += 1,
             Msg::Delivery(frame) => self.delivery.handle_frame(now, from, frame),
+            Msg::LeaseRequest { claim, round } => self.on_lease_request(now, from, claim, round),
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            } => self.on_lease_ack(now, from, term, round, granted),
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            } => self.on_vote_request(now, from, claim, attempt, force),
+            Msg::VoteReply {
+                term,
+                attempt,
+                granted,
+                voted_term,
+                master,
+            } => self.on_vote_reply(now, from, term, attempt, granted, voted_term, master),
         }
     }
 

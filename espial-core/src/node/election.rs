@@ -1,23 +1,59 @@
-//! Master election: claims `(term, priority, id)` ordered lexicographically; sticky master;
-//! ranked back-off instead of a promotion herd; `promote()`; step-down on a greater claim;
-//! optional quorum mode.
+//! Master election: claims `(majority, term, priority, id)` ordered lexicographically;
+//! sticky master; ranked back-off instead of a promotion herd; candidacies that ask the
+//! members before claiming; `promote()`; step-down on a greater claim.
 //!
-//! Rules (proved in `espial-sim`):
+//! Rules (proved in `espial-sim`; `docs/PROTOCOL.md` has the exact wire rules):
 //! - A node adopts any claim greater than the one it holds; a master that adopts a greater
 //!   claim has been replaced (`demotion`).
 //! - When the claimed master is not a live member (dead, left or resigned), an eligible node
 //!   waits until `election_timeout` after start (and after the last member it gained or the
-//!   moment it regained quorum: newcomers' state may carry a live claim), then ranks the live eligible members it
-//!   knows (priority, then id, greatest first). Rank r promotes itself `r * election_backoff`
-//!   after the vacancy began, unless a claim arrives first, with `term = max seen + 1`.
-//! - Quorum mode: a node promotes itself or stays master only while it sees at least
-//!   `quorum` live members, itself included; below that a master resigns.
+//!   moment it regained quorum: newcomers' state may carry a live claim), then ranks the
+//!   live eligible members it knows (priority, then id, greatest first). Rank r becomes a
+//!   candidate `r * election_backoff` after the vacancy began, unless a claim arrives first.
+//! - A candidate proposes `term = max(max_term, voted_term) + 1` in a `VoteRequest` to every
+//!   live member and raises no term of its own until it wins:
+//!   - available mode: it claims as soon as a majority of the members it knows (live and
+//!     failed, itself included) answered yes, with `majority = true`; if the answers do not
+//!     come within two probe timeouts it claims anyway with `majority = false` (partitions
+//!     stay available), so a node that was cut off never wins over the majority's master at
+//!     the heal. A member that still hears a live master answers no with its claim and the
+//!     candidate steps back;
+//!   - quorum mode: it needs `quorum` votes, itself included; see [`super::lease`] for the
+//!     vote and lease rules that keep two masters from acting at the same instant.
+//! - Every claim, heartbeat, resignation, lease or vote request is accepted only from the
+//!   session authenticated as the claim's master; terms above [`MAX_TERM`] are refused.
 
+use super::lease::LeaseState;
 use super::Node;
 use crate::event::Event;
 use crate::wire::{Claim, Msg};
 use crate::NodeId;
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// Highest plausible term (2^48: one election per microsecond for nine years). Claims,
+/// requests and state above it are refused, so `term + 1` never overflows.
+pub(crate) const MAX_TERM: u64 = 1 << 48;
+
+/// A candidacy in progress.
+pub(crate) struct Candidacy {
+    /// The claim proposed (`majority` is set when it wins).
+    pub(crate) claim: Claim,
+    /// Forced by `promote()`.
+    pub(crate) force: bool,
+    /// Attempts sent: id and send time.
+    pub(crate) attempts: Vec<(u32, Instant)>,
+    /// Members that said yes, with the send time of the attempt they answered.
+    pub(crate) granted: BTreeMap<NodeId, Instant>,
+    /// Highest `voted_term` reported by a refusal (ask again above it).
+    pub(crate) bump: u64,
+    /// A member answered that it still follows a live master.
+    pub(crate) master_alive: bool,
+    /// Next attempt (quorum mode) is sent at this instant.
+    pub(crate) retry_at: Instant,
+    /// The candidacy ends here (available mode: claims without a majority).
+    pub(crate) give_up: Instant,
+}
 
 /// Election state of one node.
 pub(crate) struct ElectionState {
@@ -25,7 +61,7 @@ pub(crate) struct ElectionState {
     pub(crate) claim: Option<Claim>,
     /// Highest term seen.
     pub(crate) max_term: u64,
-    /// The claim's master resigned (quorum lost or left).
+    /// The claim's master resigned (lease or quorum lost, or left).
     pub(crate) resigned: bool,
     /// The master last reported to the application.
     pub(crate) reported: Option<NodeId>,
@@ -40,6 +76,12 @@ pub(crate) struct ElectionState {
     pub(crate) last_gain: Option<Instant>,
     /// Quorum was satisfied at the last reconcile.
     pub(crate) had_quorum: bool,
+    /// The candidacy in progress.
+    pub(crate) candidacy: Option<Candidacy>,
+    /// Next vote request attempt id.
+    pub(crate) next_attempt: u32,
+    /// Quorum mode: lease (master side) and promises (voter side).
+    pub(crate) lease: LeaseState,
 }
 
 impl ElectionState {
@@ -54,7 +96,16 @@ impl ElectionState {
             at: Some(not_before),
             last_gain: None,
             had_quorum: true,
+            candidacy: None,
+            next_attempt: 0,
+            lease: LeaseState::default(),
         }
+    }
+
+    /// Earliest election deadline (timer, candidacy retry or end).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let c = self.candidacy.as_ref().map(|c| c.retry_at.min(c.give_up));
+        [self.at, c].into_iter().flatten().min()
     }
 }
 
@@ -72,7 +123,7 @@ impl Node {
         self.members.is_live(c.master).then_some(c.master)
     }
 
-    fn quorum_ok(&self) -> bool {
+    pub(super) fn quorum_ok(&self) -> bool {
         match self.config.quorum {
             Some(q) => self.members.live_count() + 1 >= q,
             None => true,
@@ -80,8 +131,8 @@ impl Node {
     }
 
     /// Re-evaluates who the master is after any membership or claim change: emits
-    /// promotion / demotion / new_master, resigns without quorum, schedules an election
-    /// during a vacancy.
+    /// promotion / demotion / new_master / no_master, resigns without quorum, schedules an
+    /// election during a vacancy.
     pub(super) fn reconcile(&mut self, now: Instant) {
         if self.is_master() && !self.quorum_ok() {
             self.resign(now);
@@ -91,6 +142,7 @@ impl Node {
             let previous = self.election.reported;
             let term = self.election.claim.map(|c| c.term).unwrap_or(0);
             if previous == Some(self.me.id) {
+                self.election.lease.stop();
                 self.emit(Event::Demotion {
                     new_master: m,
                     term,
@@ -110,13 +162,20 @@ impl Node {
                     });
                     self.probe.master_contact(now);
                 }
-                None => {}
+                None => {
+                    if let Some(previous) = previous {
+                        self.emit(Event::NoMaster { previous });
+                    }
+                }
             }
             self.election.reported = m;
         }
         if m.is_some() {
             self.election.vacancy_since = None;
             self.election.at = None;
+            if self.election.candidacy.as_ref().is_some_and(|c| !c.force) {
+                self.election.candidacy = None;
+            }
         } else {
             let since = *self.election.vacancy_since.get_or_insert(now);
             let quorum_ok = self.quorum_ok();
@@ -126,17 +185,19 @@ impl Node {
                 self.election.last_gain = Some(now);
             }
             self.election.had_quorum = quorum_ok;
-            if self.me.master_eligible && self.quorum_ok() && self.election.at.is_none() {
+            if self.me.master_eligible && quorum_ok && self.election.at.is_none() {
                 self.election.at = Some(since.max(self.election.not_before));
             }
-            if !self.quorum_ok() {
+            if !quorum_ok {
                 self.election.at = None;
             }
         }
     }
 
-    /// Election timer: promote if this node's rank's back-off has passed.
+    /// Election timer: become a candidate once this node's rank's back-off has passed;
+    /// candidacy retries and ends.
     pub(super) fn election_timer(&mut self, now: Instant) {
+        self.candidacy_timer(now);
         match self.election.at {
             Some(at) if at <= now => {}
             _ => return,
@@ -163,21 +224,217 @@ impl Node {
         }
         let due = since + self.config.election_backoff * rank;
         if now >= due {
-            self.claim_mastership(now);
+            self.start_candidacy(now, false);
         } else {
             self.election.at = Some(due);
         }
     }
 
-    /// Claims mastership with a term above every term seen and tells every member.
-    pub(super) fn claim_mastership(&mut self, now: Instant) {
-        let term = self.election.max_term + 1;
+    /// Starts asking the members for their votes (see the module doc). `force`: a
+    /// `promote()` takeover.
+    pub(super) fn start_candidacy(&mut self, now: Instant, force: bool) {
+        if let Some(c) = self.election.candidacy.as_mut() {
+            c.force |= force;
+            return;
+        }
+        let base = self.election.max_term.max(self.election.lease.voted_term);
+        let Some(term) = base.checked_add(1).filter(|t| *t <= MAX_TERM) else {
+            return;
+        };
         let claim = Claim {
+            majority: false,
             term,
             priority: self.me.priority,
             master: self.me.id,
         };
-        self.election.max_term = term;
+        let span = match self.config.quorum {
+            // A forced takeover waits for the old master's promises to run out.
+            Some(_) if force => self.config.lease_promise() * 3,
+            Some(_) => self.config.lease_promise() + self.config.probe_timeout * 2,
+            None => self.config.probe_timeout * 2,
+        };
+        self.election.candidacy = Some(Candidacy {
+            claim,
+            force,
+            attempts: Vec::new(),
+            granted: BTreeMap::new(),
+            bump: 0,
+            master_alive: false,
+            retry_at: now,
+            give_up: now + span,
+        });
+        self.send_vote_requests(now);
+        self.maybe_win(now);
+    }
+
+    /// Sends one attempt of vote requests to the live members that have not said yes.
+    fn send_vote_requests(&mut self, now: Instant) {
+        let attempt = self.election.next_attempt;
+        self.election.next_attempt = attempt.wrapping_add(1);
+        let retry = match self.config.quorum {
+            Some(_) => self.config.probe_timeout,
+            None => self.config.probe_timeout * 4,
+        };
+        let Some(c) = self.election.candidacy.as_mut() else {
+            return;
+        };
+        c.attempts.push((attempt, now));
+        if c.attempts.len() > 16 {
+            c.attempts.remove(0);
+        }
+        c.retry_at = now + retry;
+        let msg = Msg::VoteRequest {
+            claim: c.claim,
+            attempt,
+            force: c.force,
+        };
+        let ids: Vec<NodeId> = self
+            .members
+            .live_ids()
+            .iter()
+            .copied()
+            .filter(|id| !c.granted.contains_key(id))
+            .collect();
+        for id in ids {
+            self.queue(id, vec![msg.clone()]);
+        }
+    }
+
+    /// Retries and ends of the candidacy.
+    fn candidacy_timer(&mut self, now: Instant) {
+        let Some(c) = self.election.candidacy.as_ref() else {
+            return;
+        };
+        let vacancy = self.current_master().is_none() || c.force;
+        if now >= c.give_up || !vacancy {
+            let c = self.election.candidacy.take().expect("checked");
+            if self.config.quorum.is_none() && vacancy && !c.master_alive {
+                // Available mode: no majority answered in time; claim anyway, marked.
+                self.win(now, c.claim, false);
+            } else if self.current_master().is_none() && self.me.master_eligible {
+                let jitter = self.config.election_backoff.mul_f64(1.0 + self.rng.unit());
+                self.election.at = Some(now + jitter);
+            }
+            return;
+        }
+        if now >= c.retry_at && self.config.quorum.is_some() {
+            if let Some(c) = self.election.candidacy.as_mut() {
+                if c.bump >= c.claim.term {
+                    match c.bump.checked_add(1).filter(|t| *t <= MAX_TERM) {
+                        Some(t) => {
+                            c.claim.term = t;
+                            c.granted.clear();
+                        }
+                        None => {
+                            self.election.candidacy = None;
+                            return;
+                        }
+                    }
+                }
+            }
+            self.send_vote_requests(now);
+        }
+    }
+
+    /// A member answered a vote request.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_vote_reply(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        term: u64,
+        attempt: u32,
+        granted: bool,
+        voted_term: u64,
+        master: Option<Claim>,
+    ) {
+        let Some(c) = self.election.candidacy.as_mut() else {
+            return;
+        };
+        if c.claim.term != term {
+            return;
+        }
+        let Some(sent) = c.attempts.iter().find(|a| a.0 == attempt).map(|a| a.1) else {
+            return;
+        };
+        if granted {
+            c.granted.entry(from).or_insert(sent);
+        } else {
+            if voted_term <= MAX_TERM {
+                c.bump = c.bump.max(voted_term);
+            }
+            if master.is_some() && !c.force {
+                c.master_alive = true;
+                if self.config.quorum.is_none() {
+                    // It still follows a live master we lost: step back and pull its state.
+                    self.election.candidacy = None;
+                    self.sync_with(from);
+                    let jitter = self.config.election_timeout.mul_f64(1.0 + self.rng.unit());
+                    self.election.at = Some(now + jitter);
+                    return;
+                }
+            }
+        }
+        self.maybe_win(now);
+    }
+
+    /// Claims mastership when the candidacy has enough yeses.
+    fn maybe_win(&mut self, now: Instant) {
+        let Some(c) = self.election.candidacy.as_mut() else {
+            return;
+        };
+        match self.config.quorum {
+            Some(q) => {
+                // Only yeses whose promise still covers the lease count.
+                let lease = self.config.lease;
+                c.granted.retain(|_, sent| *sent + lease > now);
+                let me = self.me.id;
+                if !self.election.lease.may_vote_for(me, c.claim.term, now) {
+                    return;
+                }
+                if c.granted.len() + 1 < q {
+                    return;
+                }
+                let from = c.granted.values().min().copied().unwrap_or(now);
+                let claim = c.claim;
+                self.election.candidacy = None;
+                self.election.lease.vote(me, claim.term, None);
+                self.election.lease.start(from + lease);
+                self.win(now, claim, true);
+            }
+            None => {
+                let known = self
+                    .members
+                    .iter()
+                    .filter(|m| !matches!(m.state, crate::membership::Liveness::Left { .. }))
+                    .count()
+                    + 1;
+                if (c.granted.len() + 1) * 2 > known {
+                    let claim = c.claim;
+                    self.election.candidacy = None;
+                    self.win(now, claim, true);
+                }
+            }
+        }
+    }
+
+    /// Becomes master with `claim` and tells every member (once per election).
+    fn win(&mut self, now: Instant, mut claim: Claim, majority: bool) {
+        claim.majority = majority;
+        if self.config.quorum.is_none() && claim.term <= self.election.max_term {
+            // A claim seen meanwhile raised the terms (its master is gone, or we would not
+            // be here): claim above it so every member adopts ours.
+            match self
+                .election
+                .max_term
+                .checked_add(1)
+                .filter(|t| *t <= MAX_TERM)
+            {
+                Some(t) => claim.term = t,
+                None => return,
+            }
+        }
+        self.election.max_term = self.election.max_term.max(claim.term);
         self.election.claim = Some(claim);
         self.election.resigned = false;
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
@@ -189,17 +446,30 @@ impl Node {
 
     /// Adopts a claim greater than ours.
     pub(super) fn consider_claim(&mut self, now: Instant, c: Claim) {
+        if c.term > MAX_TERM {
+            self.stats.election_dropped += 1;
+            return;
+        }
         self.election.max_term = self.election.max_term.max(c.term);
         if self.election.claim.is_some_and(|mine| c <= mine) {
             return;
         }
         self.election.claim = Some(c);
-        self.election.resigned = false;
+        // Quorum mode: our own old claim (state sync after a restart) is no mastership
+        // without a lease.
+        self.election.resigned = c.master == self.me.id
+            && self.config.quorum.is_some()
+            && !self.election.lease.valid(now);
+        self.election.lease.saw_claim(c);
         self.reconcile(now);
     }
 
-    /// A master resigned its claim.
+    /// The master of `c` resigned (sent by that master itself).
     pub(super) fn on_resign(&mut self, now: Instant, c: Claim) {
+        if c.term > MAX_TERM {
+            self.stats.election_dropped += 1;
+            return;
+        }
         self.election.max_term = self.election.max_term.max(c.term);
         if self.election.claim == Some(c) && !self.election.resigned {
             self.election.resigned = true;
@@ -207,15 +477,27 @@ impl Node {
         }
     }
 
-    fn resign(&mut self, _now: Instant) {
+    /// Gives the role up: tells every live member and stops heartbeats.
+    pub(super) fn resign(&mut self, _now: Instant) {
         let Some(c) = self.election.claim else {
             return;
         };
         self.election.resigned = true;
+        self.election.lease.stop();
         self.timers.heartbeat = None;
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
             self.queue(id, vec![Msg::Resign(c)]);
         }
+    }
+
+    /// Full state exchange with one member (learns its claim).
+    fn sync_with(&mut self, id: NodeId) {
+        let msgs = self
+            .state_chunks(true)
+            .into_iter()
+            .map(Msg::State)
+            .collect();
+        self.queue(id, msgs);
     }
 }

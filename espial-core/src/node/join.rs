@@ -1,14 +1,27 @@
 //! Joining: discovery feeds seed addresses; a join request runs the admission decision on the
-//! contacted member, whose acceptance admits the newcomer to the whole cluster (it gossips the
-//! new member's entry and sends the cluster state). Also push-pull anti-entropy and periodic
-//! reconnection to seeds and failed members, which heals partitions.
+//! contacted member, whose acceptance admits the newcomer to the cluster (it gossips the
+//! new member's signed entry and sends the cluster state). Also push-pull anti-entropy and
+//! periodic reconnection to seeds and failed members, which heals partitions.
+//!
+//! **Every node applies its own connection filter.** With a filter set, a member learned from
+//! the cluster (gossip, state, the node we joined through) is not counted until this node's
+//! filter accepted it (`Output::Admission`, with the member's verified public key, name and
+//! metadata). A member this node refuses is never added here: it gets no events from this
+//! node, is not probed, not a subscriber, not a quorum voter, is not in `members()`, and
+//! statements about it are ignored. It is told with `JoinReject { attempt: 0 }`; on that
+//! notice the refused node stops sending to the refusing member (no probes, gossip or events;
+//! sends naming it fail with `UnknownTarget`) but keeps it in its view and follows its
+//! master claim (it is a member of the cluster). A member's refusal never makes the refused
+//! node emit `node_rejected`: that event means no member accepted it at all (its join
+//! requests were refused).
 
 use super::Node;
 use crate::event::Event;
+use crate::membership::statements;
 use crate::membership::Liveness;
 use crate::output::{Admission, AdmissionId, AdmissionRequest, Output};
-use crate::wire::{msg_size, Msg, StateChunk, Update};
-use crate::{NodeId, NodeInfo};
+use crate::wire::{msg_size, Msg, SignedEntry, StateChunk, Update};
+use crate::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,12 +32,31 @@ const ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
 const JOIN_ATTEMPT_TTL: Duration = Duration::from_secs(10);
 /// Seeds tried at once while alone.
 const MAX_SEEDS_PER_ROUND: usize = 8;
+/// Seed addresses remembered (discovery can be fed forged beacons: the table is bounded,
+/// the least recently announced seed is evicted first).
+pub(crate) const MAX_SEEDS: usize = 1024;
+/// A seed not announced by discovery for this long is forgotten (static peers and live
+/// beacons re-announce theirs well within it).
+pub(crate) const SEED_TTL: Duration = Duration::from_secs(300);
+
+/// A seed address: last join attempt through it and last time discovery announced it.
+#[derive(Clone, Copy)]
+struct Seed {
+    tried: Option<Instant>,
+    seen: Instant,
+}
+
+/// Members refused by our filter (or refusing us) remembered at most (oldest forgotten).
+const MAX_REFUSALS: usize = 4096;
+/// Interval between repeated refusal notices to the same refused member.
+const REFUSAL_NOTICE_GAP: Duration = Duration::from_secs(1);
 
 struct PendingAdmission {
     from: NodeId,
     addr: SocketAddr,
-    node: NodeInfo,
-    attempt: u64,
+    node: SignedEntry,
+    /// The join attempt to answer; `None`: a member learned from the cluster being vetted.
+    attempt: Option<u64>,
     deadline: Instant,
 }
 
@@ -32,7 +64,7 @@ struct PendingAdmission {
 #[derive(Default)]
 pub(crate) struct JoinState {
     /// Seed addresses from discovery, with the last attempt through each.
-    seeds: BTreeMap<SocketAddr, Option<Instant>>,
+    seeds: BTreeMap<SocketAddr, Seed>,
     /// Seeds that refused us: not retried.
     refused: BTreeSet<SocketAddr>,
     /// Join attempts in flight: attempt → (address, sent at).
@@ -45,6 +77,12 @@ pub(crate) struct JoinState {
     pub(crate) dead_notices: BTreeMap<NodeId, Instant>,
     /// Last state pull triggered by a message from an unknown node.
     last_sync: Option<Instant>,
+    /// Members our connection filter refused, with when (never counted, never talked to).
+    pub(crate) refused_members: BTreeMap<NodeId, Instant>,
+    /// Members whose connection filter refused us (we send them nothing).
+    pub(crate) refused_by: BTreeSet<NodeId>,
+    /// Last refusal notice sent to each refused member.
+    refusal_notices: BTreeMap<NodeId, Instant>,
 }
 
 impl Node {
@@ -52,7 +90,18 @@ impl Node {
         if addr == self.me.addr || self.join.refused.contains(&addr) {
             return;
         }
-        let last = *self.join.seeds.entry(addr).or_insert(None);
+        if !self.join.seeds.contains_key(&addr) && self.join.seeds.len() >= MAX_SEEDS {
+            let oldest = self.join.seeds.iter().min_by_key(|(_, s)| s.seen);
+            if let Some(a) = oldest.map(|(a, _)| *a) {
+                self.join.seeds.remove(&a);
+            }
+        }
+        let seed = self.join.seeds.entry(addr).or_insert(Seed {
+            tried: None,
+            seen: now,
+        });
+        seed.seen = now;
+        let last = seed.tried;
         if self.members.live_at(addr).is_some() {
             return;
         }
@@ -81,13 +130,13 @@ impl Node {
         {
             return;
         }
-        if let Some(t) = self.join.seeds.get_mut(&addr) {
-            *t = Some(now);
+        if let Some(s) = self.join.seeds.get_mut(&addr) {
+            s.tried = Some(now);
         }
-        let attempt = self.rng.next_u64();
+        let attempt = self.rng.next_u64().max(1); // 0 is a member's refusal notice
         self.join.attempts.insert(attempt, (addr, now));
         let msg = Msg::JoinRequest {
-            node: self.me.clone(),
+            node: self.my_entry.clone(),
             attempt,
         };
         match self.members.get_by_addr(addr) {
@@ -101,26 +150,30 @@ impl Node {
         now: Instant,
         from: NodeId,
         addr: SocketAddr,
-        mut node: NodeInfo,
+        node: SignedEntry,
         attempt: u64,
     ) {
-        if node.id != from || node.metadata.check(self.config.max_metadata_bytes).is_err() {
-            self.stats.non_member_dropped += 1;
-            return;
-        }
-        if node
-            .subscriptions
-            .iter()
-            .any(|n| crate::event::check_event_name(n).is_err())
+        let e = &node.entry;
+        if e.id != from
+            || e.metadata.check(self.config.max_metadata_bytes).is_err()
+            || e.subscriptions
+                .iter()
+                .any(|n| crate::event::check_event_name(n).is_err())
         {
             self.stats.non_member_dropped += 1;
             return;
         }
-        node.addr = if node.addr.ip().is_unspecified() {
-            addr
-        } else {
-            node.addr
-        };
+        if let Err(why) = statements::verify_alive(self.sessions.cipher(), &node) {
+            self.stats.statements_rejected += 1;
+            tracing::debug!(?why, "join request with a bad signed entry");
+            return;
+        }
+        if e.addr.ip().is_unspecified() || e.addr.port() == 0 {
+            // The entry is signed: we cannot fill in the address for it.
+            let reason = "advertise a reachable address, not an unspecified one".into();
+            self.reject_join(from, addr, attempt, reason);
+            return;
+        }
         if self.members.is_live(from) || !self.admission_filter {
             self.accept_join(now, from, addr, node, attempt);
             return;
@@ -137,12 +190,28 @@ impl Node {
             );
             return;
         }
+        let verified_key = self.sessions.verified_key(from).map(<[u8]>::to_vec);
+        self.ask_admission(now, from, addr, node, Some(attempt), verified_key);
+    }
+
+    /// Asks the application's filter about a node (a joiner, or a member learned from the
+    /// cluster).
+    fn ask_admission(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        addr: SocketAddr,
+        node: SignedEntry,
+        attempt: Option<u64>,
+        verified_key: Option<Vec<u8>>,
+    ) {
         self.join.next_admission += 1;
         let id = AdmissionId(self.join.next_admission);
-        let verified_key = self.sessions.verified_key(from).map(<[u8]>::to_vec);
+        let verified_key = verified_key
+            .or_else(|| (!node.entry.public_key.is_empty()).then(|| node.entry.public_key.clone()));
         self.outputs.push_back(Output::Admission(AdmissionRequest {
             id,
-            node: node.clone(),
+            node: node.entry.clone(),
             source: addr,
             verified_key,
         }));
@@ -158,14 +227,75 @@ impl Node {
         );
     }
 
+    /// A member learned from the cluster (its signed entry verified) that this node's filter
+    /// has not accepted yet: ask the filter; it is counted only once accepted.
+    pub(super) fn vet_member(&mut self, now: Instant, s: SignedEntry) {
+        let id = s.entry.id;
+        if let Some(p) = self.join.admissions.values_mut().find(|p| p.from == id) {
+            if s.entry.incarnation > p.node.entry.incarnation {
+                p.node = s; // apply the newest entry once accepted
+            }
+            return;
+        }
+        if self.join.admissions.len() >= self.config.max_pending_handshakes {
+            return; // it comes again with later gossip or state
+        }
+        let addr = s.entry.addr;
+        self.ask_admission(now, id, addr, s, None, None);
+    }
+
     pub(super) fn admission_decided(&mut self, now: Instant, id: AdmissionId, decision: Admission) {
         let Some(p) = self.join.admissions.remove(&id) else {
             return;
         };
-        match decision {
-            Admission::Accept => self.accept_join(now, p.from, p.addr, p.node, p.attempt),
-            Admission::Reject(reason) => self.reject_join(p.from, p.addr, p.attempt, reason),
+        match (decision, p.attempt) {
+            (Admission::Accept, Some(attempt)) => {
+                self.accept_join(now, p.from, p.addr, p.node, attempt)
+            }
+            (Admission::Reject(reason), Some(attempt)) => {
+                self.reject_join(p.from, p.addr, attempt, reason)
+            }
+            (Admission::Accept, None) => {
+                self.join.refused_members.remove(&p.from);
+                let applied = self.members.apply_alive(now, p.node);
+                self.on_applied(now, applied, None);
+            }
+            (Admission::Reject(reason), None) => self.refuse_member(now, p.from, p.addr, reason),
         }
+    }
+
+    /// Our filter refused a member of the cluster: never count it, tell it once.
+    fn refuse_member(&mut self, now: Instant, id: NodeId, addr: SocketAddr, reason: String) {
+        if self.join.refused_members.len() >= MAX_REFUSALS {
+            let oldest = self
+                .join
+                .refused_members
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.join.refused_members.remove(&k);
+            }
+        }
+        self.join.refused_members.insert(id, now);
+        self.join.refusal_notices.insert(id, now);
+        self.reject_join(id, addr, 0, reason);
+    }
+
+    /// A message from a member our filter refused: drop it, and repeat the notice (at most
+    /// once per second) in case it was lost. Returns true when `from` is refused.
+    pub(super) fn refused_sender(&mut self, now: Instant, from: NodeId, addr: SocketAddr) -> bool {
+        if !self.join.refused_members.contains_key(&from) {
+            return false;
+        }
+        self.stats.non_member_dropped += 1;
+        let last = self.join.refusal_notices.get(&from).copied();
+        if last.is_none_or(|t| now >= t + REFUSAL_NOTICE_GAP) {
+            self.join.refusal_notices.insert(from, now);
+            let reason = "refused by this member's connection filter".to_string();
+            self.reject_join(from, addr, 0, reason);
+        }
+        true
     }
 
     fn accept_join(
@@ -173,20 +303,21 @@ impl Node {
         now: Instant,
         from: NodeId,
         addr: SocketAddr,
-        mut node: NodeInfo,
+        node: SignedEntry,
         attempt: u64,
     ) {
-        if let Some(m) = self.members.get(from) {
-            if !m.state.is_live() && node.incarnation <= m.info.incarnation {
-                // Back from the dead: it will adopt this incarnation from our state.
-                node.incarnation = m.info.incarnation + 1;
-            }
-        }
-        let applied = self.members.apply_alive(now, node);
+        self.join.refused_members.remove(&from);
+        // A member we hold as failed or gone at an incarnation >= the request's is not added
+        // yet: our state (sent below) tells it, and its signed refutation re-admits it.
+        let applied = if node.entry.addr == addr {
+            self.members.apply_alive_replacing(now, node)
+        } else {
+            self.members.apply_alive(now, node)
+        };
         self.on_applied(now, applied, None);
         let accept = Msg::JoinAccept {
             attempt,
-            by: self.me.clone(),
+            by: self.my_entry.clone(),
         };
         let mut msgs = vec![accept];
         msgs.extend(self.state_chunks(true).into_iter().map(Msg::State));
@@ -195,7 +326,13 @@ impl Node {
 
     fn reject_join(&mut self, from: NodeId, addr: SocketAddr, attempt: u64, reason: String) {
         let mut reason = reason;
-        reason.truncate(200);
+        if reason.len() > 200 {
+            let mut cut = 200;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
         self.queue_to(from, addr, vec![Msg::JoinReject { attempt, reason }], false);
         self.drop_sessions.push(from);
     }
@@ -205,18 +342,28 @@ impl Node {
         now: Instant,
         from: NodeId,
         attempt: u64,
-        by: NodeInfo,
+        by: SignedEntry,
     ) {
-        if self.join.attempts.remove(&attempt).is_none() || by.id != from {
+        if self.join.attempts.remove(&attempt).is_none() || by.entry.id != from {
             self.stats.non_member_dropped += 1;
             return;
         }
-        let applied = self.members.apply_alive(now, by.clone());
-        self.on_applied(now, applied, None);
+        if let Err(why) = statements::verify_alive(self.sessions.cipher(), &by) {
+            self.stats.statements_rejected += 1;
+            tracing::debug!(?why, "join accept with a bad signed entry");
+            return;
+        }
+        let info = by.entry.clone();
+        if self.admission_filter && self.members.get(from).is_none() {
+            self.vet_member(now, by);
+        } else {
+            let applied = self.members.apply_alive(now, by);
+            self.on_applied(now, applied, None);
+        }
         self.timers.last_state_sync = now;
         if !self.join.accepted_once {
             self.join.accepted_once = true;
-            self.emit(Event::Accepted { by });
+            self.emit(Event::Accepted { by: info });
         }
     }
 
@@ -227,6 +374,15 @@ impl Node {
         attempt: u64,
         reason: String,
     ) {
+        if attempt == 0 {
+            // A member's filter refuses us: stop talking to it (see the module doc).
+            if self.join.refused_by.len() >= MAX_REFUSALS {
+                self.join.refused_by.pop_first();
+            }
+            self.join.refused_by.insert(from);
+            tracing::info!(member = %from, %reason, "a member's connection filter refuses us");
+            return;
+        }
         let Some((seed, _)) = self.join.attempts.remove(&attempt) else {
             self.stats.non_member_dropped += 1;
             return;
@@ -242,10 +398,13 @@ impl Node {
     /// Our full state as chunks that each fit one record.
     pub(super) fn state_chunks(&self, reply: bool) -> Vec<StateChunk> {
         let budget = self.sessions.plaintext_budget().saturating_sub(96);
-        let mut updates = vec![Update::Alive(self.me.clone())];
+        let mut updates = vec![Update::Alive(self.my_entry.clone())];
         for m in self.members.iter() {
             if let Liveness::Suspect { .. } = m.state {
-                updates.push(Update::Alive(m.info.clone()));
+                updates.push(Update::Alive(SignedEntry {
+                    entry: m.info.clone(),
+                    signature: m.signature.clone(),
+                }));
             }
             updates.push(self.members.as_update(m));
         }
@@ -280,14 +439,18 @@ impl Node {
     }
 
     pub(super) fn on_state(&mut self, now: Instant, from: NodeId, chunk: StateChunk) {
-        self.election.max_term = self.election.max_term.max(chunk.max_term);
+        if chunk.max_term <= super::election::MAX_TERM {
+            self.election.max_term = self.election.max_term.max(chunk.max_term);
+        } else {
+            self.stats.election_dropped += 1;
+        }
         for u in chunk.members {
             self.apply_update(now, u, true);
         }
         if let Some(c) = chunk.claim {
             if chunk.master_alive || c.master == self.me.id {
                 self.consider_claim(now, c);
-            } else {
+            } else if c.term <= super::election::MAX_TERM {
                 self.election.max_term = self.election.max_term.max(c.term);
             }
         }
@@ -360,7 +523,13 @@ impl Node {
         }
     }
 
+    /// Number of remembered seed addresses (for bound tests).
+    pub fn seed_count(&self) -> usize {
+        self.join.seeds.len()
+    }
+
     pub(super) fn join_sweep(&mut self, now: Instant) {
+        self.join.seeds.retain(|_, s| now < s.seen + SEED_TTL);
         self.join
             .attempts
             .retain(|_, (_, t)| now < *t + JOIN_ATTEMPT_TTL);
@@ -372,17 +541,17 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(p) = self.join.admissions.remove(&id) {
-                self.reject_join(
-                    p.from,
-                    p.addr,
-                    p.attempt,
-                    "admission decision timed out".into(),
-                );
-            }
+            self.admission_decided(
+                now,
+                id,
+                Admission::Reject("admission decision timed out".into()),
+            );
         }
         self.join
             .dead_notices
+            .retain(|_, t| now < *t + Duration::from_secs(5));
+        self.join
+            .refusal_notices
             .retain(|_, t| now < *t + Duration::from_secs(5));
     }
 }

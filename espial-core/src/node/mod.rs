@@ -6,10 +6,13 @@
 //! call are packed into one sealed record, with pending membership updates piggybacked in the
 //! remaining room.
 
+mod adversary;
 mod dispatch;
 mod election;
 mod join;
+mod lease;
 mod probe;
+mod updates;
 
 use crate::cipher::Cipher;
 use crate::config::{Config, ConfigError};
@@ -17,13 +20,13 @@ use crate::delivery::{Delivery, DeliveryConfig};
 use crate::error::{MetadataError, PromoteError, SendError, SubscribeError};
 use crate::event::{check_event_name, Event, RequestId, SendId};
 use crate::membership::gossip::Broadcasts;
-use crate::membership::{Applied, Members};
+use crate::membership::Members;
 use crate::output::{Admission, AdmissionId, Output, Transmit};
 use crate::rng::Rng;
 use crate::session::Sessions;
 use crate::stats::Stats;
 use crate::wire::{msg_size, Claim, Msg, Update};
-use crate::{Metadata, NodeId, NodeInfo, RemovalReason};
+use crate::{Metadata, NodeId, NodeInfo};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -96,6 +99,8 @@ pub struct Node {
     /// Sends queued since the last flush: flushed by the next `poll_output` (or any input),
     /// so events sent together share datagrams.
     deferred_flush: Option<Instant>,
+    /// Our entry, signed by us (what we gossip and send in joins).
+    my_entry: crate::wire::SignedEntry,
     /// Set while a full-state chunk is applied: entries learned from it are not re-gossiped
     /// (the sender already has them; re-gossiping a whole cluster on every join is O(n^2)).
     applying_state_sync: bool,
@@ -113,12 +118,23 @@ impl Node {
         now: Instant,
     ) -> Result<Node, ConfigError> {
         config.validate()?;
+        let mut me = me;
+        if cipher.node_id() != me.id {
+            return Err(ConfigError(format!(
+                "node id {} is not the id of the cipher's identity key ({}); derive the id \
+                 from the key (Cipher::node_id)",
+                me.id,
+                cipher.node_id()
+            )));
+        }
+        me.public_key = cipher.identity_public_key();
         me.metadata
             .check(config.max_metadata_bytes)
             .map_err(|e| ConfigError(e.to_string()))?;
         for name in &me.subscriptions {
             check_event_name(name).map_err(|e| ConfigError(e.to_string()))?;
         }
+        let my_entry = crate::membership::statements::sign_alive(&*cipher, &me);
         let mut rng = Rng::new(seed ^ (me.id.0 as u64) ^ ((me.id.0 >> 64) as u64));
         let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.unit());
         let timers = Timers {
@@ -157,6 +173,7 @@ impl Node {
             next_request: 0,
             deferred_flush: None,
             applying_state_sync: false,
+            my_entry,
             rng,
             config,
             me: me.clone(),
@@ -200,6 +217,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.receive(now, from, data);
         // Packed at the next `poll_output`: a driver that feeds a burst of datagrams before
         // draining sends one round of acknowledgements and replies for all of them.
@@ -212,6 +230,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         for addr in addrs {
             self.discovered(now, *addr);
         }
@@ -223,6 +242,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         self.admission_decided(now, id, decision);
         self.flush(now);
     }
@@ -232,6 +252,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.check_lease(now);
         let mut out = Vec::new();
         self.sessions.handle_timeout(now, &mut self.stats, &mut out);
         self.push_transmits(out);
@@ -270,6 +291,7 @@ impl Node {
             if now >= at {
                 self.timers.heartbeat = Some(now + self.config.master_heartbeat_interval);
                 self.send_heartbeats();
+                self.lease_round(now);
             }
         }
         self.flush(now);
@@ -301,7 +323,8 @@ impl Node {
             self.sessions.poll_timeout(),
             self.members.next_suspicion_deadline(),
             self.probe.next_deadline(),
-            self.election.at,
+            self.election.next_deadline(),
+            self.master_lease_until(),
             self.delivery.poll_timeout(),
         ]
         .into_iter()
@@ -349,6 +372,7 @@ impl Node {
         if self.left {
             return Err(SendError::Shutdown);
         }
+        self.check_lease(now);
         check_event_name(name)?;
         if payload.len() > self.config.max_event_payload {
             return Err(SendError::TooLarge {
@@ -398,6 +422,7 @@ impl Node {
         if self.left {
             return (ids, Some(SendError::Shutdown));
         }
+        self.check_lease(now);
         if let Err(e) = check_event_name(name) {
             return (ids, Some(e.into()));
         }
@@ -485,14 +510,18 @@ impl Node {
                 .iter()
                 .copied()
                 .filter(|id| {
-                    self.members
-                        .get(*id)
-                        .is_some_and(|m| m.info.subscriptions.contains(name))
+                    !self.join.refused_by.contains(id)
+                        && self
+                            .members
+                            .get(*id)
+                            .is_some_and(|m| m.info.subscriptions.contains(name))
                 })
                 .collect()),
             Target::Nodes(ids) => {
                 for id in &ids {
-                    if *id != self.me.id && !self.members.is_live(*id) {
+                    if *id != self.me.id
+                        && (!self.members.is_live(*id) || self.join.refused_by.contains(id))
+                    {
                         return Err(SendError::UnknownTarget(*id));
                     }
                 }
@@ -505,12 +534,17 @@ impl Node {
         }
     }
 
-    /// Forces this node to take over as master with a higher term. Errors leave the election
-    /// state unchanged.
+    /// Forces this node to take over as master with a higher term: it asks every live
+    /// member, telling them to disregard the master they still hear, and claims once enough
+    /// answered (available mode: a majority of the members it knows, or anyway after two
+    /// probe timeouts; quorum mode: `quorum` votes, which may take until the old master's
+    /// promises have run out, about `lease_promise`). `Promotion` reports the takeover.
+    /// Errors leave the election state unchanged.
     pub fn promote(&mut self, now: Instant) -> Result<(), PromoteError> {
         if self.left {
             return Err(PromoteError::Shutdown);
         }
+        self.check_lease(now);
         if !self.me.master_eligible {
             return Err(PromoteError::NotEligible);
         }
@@ -520,7 +554,9 @@ impl Node {
                 return Err(PromoteError::NoQuorum { live, quorum: q });
             }
         }
-        self.claim_mastership(now);
+        if !self.is_master() {
+            self.start_candidacy(now, true);
+        }
         self.flush(now);
         Ok(())
     }
@@ -549,7 +585,18 @@ impl Node {
         let left = Update::Left {
             id: self.me.id,
             incarnation: self.me.incarnation,
+            signature: crate::membership::statements::sign_left(
+                self.sessions.cipher(),
+                self.me.id,
+                self.me.incarnation,
+            ),
         };
+        // What this node received and consumed goes out first, in datagrams of its own
+        // (an ack behind the Left would reach a peer that already dropped its sends).
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
+        self.delivery.owe_acks_now(now);
+        self.flush(now);
         let resign = self.is_master().then_some(self.election.claim).flatten();
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
         for id in ids {
@@ -562,8 +609,38 @@ impl Node {
             self.queue(id, msgs);
         }
         self.flush(now);
+        // Sends still open are not confirmed: report them now rather than never.
+        self.delivery.close(now);
+        while let Some(e) = self.delivery.poll_event() {
+            self.outputs.push_back(Output::Event(e));
+        }
         self.left = true;
         self.timers.heartbeat = None;
+    }
+
+    /// Makes custom-event flow control reach the application: a released event counts as
+    /// consumed only when [`Node::events_consumed`] says so (a driver that buffers events
+    /// for its listeners turns this on). Off by default: an event counts as consumed when
+    /// [`Node::poll_output`] hands it out.
+    pub fn set_app_consumption(&mut self, on: bool) {
+        self.delivery.set_app_consumption(on);
+    }
+
+    /// The application consumed the `count` oldest [`Event::Custom`] events handed out by
+    /// [`Node::poll_output`] (with [`Node::set_app_consumption`] on): their senders learn
+    /// they were delivered, and credit opens again.
+    pub fn events_consumed(&mut self, now: Instant, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.delivery.app_consumed(now, count);
+        self.deferred_flush = Some(now);
+    }
+
+    /// Custom events handed out and not yet consumed, and their cost in bytes (payload +
+    /// 64 each; bounded by `Config::max_unread_event_bytes` plus one event per peer).
+    pub fn unread_events(&self) -> (usize, u64) {
+        self.delivery.unread()
     }
 
     /// True once [`Node::leave`] was called.
@@ -605,6 +682,17 @@ impl Node {
         self.master() == Some(self.me.id)
     }
 
+    /// Quorum mode, while this node is master: the end of its lease on its own clock. It
+    /// acts as master only before that instant and steps down at it (`demotion`). `None`
+    /// otherwise (available mode has no lease).
+    pub fn master_lease_until(&self) -> Option<Instant> {
+        if self.config.quorum.is_some() && self.is_master() {
+            self.election.lease.until()
+        } else {
+            None
+        }
+    }
+
     /// The latest master claim known (its master may be dead or resigned).
     pub fn claim(&self) -> Option<Claim> {
         self.election.claim
@@ -634,14 +722,37 @@ impl Node {
         self.sessions.footprint()
     }
 
+    /// Fuzzing only: adds a member as if this node had accepted it (no checks at all).
+    #[doc(hidden)]
+    pub fn fuzz_add_member(&mut self, now: Instant, s: crate::wire::SignedEntry) {
+        let applied = self.members.apply_alive(now, s);
+        self.on_applied(now, applied, None);
+        self.flush(now);
+    }
+
+    /// Fuzzing only: handles one message as if it came from `from` at `addr` over an
+    /// authenticated session (see `espial_core::fuzzing`).
+    #[doc(hidden)]
+    pub fn fuzz_as_member(&mut self, now: Instant, from: NodeId, addr: SocketAddr, msg: Msg) {
+        if self.left || from == self.me.id {
+            return;
+        }
+        self.dispatch(now, from, addr, msg);
+        self.deferred_flush = Some(now);
+    }
+
     // ----- internals shared by the submodules -----
 
     fn emit(&mut self, e: Event) {
         self.outputs.push_back(Output::Event(e));
     }
 
-    /// Queues messages for a member (sent at the end of the current call).
+    /// Queues messages for a member (sent at the end of the current call). Nothing is sent
+    /// to a member whose connection filter refused us (it would drop it).
     fn queue(&mut self, id: NodeId, msgs: Vec<Msg>) {
+        if self.join.refused_by.contains(&id) {
+            return;
+        }
         let addr = match self.members.get(id) {
             Some(m) => m.info.addr,
             None => return,
@@ -776,226 +887,6 @@ impl Node {
         self.push_transmits(out);
     }
 
-    /// Bumps our incarnation and gossips our entry (metadata or subscription change, or
-    /// refutation).
-    fn publish_self(&mut self) {
-        self.delivery.set_subscriptions(&self.me.subscriptions);
-        self.me.incarnation += 1;
-        self.broadcasts.push(Update::Alive(self.me.clone()));
-    }
-
-    /// Turns the results of applying updates into events, re-gossip and election changes.
-    fn on_applied(&mut self, now: Instant, applied: Vec<Applied>, original: Option<&Update>) {
-        let mut membership_changed = false;
-        for a in applied {
-            match a {
-                Applied::Ignored => {}
-                Applied::Added(info) => {
-                    membership_changed = true;
-                    self.election.last_gain = Some(now);
-                    self.probe.add_target(info.id, &mut self.rng);
-                    if !self.applying_state_sync {
-                        self.broadcasts.push(Update::Alive(info.clone()));
-                    }
-                    self.emit(Event::NodeAdded { node: info });
-                }
-                Applied::Updated {
-                    node,
-                    visible,
-                    unsubscribed,
-                } => {
-                    for name in &unsubscribed {
-                        self.delivery.peer_unsubscribed(now, node.id, name);
-                    }
-                    if node.master_eligible {
-                        membership_changed = true;
-                    }
-                    self.broadcasts.push(Update::Alive(node.clone()));
-                    if visible {
-                        self.emit(Event::NodeUpdated { node });
-                    }
-                }
-                Applied::Suspected(id) => {
-                    if let Some(u) = original {
-                        self.broadcasts.push(u.clone());
-                    } else if let Some(m) = self.members.get(id) {
-                        self.broadcasts.push(Update::Suspect {
-                            id,
-                            incarnation: m.info.incarnation,
-                            by: self.me.id,
-                        });
-                    }
-                }
-                Applied::Refuted(id) => {
-                    self.probe.last_chance.remove(&id);
-                }
-                Applied::Removed(info, reason) => {
-                    membership_changed = true;
-                    let u = match reason {
-                        RemovalReason::Left => Update::Left {
-                            id: info.id,
-                            incarnation: info.incarnation,
-                        },
-                        RemovalReason::Failed => Update::Dead {
-                            id: info.id,
-                            incarnation: info.incarnation,
-                            by: self.me.id,
-                        },
-                    };
-                    self.broadcasts.push(u);
-                    self.probe.last_chance.remove(&info.id);
-                    self.delivery.peer_gone(now, info.id);
-                    self.emit(Event::NodeRemoved { node: info, reason });
-                }
-                Applied::Refute(incarnation) => {
-                    if incarnation >= self.me.incarnation {
-                        self.me.incarnation = incarnation;
-                        self.publish_self();
-                        if self.is_master() {
-                            self.timers.heartbeat = Some(now);
-                        }
-                    }
-                }
-                Applied::SelfAlive(incarnation) => {
-                    if incarnation > self.me.incarnation {
-                        self.me.incarnation = incarnation;
-                        self.publish_self();
-                    }
-                }
-                Applied::Replaced { old, new } => {
-                    membership_changed = true;
-                    self.probe.add_target(new.id, &mut self.rng);
-                    self.broadcasts.push(Update::Dead {
-                        id: old.id,
-                        incarnation: old.incarnation,
-                        by: self.me.id,
-                    });
-                    self.broadcasts.push(Update::Alive(new.clone()));
-                    self.delivery.peer_gone(now, old.id);
-                    self.emit(Event::NodeRemoved {
-                        node: old,
-                        reason: RemovalReason::Failed,
-                    });
-                    self.emit(Event::NodeAdded { node: new });
-                }
-            }
-        }
-        if membership_changed {
-            self.reconcile(now);
-        }
-    }
-
-    /// Applies one update from the network and handles the consequences.
-    fn apply_update(&mut self, now: Instant, u: Update, from_state_sync: bool) {
-        let timeout = self.suspicion_timeout_for(u.subject());
-        if let Update::Dead {
-            id, incarnation, ..
-        }
-        | Update::Suspect {
-            id, incarnation, ..
-        } = u
-        {
-            if self
-                .members
-                .get(id)
-                .is_some_and(|m| m.state.is_live() && incarnation < m.info.incarnation)
-            {
-                self.probe.probe_next(id);
-            }
-        }
-        // Our own entry: someone holds it at a higher incarnation, or at ours with other
-        // content (a member that re-admitted us raised our incarnation on our behalf while
-        // we published a change at the same number): publish above it, ours wins.
-        if let Update::Alive(e) = &u {
-            if e.id == self.me.id {
-                let differs = e.metadata != self.me.metadata
-                    || e.subscriptions != self.me.subscriptions
-                    || e.master_eligible != self.me.master_eligible
-                    || e.priority != self.me.priority
-                    || e.name != self.me.name
-                    || e.addr != self.me.addr;
-                if e.incarnation > self.me.incarnation
-                    || (e.incarnation == self.me.incarnation && differs)
-                {
-                    self.me.incarnation = e.incarnation;
-                    self.publish_self();
-                }
-                return;
-            }
-        }
-        // Fast path: most gossip repeats what we know; do not clone a stale entry.
-        if let Update::Alive(e) = &u {
-            if e.id != self.me.id
-                && self
-                    .members
-                    .get(e.id)
-                    .is_some_and(|m| m.info.incarnation >= e.incarnation)
-            {
-                return;
-            }
-        }
-        let back_from_dead = matches!(&u, Update::Alive(e)
-            if self.members.get(e.id).is_some_and(|m| !m.state.is_live()));
-        let applied = self.members.apply(now, u.clone(), timeout, from_state_sync);
-        self.applying_state_sync = from_state_sync;
-        if back_from_dead && self.current_master().is_none() && self.members.is_live(u.subject()) {
-            // A partition healed while we have no master: its side may have one. Pull its
-            // state (with its claim) before our election timer can fire.
-            let msgs = self
-                .state_chunks(true)
-                .into_iter()
-                .map(Msg::State)
-                .collect();
-            self.queue(u.subject(), msgs);
-        }
-        let original = (!from_state_sync).then_some(&u);
-        self.on_applied(now, applied, original);
-        self.applying_state_sync = false;
-    }
-
-    fn suspicion_timeout_for(&self, id: NodeId) -> Duration {
-        if self.election.claim.map(|c| c.master) == Some(id) {
-            self.config.master_suspicion_timeout
-        } else {
-            self.config.suspicion_timeout(self.members.live_count() + 1)
-        }
-    }
-
-    /// Declares failed the suspects whose suspicion expired, after a last chance: the expiry
-    /// sends a direct and `indirect_checks` indirect pings and waits one probe timeout more,
-    /// `LAST_CHANCE_ROUNDS` times; any answer from the suspect clears the suspicion (a node that only
-    /// relayed a suspicion checks for itself before declaring a death). The master is
-    /// exempt: the master watch already confirmed it.
-    fn expire_suspicions(&mut self, now: Instant) {
-        let master = self.election.claim.map(|c| c.master);
-        for id in self.members.expired_suspicions(now) {
-            // The master needs no last chance: every member confirmed it itself (two rounds
-            // of direct and indirect probes) before suspecting it.
-            let round = self.probe.last_chance.get(&id).copied().unwrap_or(0);
-            if Some(id) != master && round < LAST_CHANCE_ROUNDS {
-                self.probe.last_chance.insert(id, round + 1);
-                let seq = self.probe.seq();
-                self.probe.last_chance_seqs.insert(seq, id);
-                self.queue(id, vec![Msg::Ping { seq }]);
-                self.send_ping_reqs(id, seq);
-                self.members
-                    .extend_suspicion(id, now + self.config.probe_timeout);
-                continue;
-            }
-            self.probe.last_chance.remove(&id);
-            let inc = self
-                .members
-                .get(id)
-                .map(|m| m.info.incarnation)
-                .unwrap_or(0);
-            let a = self.members.apply_down(now, id, inc, RemovalReason::Failed);
-            if matches!(a, Applied::Removed(..)) {
-                self.stats.failures_declared += 1;
-            }
-            self.on_applied(now, vec![a], None);
-        }
-    }
-
     /// Purges long-dead members and expired bookkeeping.
     fn sweep(&mut self, now: Instant) {
         if let Some(before) = now.checked_sub(self.config.dead_retention) {
@@ -1019,7 +910,7 @@ impl Node {
         let mut picks = Vec::new();
         for _ in 0..self.config.gossip_fanout.min(live.len()) * 2 {
             let id = live[self.rng.below(live.len())];
-            if !picks.contains(&id) {
+            if !picks.contains(&id) && !self.join.refused_by.contains(&id) {
                 picks.push(id);
             }
             if picks.len() >= self.config.gossip_fanout {
@@ -1032,5 +923,7 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod election_tests;
 #[cfg(test)]
 mod tests;

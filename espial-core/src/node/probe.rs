@@ -89,6 +89,11 @@ impl ProbeState {
         self.order.insert(at, id);
     }
 
+    /// Whether the master was heard from within `d` before `now`.
+    pub(crate) fn heard_master_within(&self, now: Instant, d: std::time::Duration) -> bool {
+        now < self.master_last_contact + d
+    }
+
     pub(crate) fn master_contact(&mut self, now: Instant) {
         self.master_last_contact = now;
         self.master_check = None;
@@ -170,6 +175,9 @@ impl Node {
                     continue;
                 }
                 self.probe.idx += 1;
+                if self.join.refused_by.contains(&id) {
+                    continue; // it refuses us: it would not answer
+                }
                 if Some(id) == master && self.members.live_count() > 1 {
                     continue; // the master watch covers it
                 }
@@ -193,7 +201,7 @@ impl Node {
         while picks.len() < k && tries < 4 * k + 4 {
             tries += 1;
             let id = live[self.rng.below(n)];
-            if id != target && !picks.contains(&id) {
+            if id != target && !picks.contains(&id) && !self.join.refused_by.contains(&id) {
                 picks.push(id);
             }
         }
@@ -286,7 +294,8 @@ impl Node {
             self.probe.master_check = None;
             return;
         };
-        if master == self.me.id {
+        if master == self.me.id || self.join.refused_by.contains(&master) {
+            // A master that refuses us is watched by the others for us.
             self.probe.master_check = None;
             return;
         }
@@ -358,6 +367,10 @@ impl Node {
         incarnation: u64,
         members: u32,
     ) {
+        if claim.master != from || claim.term > super::election::MAX_TERM {
+            self.stats.election_dropped += 1;
+            return;
+        }
         // Membership digest: two heartbeats in a row with a different member count mean our
         // view (or the master's) missed an update; a push-pull repairs both sides' gaps.
         let mine = (self.members.live_count() + 1) as u32;

@@ -2,60 +2,64 @@
 //!
 //! ```text
 //! initiator                                   responder
-//!   Hello{from, to?, attempt, share_i}  ---->
-//!                                       <----  HelloAck{from, to, attempt, epoch, share_r,
-//!                                                       identity?, confirm = seal_r(0, "")}
-//!   Sealed[Confirm{identity?}] ...     ---->   (records open as soon as keys exist)
-//!                                       <----  Sealed[ConfirmAck]
+//!   Hello{from, to?, attempt, share_i, cookie?} + padding  ---->
+//!                           (under load, no valid cookie) <----  Cookie{attempt, cookie}
+//!   Hello{..., cookie} + padding                           ---->
+//!                                                          <----  HelloAck{from, to, attempt, epoch,
+//!                                                                  share_r, proof_r, confirm}
+//!   Sealed[Confirm{proof_i}, ...]                          ---->  (session established here)
+//!                                                          <----  Sealed[ConfirmAck]
 //! ```
 //! Keys come from `Cipher::KeyExchange::complete` over a transcript binding the protocol
-//! version, both node ids and both shares. Nonces are per-direction counters; a replay window
-//! rejects repeats. Crossed handshakes resolve to the one started by the lower node id.
-//! A session is rekeyed after `rekey_after_messages` records or `rekey_after`; the previous
-//! session still opens records for `rekey_grace`.
+//! version, both node ids and both shares. Both sides prove their static identity key: a
+//! signature over the transcript (and the role) whose public key must hash to the claimed
+//! node id ([`handshake`] module); nothing is accepted from an id before its proof.
+//! The responder keeps no established state until the initiator's proof arrives
+//! ([`half_open`]), and under load answers with a stateless cookie ([`guard`]).
+//! Nonces are per-direction counters; a replay window rejects repeats. Crossed handshakes
+//! resolve to the one started by the lower node id. A session is rekeyed after
+//! `rekey_after_messages` records or `rekey_after`; the previous session still opens
+//! records for `rekey_grace`.
 
+pub mod guard;
+mod half_open;
+mod handshake;
 mod replay;
 
 pub use replay::ReplayWindow;
 
-use crate::cipher::{Cipher, KeyExchange, Role};
+use crate::cipher::Cipher;
 use crate::config::Config;
 use crate::rng::Rng;
 use crate::stats::Stats;
-use crate::wire::{
-    self, DecodeError, Hello, HelloAck, IdentityProof, Kind, Msg, SealedHeader, VERSION,
-};
+use crate::wire::{self, DecodeError, Kind, Msg, SealedHeader};
 use crate::NodeId;
-use std::collections::{BTreeMap, BTreeSet};
+use guard::Guard;
+use half_open::HalfOpenTable;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use handshake::{proof_message, transcript, HANDSHAKE_DOMAIN};
+
 /// Handshake attempts before giving up on a peer (queued messages are dropped and counted).
 const MAX_HELLO_TRIES: u32 = 8;
+/// Hello attempts of a "heal" handshake (started by a record with an unknown epoch).
+const MAX_HEAL_TRIES: u32 = 3;
 /// Message batches buffered per peer while its handshake runs.
 const MAX_QUEUED_BATCHES: usize = 64;
 /// A key never seals beyond this counter: reaching it forces a rekey (never a wrap).
 const COUNTER_LIMIT: u64 = u64::MAX - 1;
-/// Associated data of the key-confirmation record.
-const CONFIRM_AAD: &[u8] = b"espial-confirm-v1";
+/// Half-open handshakes and crossed-handshake windows last this many handshake timeouts.
+const HALF_OPEN_TIMEOUTS: u32 = 4;
+/// Addresses remembered for once-only handshake failure reports.
+const MAX_REPORTED: usize = 256;
 
-/// Builds the key-derivation transcript: version, ids and shares of both sides.
-pub fn transcript(initiator: NodeId, responder: NodeId, share_i: &[u8], share_r: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(64 + share_i.len() + share_r.len());
-    t.extend_from_slice(b"espial-handshake");
-    t.push(VERSION);
-    t.extend_from_slice(&initiator.to_bytes());
-    t.extend_from_slice(&responder.to_bytes());
-    t.extend_from_slice(&(share_i.len() as u16).to_be_bytes());
-    t.extend_from_slice(share_i);
-    t.extend_from_slice(&(share_r.len() as u16).to_be_bytes());
-    t.extend_from_slice(share_r);
-    t
-}
-
-struct Keys {
+pub(crate) struct Keys {
     epoch: u32,
-    /// Transcript of the handshake that made these keys (identity signatures cover it).
+    /// Who sent the Hello of the handshake that made these keys.
+    initiator: NodeId,
+    /// Transcript of the handshake that made these keys.
     transcript: Vec<u8>,
     send: Box<dyn crate::cipher::Aead>,
     recv: Box<dyn crate::cipher::Aead>,
@@ -64,20 +68,14 @@ struct Keys {
     created: Instant,
 }
 
+/// An established session: the peer proved the static key behind its id.
 struct Peer {
     addr: SocketAddr,
     current: Keys,
-    /// Responder side: a new session answered while `current` works. We keep sending on
-    /// `current` until the initiator's first record on the new epoch proves it adopted it
-    /// (a stale or duplicated Hello then cannot break a working session).
-    next: Option<Keys>,
     previous: Option<(Keys, Instant)>,
-    /// Responder side: the Hello attempt answered and the cached answer (for duplicates).
-    answered: Option<(u64, Vec<u8>)>,
-    /// The peer proved possession of the keys (any authenticated record, or Confirm).
-    confirmed: bool,
-    /// Initiator side: our Confirm still awaits its ack; (bytes-to-resend trigger, next retry, tries).
+    /// Initiator side: our Confirm still awaits its ack; (next retry, tries).
     confirm_retry: Option<(Instant, u32)>,
+    /// The peer's static identity key, as proven in the handshake.
     verified_key: Option<Vec<u8>>,
     /// A rekey handshake of ours is in progress.
     rekeying: bool,
@@ -88,10 +86,15 @@ struct Peer {
 struct Pending {
     peer: Option<NodeId>,
     addr: SocketAddr,
-    exchange: Option<Box<dyn KeyExchange>>,
+    exchange: Option<Box<dyn crate::cipher::KeyExchange>>,
+    /// The Hello as sent (cookie and all), resent on timeout.
     hello: Vec<u8>,
+    /// The Hello's share and attempt, to rebuild it with a cookie.
+    share: Vec<u8>,
+    cookie: Option<[u8; 16]>,
     next_retry: Instant,
     tries: u32,
+    max_tries: u32,
     queued: Vec<Vec<Msg>>,
 }
 
@@ -117,8 +120,8 @@ pub enum Drop {
     Auth,
     /// Replayed or duplicate record.
     Replay,
-    /// No session for that sender/epoch.
-    UnknownSession,
+    /// No session for that sender/epoch (the claimed sender is given; it is unverified).
+    UnknownSession(NodeId),
     /// Bad or unexpected handshake.
     Handshake,
     /// Nothing to report (e.g. a handshake message that was handled).
@@ -135,8 +138,14 @@ pub struct Sessions {
     timed: BTreeSet<NodeId>,
     pending: BTreeMap<u64, Pending>,
     pending_by_addr: BTreeMap<SocketAddr, u64>,
+    half_open: HalfOpenTable,
+    guard: Option<Guard>,
     /// Last re-handshake started because a peer used an epoch we do not have.
     heals: BTreeMap<NodeId, Instant>,
+    /// Operator-fixable handshake failures to report (address, reason).
+    failures: Vec<(SocketAddr, String)>,
+    /// Addresses already reported (oldest first), so each is reported once.
+    reported: VecDeque<SocketAddr>,
     /// Earliest deadline, recomputed by `handle_timeout` and lowered as deadlines are added
     /// (a stale value only delays work until the node's next periodic tick).
     cached_deadline: Option<Instant>,
@@ -151,6 +160,7 @@ pub struct Sessions {
 impl Sessions {
     /// Creates the session table.
     pub fn new(me: NodeId, cipher: Box<dyn Cipher>, config: &Config) -> Self {
+        let ttl = config.handshake_timeout * HALF_OPEN_TIMEOUTS;
         Sessions {
             me,
             cipher,
@@ -158,7 +168,11 @@ impl Sessions {
             timed: BTreeSet::new(),
             pending: BTreeMap::new(),
             pending_by_addr: BTreeMap::new(),
+            half_open: HalfOpenTable::new(config.max_pending_handshakes, ttl),
+            guard: None,
             heals: BTreeMap::new(),
+            failures: Vec::new(),
+            reported: VecDeque::new(),
             cached_deadline: None,
             handshake_timeout: config.handshake_timeout,
             max_pending: config.max_pending_handshakes,
@@ -174,34 +188,6 @@ impl Sessions {
         &*self.cipher
     }
 
-    /// Encodes a clear handshake datagram; with a cluster PSK a 16-byte MAC over the kind
-    /// byte and body is appended, so peers without the PSK are refused before any key work.
-    fn clear_datagram<T: serde::Serialize>(&self, kind: Kind, body: &T) -> Vec<u8> {
-        let mut d = wire::encode_clear(kind, body);
-        let mac_input = &d[wire::HEADER_LEN - 1..];
-        if let Some(mac) = self.cipher.beacon_mac(mac_input) {
-            d.extend_from_slice(&mac);
-        }
-        d
-    }
-
-    /// Verifies and strips the PSK MAC of a clear handshake body (no-op without a PSK).
-    fn check_clear_mac<'a>(&self, kind: Kind, body: &'a [u8]) -> Option<&'a [u8]> {
-        if self.cipher.beacon_mac(&[]).is_none() {
-            return Some(body);
-        }
-        if body.len() < 16 {
-            return None;
-        }
-        let (msg, tag) = body.split_at(body.len() - 16);
-        let mut input = Vec::with_capacity(msg.len() + 1);
-        input.push(kind as u8);
-        input.extend_from_slice(msg);
-        let mut mac = [0u8; 16];
-        mac.copy_from_slice(tag);
-        self.cipher.verify_beacon(&input, Some(&mac)).then_some(msg)
-    }
-
     /// Whether a session with `peer` exists.
     pub fn has_session(&self, peer: NodeId) -> bool {
         self.peers.contains_key(&peer)
@@ -214,20 +200,54 @@ impl Sessions {
             .and_then(|p| p.verified_key.as_deref())
     }
 
+    /// The address an established session last authenticated `peer` at.
+    pub fn peer_addr(&self, peer: NodeId) -> Option<SocketAddr> {
+        self.peers.get(&peer).map(|p| p.addr)
+    }
+
     /// Largest plaintext that fits one sealed datagram.
     pub fn plaintext_budget(&self) -> usize {
         self.max_datagram - wire::SEALED_HEADER_LEN - 32
     }
 
-    /// Number of sessions and handshakes held (for memory-bound tests).
+    /// Number of sessions and handshakes held (for memory-bound tests): established
+    /// sessions, and initiator plus half-open responder handshakes.
     pub fn footprint(&self) -> (usize, usize) {
-        (self.peers.len(), self.pending.len())
+        (self.peers.len(), self.pending.len() + self.half_open.len())
+    }
+
+    /// Operator-fixable handshake failures since the last call, each address once.
+    pub fn take_failures(&mut self) -> Vec<(SocketAddr, String)> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// A datagram of another protocol version from `addr` (reported once per address).
+    pub fn report_version(&mut self, addr: SocketAddr, version: u8) {
+        let reason = format!(
+            "protocol version {version}, this node speaks {} (upgrade every node?)",
+            wire::VERSION
+        );
+        self.report(addr, &reason);
+    }
+
+    /// Records an operator-fixable failure for `addr` (reported once per address).
+    fn report(&mut self, addr: SocketAddr, reason: &str) {
+        if self.reported.contains(&addr) {
+            return;
+        }
+        if self.reported.len() >= MAX_REPORTED {
+            self.reported.pop_front();
+        }
+        self.reported.push_back(addr);
+        tracing::warn!(%addr, reason, "handshake failed");
+        self.failures.push((addr, reason.to_string()));
     }
 
     /// Forgets a peer (it left or failed); a later contact handshakes anew.
     pub fn remove_peer(&mut self, peer: NodeId) {
         self.peers.remove(&peer);
         self.timed.remove(&peer);
+        self.half_open.remove_id(peer);
         let stale: Vec<u64> = self
             .pending
             .iter()
@@ -267,79 +287,33 @@ impl Sessions {
                     >= self.rekey_after_messages.min(COUNTER_LIMIT)
                     || now.saturating_duration_since(p.current.created) >= self.rekey_after;
                 if p.current.send_counter < COUNTER_LIMIT {
-                    let data = seal(self.me, &mut p.current, &msgs);
-                    out.push((addr, data));
+                    if let Some(data) = seal(self.me, &mut p.current, &msgs, stats) {
+                        out.push((addr, data));
+                    }
                 } else {
                     stats.unsent_dropped += 1;
                 }
                 if needs_rekey && !p.rekeying {
                     p.rekeying = true;
-                    self.start_handshake(now, Some(id), addr, Vec::new(), rng, stats, out);
+                    self.start_handshake(
+                        now,
+                        Some(id),
+                        addr,
+                        Vec::new(),
+                        MAX_HELLO_TRIES,
+                        rng,
+                        stats,
+                        out,
+                    );
                 }
                 return;
             }
         }
-        self.start_handshake(now, peer, addr, msgs, rng, stats, out);
+        self.start_handshake(now, peer, addr, msgs, MAX_HELLO_TRIES, rng, stats, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn start_handshake(
-        &mut self,
-        now: Instant,
-        peer: Option<NodeId>,
-        addr: SocketAddr,
-        msgs: Vec<Msg>,
-        rng: &mut Rng,
-        stats: &mut Stats,
-        out: &mut Vec<(SocketAddr, Vec<u8>)>,
-    ) {
-        if let Some(attempt) = self.pending_by_addr.get(&addr).copied() {
-            if let Some(p) = self.pending.get_mut(&attempt) {
-                if !msgs.is_empty() {
-                    if p.queued.len() >= MAX_QUEUED_BATCHES {
-                        p.queued.remove(0);
-                        stats.unsent_dropped += 1;
-                    }
-                    p.queued.push(msgs);
-                }
-                return;
-            }
-        }
-        if self.pending.len() >= self.max_pending {
-            stats.handshakes_refused += 1;
-            stats.unsent_dropped += 1;
-            return;
-        }
-        let attempt = rng.next_u64();
-        let exchange = self.cipher.start_exchange();
-        let hello = self.clear_datagram(
-            Kind::Hello,
-            &Hello {
-                from: self.me,
-                to: peer,
-                attempt,
-                share: exchange.public_share().to_vec(),
-            },
-        );
-        out.push((addr, hello.clone()));
-        self.note_deadline(now + self.handshake_timeout);
-        self.pending_by_addr.insert(addr, attempt);
-        self.pending.insert(
-            attempt,
-            Pending {
-                peer,
-                addr,
-                exchange: Some(exchange),
-                hello,
-                next_retry: now + self.handshake_timeout,
-                tries: 1,
-                queued: if msgs.is_empty() { vec![] } else { vec![msgs] },
-            },
-        );
-    }
-
-    /// Handles a Hello, HelloAck or Sealed datagram body. Returns opened messages, or why
-    /// nothing came out (every drop is already counted in `stats`).
+    /// Handles a Hello, HelloAck, Cookie or Sealed datagram body. Returns opened messages,
+    /// or why nothing came out (every drop is already counted in `stats`).
     #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &mut self,
@@ -351,311 +325,13 @@ impl Sessions {
         stats: &mut Stats,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) -> Result<Opened, Drop> {
-        let body = match kind {
-            Kind::Hello | Kind::HelloAck => match self.check_clear_mac(kind, body) {
-                Some(b) => b,
-                None => {
-                    stats.handshake_failures += 1;
-                    return Err(Drop::Handshake);
-                }
-            },
-            _ => body,
-        };
         match kind {
-            Kind::Hello => {
-                let hello: Hello = wire::decode_body(body).map_err(|_| {
-                    stats.handshake_failures += 1;
-                    Drop::Handshake
-                })?;
-                self.on_hello(now, from, hello, rng, stats, out)?;
-                Err(Drop::Handled)
-            }
-            Kind::HelloAck => {
-                let ack: HelloAck = wire::decode_body(body).map_err(|_| {
-                    stats.handshake_failures += 1;
-                    Drop::Handshake
-                })?;
-                self.on_hello_ack(now, from, ack, stats, out)
+            Kind::Hello | Kind::HelloAck | Kind::Cookie => {
+                self.on_clear(now, from, kind, body, rng, stats, out)
             }
             Kind::Sealed => self.on_sealed(now, from, body, rng, stats, out),
             Kind::Beacon => Err(Drop::Handled),
         }
-    }
-
-    fn on_hello(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        hello: Hello,
-        rng: &mut Rng,
-        stats: &mut Stats,
-        out: &mut Vec<(SocketAddr, Vec<u8>)>,
-    ) -> Result<(), Drop> {
-        let fail = |stats: &mut Stats| {
-            stats.handshake_failures += 1;
-            Err(Drop::Handshake)
-        };
-        if hello.from == self.me
-            || hello.to.is_some_and(|t| t != self.me)
-            || hello.share.len() > 256
-        {
-            return fail(stats);
-        }
-        // Duplicate of a Hello we already answered: answer again, identically.
-        if let Some(p) = self.peers.get(&hello.from) {
-            if let Some((attempt, bytes)) = &p.answered {
-                if *attempt == hello.attempt {
-                    out.push((from, bytes.clone()));
-                    return Ok(());
-                }
-            }
-        }
-        // Crossed handshakes: the one started by the lower id wins.
-        let mine = self
-            .pending
-            .iter()
-            .find(|(_, p)| p.peer == Some(hello.from) || (p.peer.is_none() && p.addr == from))
-            .map(|(k, _)| *k);
-        let mut inherited = Vec::new();
-        if let Some(k) = mine {
-            if self.me < hello.from {
-                return Ok(()); // ours wins; they will answer it
-            }
-            if let Some(p) = self.pending.remove(&k) {
-                self.pending_by_addr.remove(&p.addr);
-                inherited = p.queued;
-            }
-        }
-        // Memory bound: count half-open responder sessions.
-        let half_open = self.peers.values().filter(|p| !p.confirmed).count();
-        if half_open >= self.max_pending && !self.peers.contains_key(&hello.from) {
-            stats.handshakes_refused += 1;
-            return Err(Drop::Handshake);
-        }
-        let exchange = self.cipher.start_exchange();
-        let share_r = exchange.public_share().to_vec();
-        let t = transcript(hello.from, self.me, &hello.share, &share_r);
-        let keys = match exchange.complete(&hello.share, &t, Role::Responder) {
-            Ok(k) => k,
-            Err(_) => return fail(stats),
-        };
-        let epoch = rng.next_u64() as u32;
-        let mut confirm = Vec::new();
-        if keys.send.seal(0, CONFIRM_AAD, &mut confirm).is_err() {
-            return fail(stats);
-        }
-        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
-            public_key: self.cipher.identity_public_key().unwrap_or_default(),
-            signature,
-        });
-        let ack = self.clear_datagram(
-            Kind::HelloAck,
-            &HelloAck {
-                from: self.me,
-                to: hello.from,
-                attempt: hello.attempt,
-                epoch,
-                share: share_r,
-                identity,
-                confirm,
-            },
-        );
-        out.push((from, ack.clone()));
-        let new_keys = Keys {
-            epoch,
-            transcript: t,
-            send: keys.send,
-            recv: keys.recv,
-            send_counter: 1,
-            window: ReplayWindow::default(),
-            created: now,
-        };
-        match self.peers.get_mut(&hello.from) {
-            Some(p) => {
-                p.next = Some(new_keys);
-                p.addr = from;
-                p.answered = Some((hello.attempt, ack));
-            }
-            None => {
-                self.peers.insert(
-                    hello.from,
-                    Peer {
-                        addr: from,
-                        current: new_keys,
-                        next: None,
-                        previous: None,
-                        answered: Some((hello.attempt, ack)),
-                        confirmed: false,
-                        confirm_retry: None,
-                        verified_key: None,
-                        rekeying: false,
-                        confirm_msg: None,
-                    },
-                );
-            }
-        }
-        self.timed.insert(hello.from);
-        self.note_deadline(now + self.rekey_grace);
-        stats.handshakes_completed += 1;
-        for batch in inherited {
-            self.send(now, Some(hello.from), from, batch, rng, stats, out);
-        }
-        Ok(())
-    }
-
-    fn on_hello_ack(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        ack: HelloAck,
-        stats: &mut Stats,
-        out: &mut Vec<(SocketAddr, Vec<u8>)>,
-    ) -> Result<Opened, Drop> {
-        let fail = |stats: &mut Stats| {
-            stats.handshake_failures += 1;
-            Err(Drop::Handshake)
-        };
-        let Some(p) = self.pending.get(&ack.attempt) else {
-            return fail(stats); // unknown, duplicate or stale answer
-        };
-        if ack.to != self.me || p.peer.is_some_and(|id| id != ack.from) || ack.from == self.me {
-            return fail(stats);
-        }
-        let Some(mut pending) = self.pending.remove(&ack.attempt) else {
-            return fail(stats);
-        };
-        let Some(exchange) = pending.exchange.take() else {
-            return fail(stats);
-        };
-        let share_i = exchange.public_share().to_vec();
-        let t = transcript(self.me, ack.from, &share_i, &ack.share);
-        // A forged answer must not kill the real handshake: verify before consuming it.
-        let keys = match exchange.complete(&ack.share, &t, Role::Initiator) {
-            Ok(k) => k,
-            Err(_) => {
-                stats.handshake_failures += 1;
-                self.retry_with_fresh_exchange(now, ack.attempt, pending);
-                return Err(Drop::Handshake);
-            }
-        };
-        let mut confirm = ack.confirm.clone();
-        let verified = if self.cipher.requires_identity() {
-            match &ack.identity {
-                Some(proof) => self
-                    .cipher
-                    .verify(&proof.public_key, &t, &proof.signature)
-                    .is_ok()
-                    .then(|| proof.public_key.clone()),
-                None => None,
-            }
-        } else {
-            ack.identity.as_ref().and_then(|proof| {
-                self.cipher
-                    .verify(&proof.public_key, &t, &proof.signature)
-                    .is_ok()
-                    .then(|| proof.public_key.clone())
-            })
-        };
-        if keys.recv.open(0, CONFIRM_AAD, &mut confirm).is_err()
-            || (self.cipher.requires_identity() && verified.is_none())
-        {
-            stats.handshake_failures += 1;
-            self.retry_with_fresh_exchange(now, ack.attempt, pending);
-            return Err(Drop::Handshake);
-        }
-        self.pending_by_addr.remove(&pending.addr);
-        let mut window = ReplayWindow::default();
-        window.accept(0);
-        let new_keys = Keys {
-            epoch: ack.epoch,
-            transcript: t.clone(),
-            send: keys.send,
-            recv: keys.recv,
-            send_counter: 0,
-            window,
-            created: now,
-        };
-        let grace = now + self.rekey_grace;
-        let retry = Some((now + self.handshake_timeout, 1));
-        let identity = self.cipher.sign(&t).map(|signature| IdentityProof {
-            public_key: self.cipher.identity_public_key().unwrap_or_default(),
-            signature,
-        });
-        let confirm_msg = Msg::Confirm { identity };
-        match self.peers.get_mut(&ack.from) {
-            Some(p) => {
-                let old = std::mem::replace(&mut p.current, new_keys);
-                p.previous = Some((old, grace));
-                p.addr = from;
-                p.confirmed = true;
-                p.confirm_retry = retry;
-                p.rekeying = false;
-                p.answered = None;
-                p.next = None;
-                p.confirm_msg = Some(confirm_msg.clone());
-                if verified.is_some() {
-                    p.verified_key = verified;
-                }
-            }
-            None => {
-                self.peers.insert(
-                    ack.from,
-                    Peer {
-                        addr: from,
-                        current: new_keys,
-                        next: None,
-                        previous: None,
-                        answered: None,
-                        confirmed: true,
-                        confirm_retry: retry,
-                        verified_key: verified,
-                        rekeying: false,
-                        confirm_msg: Some(confirm_msg.clone()),
-                    },
-                );
-            }
-        }
-        self.timed.insert(ack.from);
-        self.note_deadline(now + self.handshake_timeout);
-        stats.handshakes_completed += 1;
-        // Confirm first, then what was queued.
-        let Some(peer) = self.peers.get_mut(&ack.from) else {
-            return Err(Drop::Handled);
-        };
-        let mut first = vec![confirm_msg];
-        let mut queued = pending.queued.into_iter();
-        if let Some(b) = queued.next() {
-            first.extend(b);
-        }
-        out.push((from, seal(self.me, &mut peer.current, &first)));
-        for batch in queued {
-            out.push((from, seal(self.me, &mut peer.current, &batch)));
-        }
-        Ok(Opened {
-            from: ack.from,
-            addr: from,
-            msgs: Vec::new(),
-            new_session: true,
-        })
-    }
-
-    /// A forged or broken answer must not kill the real handshake: keep the attempt and
-    /// retry at once with a fresh key exchange (the genuine answer may still come).
-    fn retry_with_fresh_exchange(&mut self, now: Instant, attempt: u64, mut pending: Pending) {
-        let fresh = self.cipher.start_exchange();
-        pending.hello = self.clear_datagram(
-            Kind::Hello,
-            &Hello {
-                from: self.me,
-                to: pending.peer,
-                attempt,
-                share: fresh.public_share().to_vec(),
-            },
-        );
-        pending.exchange = Some(fresh);
-        pending.next_retry = now;
-        self.note_deadline(now);
-        self.pending.insert(attempt, pending);
     }
 
     fn on_sealed(
@@ -671,71 +347,52 @@ impl Sessions {
             stats.decode_errors += 1;
             Drop::Decode
         })?;
-        #[derive(PartialEq)]
-        enum Which {
-            Current,
-            Next,
-            Previous,
-        }
-        let which = match self.peers.get(&hdr.sender) {
-            Some(p) if p.current.epoch == hdr.epoch => Some(Which::Current),
-            Some(p) if p.next.as_ref().is_some_and(|k| k.epoch == hdr.epoch) => Some(Which::Next),
-            Some(p)
-                if p.previous
-                    .as_ref()
-                    .is_some_and(|(k, until)| k.epoch == hdr.epoch && now < *until) =>
+        let mut aad = Vec::with_capacity(wire::SEALED_HEADER_LEN);
+        hdr.write(&mut aad);
+        let peer_epoch = self.peers.get(&hdr.sender).map(|p| {
+            if p.current.epoch == hdr.epoch {
+                Some(false)
+            } else if p
+                .previous
+                .as_ref()
+                .is_some_and(|(k, until)| k.epoch == hdr.epoch && now < *until)
             {
-                Some(Which::Previous)
+                Some(true)
+            } else {
+                None
             }
-            _ => None,
-        };
-        let Some(which) = which else {
+        });
+        let Some(Some(previous)) = peer_epoch else {
+            // Not an established epoch: the first record of a half-open session must be the
+            // initiator's Confirm with its identity proof.
+            if let Some(attempt) = self.half_open.find_epoch(hdr.sender, hdr.epoch) {
+                return self.on_confirm(now, from, hdr, &aad, ct, attempt, rng, stats, out);
+            }
             stats.unknown_session += 1;
-            self.heal(now, hdr.sender, from, rng, stats, out);
-            return Err(Drop::UnknownSession);
+            if peer_epoch.is_some() {
+                // An established peer uses an epoch we do not have: it lost our session.
+                self.heal(now, hdr.sender, None, rng, stats, out);
+            }
+            return Err(Drop::UnknownSession(hdr.sender));
         };
-        let grace = now + self.rekey_grace;
         let Some(peer) = self.peers.get_mut(&hdr.sender) else {
-            return Err(Drop::UnknownSession);
+            return Err(Drop::UnknownSession(hdr.sender));
         };
-        let keys = match which {
-            Which::Current => &mut peer.current,
-            Which::Next => match peer.next.as_mut() {
-                Some(k) => k,
-                None => return Err(Drop::UnknownSession),
-            },
-            Which::Previous => match peer.previous.as_mut() {
-                Some((k, _)) => k,
-                None => return Err(Drop::UnknownSession),
-            },
+        let keys = match (previous, peer.previous.as_mut()) {
+            (false, _) => &mut peer.current,
+            (true, Some((k, _))) => k,
+            (true, None) => return Err(Drop::UnknownSession(hdr.sender)),
         };
         if !keys.window.check(hdr.counter) {
             stats.replays += 1;
             return Err(Drop::Replay);
         }
-        let mut aad = Vec::with_capacity(wire::SEALED_HEADER_LEN);
-        hdr.write(&mut aad);
         let mut buf = ct.to_vec();
         if keys.recv.open(hdr.counter, &aad, &mut buf).is_err() {
             stats.decrypt_failures += 1;
             return Err(Drop::Auth);
         }
         keys.window.accept(hdr.counter);
-        if which == Which::Next {
-            // The initiator adopted the session we answered: switch to it.
-            if let Some(next) = peer.next.take() {
-                let old = std::mem::replace(&mut peer.current, next);
-                peer.previous = Some((old, grace));
-                peer.rekeying = false;
-                peer.confirm_msg = None;
-                peer.confirm_retry = None;
-                if self.cipher.requires_identity() {
-                    peer.confirmed = false;
-                }
-                self.timed.insert(hdr.sender);
-                self.cached_deadline = Some(self.cached_deadline.map_or(grace, |d| d.min(grace)));
-            }
-        }
         let msgs = match wire::decode_msgs(&buf) {
             Ok(m) => m,
             Err(DecodeError::Malformed) | Err(_) => {
@@ -743,93 +400,97 @@ impl Sessions {
                 return Err(Drop::Decode);
             }
         };
-        let mut new_session = false;
-        let requires_identity = self.cipher.requires_identity();
         let mut reply_confirm_ack = false;
         let mut kept = Vec::with_capacity(msgs.len());
         for m in msgs {
             match m {
-                Msg::Confirm { identity } => {
-                    let proof_ok = match &identity {
-                        Some(proof) => self
-                            .cipher
-                            .verify(
-                                &proof.public_key,
-                                &peer.current.transcript,
-                                &proof.signature,
-                            )
-                            .is_ok(),
-                        None => false,
-                    };
-                    if requires_identity && !proof_ok {
-                        stats.handshake_failures += 1;
-                        return Err(Drop::Handshake);
-                    }
-                    if proof_ok {
-                        peer.verified_key = identity.map(|p| p.public_key);
-                    }
-                    if !peer.confirmed {
-                        new_session = true;
-                    }
-                    peer.confirmed = true;
-                    reply_confirm_ack = true;
-                }
-                Msg::ConfirmAck => {
-                    peer.confirm_retry = None;
-                }
+                // A retransmitted Confirm of the session already established (our ack
+                // was lost): authenticated by the session keys; acknowledge it again.
+                Msg::Confirm { .. } => reply_confirm_ack = true,
+                Msg::ConfirmAck => peer.confirm_retry = None,
                 other => kept.push(other),
             }
         }
-        if !peer.confirmed {
-            if requires_identity {
-                stats.handshake_failures += 1;
-                return Err(Drop::Handshake);
-            }
-            peer.confirmed = true;
-            new_session = true;
-        }
-        // Any record from the responder proves it got our Confirm's session.
-        if which == Which::Current && peer.confirm_retry.is_some() && peer.answered.is_none() {
+        // Any record from the responder on the current session proves it got our Confirm.
+        if !previous && peer.confirm_retry.is_some() {
             peer.confirm_retry = None;
         }
         peer.addr = from;
         if reply_confirm_ack {
-            let data = seal(self.me, &mut peer.current, &[Msg::ConfirmAck]);
-            out.push((from, data));
+            if let Some(data) = seal(self.me, &mut peer.current, &[Msg::ConfirmAck], stats) {
+                out.push((from, data));
+            }
         }
-        let _ = now;
         Ok(Opened {
             from: hdr.sender,
             addr: from,
             msgs: kept,
-            new_session,
+            new_session: false,
         })
     }
 
+    /// Installs freshly established keys for `id`. Crossed handshakes (both sides
+    /// initiated at once) resolve to the session started by the lower node id: a newer
+    /// session started by the higher id does not replace a recent one started by the lower
+    /// id (it is kept as `previous` so records on it still open during the grace period).
+    fn install(&mut self, now: Instant, id: NodeId, addr: SocketAddr, keys: Keys) -> &mut Peer {
+        let grace = now + self.rekey_grace;
+        let window = self.handshake_timeout * HALF_OPEN_TIMEOUTS;
+        self.timed.insert(id);
+        self.note_deadline(grace.min(now + self.handshake_timeout));
+        match self.peers.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                let p = e.into_mut();
+                let keep_current = now.saturating_duration_since(p.current.created) < window
+                    && p.current.initiator < keys.initiator;
+                if keep_current {
+                    p.previous = Some((keys, grace));
+                } else {
+                    let old = std::mem::replace(&mut p.current, keys);
+                    p.previous = Some((old, grace));
+                }
+                p.addr = addr;
+                p
+            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Peer {
+                addr,
+                current: keys,
+                previous: None,
+                confirm_retry: None,
+                verified_key: None,
+                rekeying: false,
+                confirm_msg: None,
+            }),
+        }
+    }
+
     /// A peer sealed with an epoch we do not have (we lost or never adopted its session):
-    /// start a fresh handshake with it, at most once per second per node and with a bounded
-    /// table, so forged headers cannot make us flood.
-    fn heal(
+    /// start a fresh handshake with it, but only with an established peer or a known
+    /// member (`member_addr`), only to its recorded address (never to the datagram's
+    /// source), at most once per `HALF_OPEN_TIMEOUTS` handshake timeouts per node, with few
+    /// retries, and never under a PSK (with a PSK nothing is sent in answer to a packet
+    /// that does not prove the key; the peer re-handshakes on its own next send).
+    pub fn heal(
         &mut self,
         now: Instant,
         peer: NodeId,
-        addr: SocketAddr,
+        member_addr: Option<SocketAddr>,
         rng: &mut Rng,
         stats: &mut Stats,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
-        if peer == self.me {
+        if peer == self.me || self.cipher.beacon_mac(&[]).is_some() {
             return;
         }
-        if self
-            .heals
-            .get(&peer)
-            .is_some_and(|t| now < *t + Duration::from_secs(1))
-        {
+        let Some(addr) = self.peers.get(&peer).map(|p| p.addr).or(member_addr) else {
+            return;
+        };
+        let period = (self.handshake_timeout * HALF_OPEN_TIMEOUTS).max(Duration::from_secs(1));
+        if self.heals.get(&peer).is_some_and(|t| now < *t + period) {
             return;
         }
         if self.heals.len() >= self.max_pending {
-            self.heals.retain(|_, t| now < *t + Duration::from_secs(1));
+            self.heals.retain(|_, t| now < *t + period);
             if self.heals.len() >= self.max_pending {
                 return;
             }
@@ -838,20 +499,32 @@ impl Sessions {
         if self.pending.values().any(|p| p.peer == Some(peer)) {
             return;
         }
-        self.start_handshake(now, Some(peer), addr, Vec::new(), rng, stats, out);
+        self.start_handshake(
+            now,
+            Some(peer),
+            addr,
+            Vec::new(),
+            MAX_HEAL_TRIES,
+            rng,
+            stats,
+            out,
+        );
     }
 
-    /// Retransmits handshakes and confirmations; expires old sessions.
+    /// Retransmits handshakes and confirmations; expires old sessions and half-open
+    /// handshakes.
     pub fn handle_timeout(
         &mut self,
         now: Instant,
         stats: &mut Stats,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
+        let expired = self.half_open.expire(now);
+        stats.half_open_dropped += expired as u64;
         let mut give_up = Vec::new();
         for (k, p) in self.pending.iter_mut() {
             if p.next_retry <= now {
-                if p.tries >= MAX_HELLO_TRIES {
+                if p.tries >= p.max_tries {
                     give_up.push(*k);
                     continue;
                 }
@@ -888,8 +561,9 @@ impl Sessions {
                     } else {
                         peer.confirm_retry = Some((now + self.handshake_timeout, tries + 1));
                         if let Some(m) = peer.confirm_msg.clone() {
-                            let data = seal(me, &mut peer.current, &[m]);
-                            out.push((peer.addr, data));
+                            if let Some(data) = seal(me, &mut peer.current, &[m], stats) {
+                                out.push((peer.addr, data));
+                            }
                         }
                     }
                 }
@@ -927,11 +601,14 @@ impl Sessions {
         let c = timed()
             .filter_map(|p| p.previous.as_ref().map(|(_, t)| *t))
             .min();
-        [a, b, c].into_iter().flatten().min()
+        let d = self.half_open.next_expiry();
+        [a, b, c, d].into_iter().flatten().min()
     }
 }
 
-fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg]) -> Vec<u8> {
+/// Seals `msgs` as one record. Fails closed: if the AEAD fails, nothing is returned (and
+/// nothing is ever sent in the clear); the failure is counted in `seal_failures`.
+fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg], stats: &mut Stats) -> Option<Vec<u8>> {
     let hdr = SealedHeader {
         sender: me,
         epoch: keys.epoch,
@@ -943,11 +620,15 @@ fn seal(me: NodeId, keys: &mut Keys, msgs: &[Msg]) -> Vec<u8> {
     let mut data = Vec::with_capacity(wire::SEALED_HEADER_LEN + plain.len() + keys.send.tag_len());
     hdr.write(&mut data);
     let mut buf = plain;
-    // Sealing with a fresh counter cannot fail for a well-formed key.
-    let _ = keys.send.seal(hdr.counter, &data, &mut buf);
+    if keys.send.seal(hdr.counter, &data, &mut buf).is_err() {
+        stats.seal_failures += 1;
+        return None;
+    }
     data.extend_from_slice(&buf);
-    data
+    Some(data)
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dos;

@@ -17,7 +17,9 @@ pub struct Beacon {
     pub mac: Option<[u8; 16]>,
 }
 
-/// First handshake message, initiator to responder.
+/// First handshake message, initiator to responder. The datagram is zero-padded after the
+/// encoded body to at least [`crate::wire::HELLO_MIN_LEN`] bytes (the padding ensures the
+/// answer is never larger than the question: no amplification).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// Initiator's node id.
@@ -28,6 +30,21 @@ pub struct Hello {
     pub attempt: u64,
     /// Initiator's ephemeral public key share.
     pub share: Vec<u8>,
+    /// The responder's cookie for this source address and attempt, once it sent one
+    /// ([`Cookie`]; only needed while the responder is under load).
+    pub cookie: Option<[u8; 16]>,
+}
+
+/// Stateless answer of a responder under load to a Hello without a valid cookie: the
+/// initiator repeats its Hello with `cookie` (proving it receives at its source address).
+/// Never larger than the Hello it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cookie {
+    /// The `Hello.attempt` this answers.
+    pub attempt: u64,
+    /// MAC of the Hello's source address, initiator id and attempt under the responder's
+    /// rotating secret.
+    pub cookie: [u8; 16],
 }
 
 /// Identity proof: a static public key and a signature over the handshake transcript.
@@ -52,8 +69,9 @@ pub struct HelloAck {
     pub epoch: u32,
     /// Responder's ephemeral public key share.
     pub share: Vec<u8>,
-    /// Responder's identity proof, when it has an identity key.
-    pub identity: Option<IdentityProof>,
+    /// Responder's identity proof: its static public key (whose node id must equal `from`)
+    /// and its signature over the transcript.
+    pub identity: IdentityProof,
     /// Empty record sealed with the responder's new send key (key confirmation).
     pub confirm: Vec<u8>,
 }
@@ -61,11 +79,22 @@ pub struct HelloAck {
 /// A member entry as gossiped: everything needed to add or update a member.
 pub type MemberEntry = NodeInfo;
 
+/// A member entry with its subject's signature: only the member itself can state its
+/// address, incarnation, metadata and subscriptions (see `membership::statements`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEntry {
+    /// The entry (its `public_key` must derive its `id`).
+    pub entry: MemberEntry,
+    /// The subject's signature, domain `b"espial alive v2"`, over `postcard(entry)`.
+    pub signature: Vec<u8>,
+}
+
 /// Liveness state carried by a membership update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Update {
-    /// The member is alive at this incarnation (also carries metadata/subscription changes).
-    Alive(MemberEntry),
+    /// The member is alive at this incarnation (also carries metadata/subscription changes),
+    /// signed by the member.
+    Alive(SignedEntry),
     /// `by` suspects the member at this incarnation.
     Suspect {
         /// Suspected member.
@@ -84,12 +113,15 @@ pub enum Update {
         /// Who declared it.
         by: NodeId,
     },
-    /// The member left gracefully.
+    /// The member left gracefully (signed by the member).
     Left {
         /// Departed member.
         id: NodeId,
         /// Its incarnation.
         incarnation: u64,
+        /// The member's signature, domain `b"espial left v2"`, over `id (16 bytes BE) ||
+        /// incarnation (8 bytes BE)`.
+        signature: Vec<u8>,
     },
 }
 
@@ -97,15 +129,21 @@ impl Update {
     /// The member the update is about.
     pub fn subject(&self) -> NodeId {
         match self {
-            Update::Alive(e) => e.id,
+            Update::Alive(e) => e.entry.id,
             Update::Suspect { id, .. } | Update::Dead { id, .. } | Update::Left { id, .. } => *id,
         }
     }
 }
 
-/// A master claim: `(term, priority, master)`, ordered lexicographically (greater wins).
+/// A master claim: `(majority, term, priority, master)`, ordered lexicographically
+/// (greater wins). `majority` is true when the claimant showed it could reach a majority of
+/// the members it knows when it claimed (always true in quorum mode, where a claim needs a
+/// quorum of votes): a claim made by a node cut off from the majority never wins over the
+/// majority's master, whatever its term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Claim {
+    /// Made with a majority's answers (see the type's doc).
+    pub majority: bool,
     /// Election term.
     pub term: u64,
     /// The master's priority at the time of the claim.
@@ -136,17 +174,18 @@ pub struct StateChunk {
 /// Messages inside sealed records. Several may share one record (piggybacking).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Initiator's key confirmation (with its identity proof when it has a key).
+    /// Initiator's key confirmation with its identity proof (static public key whose node
+    /// id must equal the record's sender, and its signature over the transcript).
     Confirm {
         /// Initiator's identity proof.
-        identity: Option<IdentityProof>,
+        identity: IdentityProof,
     },
     /// Responder's acknowledgement of `Confirm`.
     ConfirmAck,
-    /// Join request: the joiner's member entry, seen by the admission filter.
+    /// Join request: the joiner's signed member entry, seen by the admission filter.
     JoinRequest {
         /// The joiner.
-        node: MemberEntry,
+        node: SignedEntry,
         /// Random id of this join attempt.
         attempt: u64,
     },
@@ -154,12 +193,14 @@ pub enum Msg {
     JoinAccept {
         /// The join attempt answered.
         attempt: u64,
-        /// The accepting member's entry.
-        by: MemberEntry,
+        /// The accepting member's signed entry.
+        by: SignedEntry,
     },
-    /// Join refused; nothing else is ever sent to the refused node.
+    /// Join refused; nothing else is ever sent to the refused node. `attempt = 0` (never a
+    /// real attempt id) means "my connection filter refuses you as a member": the sender
+    /// learned of the receiver from the cluster and will not talk to it.
     JoinReject {
-        /// The join attempt answered.
+        /// The join attempt answered (0: a member's refusal, not an answer to a request).
         attempt: u64,
         /// The filter's reason.
         reason: String,
@@ -208,4 +249,46 @@ pub enum Msg {
     Resign(Claim),
     /// Event delivery frames (custom events, acks, fragments).
     Delivery(crate::delivery::Frame),
+    /// Quorum mode: the master of `claim` asks the receiver to renew its lease (round
+    /// `round`). Sent each heartbeat period to a quorum of members plus spares, not to all.
+    LeaseRequest {
+        /// The master's claim (its master must be the authenticated sender).
+        claim: Claim,
+        /// Round number, echoed in the answer.
+        round: u64,
+    },
+    /// Answer to `LeaseRequest`. `granted`: the sender promises not to vote for or renew
+    /// the lease of any other master for `lease_promise` from the moment it received the
+    /// request.
+    LeaseAck {
+        /// The term of the claim answered.
+        term: u64,
+        /// The round answered.
+        round: u64,
+        /// Whether the promise was given.
+        granted: bool,
+    },
+    /// A candidate asks for a vote (quorum mode) or checks that it reaches a majority
+    /// (available mode) before claiming `claim`.
+    VoteRequest {
+        /// The claim the sender would make (its master must be the authenticated sender).
+        claim: Claim,
+        /// Attempt number, echoed in the answer.
+        attempt: u32,
+        /// Forced takeover (`promote()`): voters ignore a master they still hear.
+        force: bool,
+    },
+    /// Answer to `VoteRequest`.
+    VoteReply {
+        /// The term asked for.
+        term: u64,
+        /// The attempt answered.
+        attempt: u32,
+        /// Vote granted (quorum mode: with a promise like `LeaseAck`'s).
+        granted: bool,
+        /// The highest term the sender voted or promised in (a candidate asks again above it).
+        voted_term: u64,
+        /// The claim of the master the sender still follows, when it refused because of it.
+        master: Option<Claim>,
+    },
 }

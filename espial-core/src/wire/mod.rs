@@ -8,8 +8,9 @@
 //! | E5 1A| version| kind | body (depends on kind)                   |
 //! +------+--------+------+------------------------------------------+
 //! kind 1 Beacon    body = postcard(Beacon)                 (clear, optional PSK MAC)
-//! kind 2 Hello     body = postcard(Hello)                  (clear)
+//! kind 2 Hello     body = postcard(Hello) | zero padding   (clear, >= HELLO_MIN_LEN bytes)
 //! kind 3 HelloAck  body = postcard(HelloAck)               (clear, carries a key confirmation)
+//! kind 5 Cookie    body = postcard(Cookie)                 (clear, answer under load)
 //! kind 4 Sealed    body = sender id (16) | epoch (4) | counter (8) | AEAD(postcard(Vec<Msg>))
 //!                  the 32 header bytes are the associated data
 //! ```
@@ -26,7 +27,11 @@ use serde::{de::DeserializeOwned, Serialize};
 /// First two bytes of every espial datagram.
 pub const MAGIC: [u8; 2] = [0xE5, 0x1A];
 /// Protocol version carried in every datagram.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// Smallest accepted Hello datagram (header, body, padding and the PSK MAC if any). The
+/// initiator pads its Hello to this size so that the HelloAck (which carries a signature)
+/// is never larger than the Hello: a forged source address gains no amplification.
+pub const HELLO_MIN_LEN: usize = 320;
 /// Length of the common header.
 pub const HEADER_LEN: usize = 4;
 /// Length of a sealed record's clear header (common header + sender + epoch + counter).
@@ -44,6 +49,8 @@ pub enum Kind {
     HelloAck = 3,
     /// Encrypted record.
     Sealed = 4,
+    /// Stateless cookie reply of a responder under load.
+    Cookie = 5,
 }
 
 /// Why a datagram could not be decoded. The datagram is dropped and counted.
@@ -88,6 +95,7 @@ pub fn split_header(data: &[u8], max_datagram: usize) -> Result<(Kind, &[u8]), D
         2 => Kind::Hello,
         3 => Kind::HelloAck,
         4 => Kind::Sealed,
+        5 => Kind::Cookie,
         k => return Err(DecodeError::UnknownKind(k)),
     };
     Ok((kind, &data[HEADER_LEN..]))
@@ -111,9 +119,21 @@ pub fn encode_clear<T: Serialize>(kind: Kind, body: &T) -> Vec<u8> {
     v
 }
 
-/// Decodes a clear message body.
+/// Decodes a clear message body. Bytes after the encoded value (a Hello's padding) are
+/// ignored.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     postcard::from_bytes(body).map_err(|_| DecodeError::Malformed)
+}
+
+/// Encodes a Hello datagram padded with zeros to `HELLO_MIN_LEN - extra` bytes (`extra` is
+/// the length of a MAC the caller appends).
+pub fn encode_hello(hello: &Hello, extra: usize) -> Vec<u8> {
+    let mut v = encode_clear(Kind::Hello, hello);
+    let target = HELLO_MIN_LEN.saturating_sub(extra);
+    if v.len() < target {
+        v.resize(target, 0);
+    }
+    v
 }
 
 /// The clear header of a sealed record.

@@ -21,7 +21,7 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
         any::<u32>(),
         any::<u64>(),
         proptest::collection::btree_set("[a-z]{1,10}", 0..4),
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 32)),
+        proptest::collection::vec(any::<u8>(), 0..33),
     )
         .prop_map(
             |(id, name, addr, md, elig, prio, inc, subs, key)| NodeInfo {
@@ -33,22 +33,28 @@ fn arb_info() -> impl Strategy<Value = NodeInfo> {
                 priority: prio,
                 incarnation: inc,
                 subscriptions: subs,
-                identity_key: key,
+                public_key: key,
             },
         )
 }
 
 fn arb_claim() -> impl Strategy<Value = Claim> {
     (any::<u64>(), any::<u32>(), arb_id()).prop_map(|(term, priority, master)| Claim {
+        majority: term % 2 == 0,
         term,
         priority,
         master,
     })
 }
 
+pub(crate) fn arb_signed() -> impl Strategy<Value = SignedEntry> {
+    (arb_info(), proptest::collection::vec(any::<u8>(), 0..65))
+        .prop_map(|(entry, signature)| SignedEntry { entry, signature })
+}
+
 fn arb_update() -> impl Strategy<Value = Update> {
     prop_oneof![
-        arb_info().prop_map(Update::Alive),
+        arb_signed().prop_map(Update::Alive),
         (arb_id(), any::<u64>(), arb_id()).prop_map(|(id, incarnation, by)| Update::Suspect {
             id,
             incarnation,
@@ -59,7 +65,16 @@ fn arb_update() -> impl Strategy<Value = Update> {
             incarnation,
             by
         }),
-        (arb_id(), any::<u64>()).prop_map(|(id, incarnation)| Update::Left { id, incarnation }),
+        (
+            arb_id(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..65)
+        )
+            .prop_map(|(id, incarnation, signature)| Update::Left {
+                id,
+                incarnation,
+                signature
+            }),
     ]
 }
 
@@ -68,7 +83,7 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         any::<u64>().prop_map(|seq| Msg::Ping { seq }),
         any::<u64>().prop_map(|seq| Msg::Ack { seq }),
         (any::<u64>(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
-        (arb_info(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
+        (arb_signed(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
         (any::<u64>(), ".{0,40}").prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
         proptest::collection::vec(arb_update(), 0..5).prop_map(Msg::Updates),
         (arb_claim(), any::<u64>()).prop_map(|(claim, incarnation)| Msg::Heartbeat {
@@ -78,6 +93,33 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         }),
         arb_claim().prop_map(Msg::Claim),
         arb_claim().prop_map(Msg::Resign),
+        (arb_claim(), any::<u64>()).prop_map(|(claim, round)| Msg::LeaseRequest { claim, round }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(term, round, granted)| {
+            Msg::LeaseAck {
+                term,
+                round,
+                granted,
+            }
+        }),
+        (arb_claim(), any::<u32>(), any::<bool>()).prop_map(|(claim, attempt, force)| {
+            Msg::VoteRequest {
+                claim,
+                attempt,
+                force,
+            }
+        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            proptest::option::of(arb_claim())
+        )
+            .prop_map(|(term, attempt, master)| Msg::VoteReply {
+                term,
+                attempt,
+                granted: term % 3 == 0,
+                voted_term: term / 2,
+                master,
+            }),
         (
             proptest::option::of(arb_claim()),
             any::<bool>(),
@@ -106,8 +148,9 @@ proptest! {
 
     #[test]
     fn hello_round_trip(from in arb_id(), to in proptest::option::of(arb_id()), attempt in any::<u64>(), share in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let h = Hello { from, to, attempt, share };
-        let dgram = encode_clear(Kind::Hello, &h);
+        let h = Hello { from, to, attempt, share, cookie: None };
+        let dgram = encode_hello(&h, 0);
+        prop_assert!(dgram.len() >= HELLO_MIN_LEN);
         let (kind, body) = split_header(&dgram, 1400).unwrap();
         prop_assert_eq!(kind, Kind::Hello);
         prop_assert_eq!(decode_body::<Hello>(body).unwrap(), h);
@@ -134,12 +177,13 @@ proptest! {
         let _ = decode_body::<Hello>(&data);
         let _ = decode_body::<HelloAck>(&data);
         let _ = decode_body::<Beacon>(&data);
+        let _ = decode_body::<Cookie>(&data);
         let _ = SealedHeader::parse(&data);
     }
 
     /// Valid headers followed by garbage bodies.
     #[test]
-    fn garbage_bodies_never_panic(kind in 1u8..=4, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+    fn garbage_bodies_never_panic(kind in 1u8..=5, body in proptest::collection::vec(any::<u8>(), 0..600)) {
         let mut d = vec![MAGIC[0], MAGIC[1], VERSION, kind];
         d.extend_from_slice(&body);
         if let Ok((k, b)) = split_header(&d, 1400) {
@@ -147,6 +191,7 @@ proptest! {
                 Kind::Hello => { let _ = decode_body::<Hello>(b); }
                 Kind::HelloAck => { let _ = decode_body::<HelloAck>(b); }
                 Kind::Beacon => { let _ = decode_body::<Beacon>(b); }
+                Kind::Cookie => { let _ = decode_body::<Cookie>(b); }
                 Kind::Sealed => { let _ = SealedHeader::parse(b); let _ = decode_msgs(b); }
             }
         }

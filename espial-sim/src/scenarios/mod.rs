@@ -6,6 +6,7 @@ mod loss;
 mod master_crash;
 mod partition_heal;
 mod quorum;
+mod slow_reader;
 mod steady;
 
 use crate::cipher::CipherKind;
@@ -25,6 +26,8 @@ pub const SCENARIOS: &[&str] = &[
     "quorum",
     "events",
     "events-faults",
+    "slow-reader",
+    "slow-reader-legacy",
 ];
 
 /// What to run.
@@ -168,7 +171,11 @@ pub fn run_scenario(p: &Params) -> Result<Report, String> {
     if p.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    let mut sim = Sim::new(p.sim_config())?;
+    let mut cfg = p.sim_config();
+    if p.scenario.starts_with("slow-reader") {
+        slow_reader::configure(&mut cfg, p.scenario.ends_with("legacy"));
+    }
+    let mut sim = Sim::new(cfg)?;
     let wall = Instant::now();
     let mut out = Out::new();
     match p.scenario.as_str() {
@@ -180,6 +187,7 @@ pub fn run_scenario(p: &Params) -> Result<Report, String> {
         "quorum" => quorum::run(&mut sim, p, &mut out),
         "events" => events::run(&mut sim, p, &mut out, false),
         "events-faults" => events::run(&mut sim, p, &mut out, true),
+        "slow-reader" | "slow-reader-legacy" => slow_reader::run(&mut sim, p, &mut out),
         other => {
             return Err(format!(
                 "unknown scenario {other:?}; one of: {}",

@@ -112,6 +112,10 @@ fn input() -> impl Strategy<Value = (usize, bool, Frame)> {
                         partials,
                         declined_back,
                         declined,
+                        // Arbitrary but derived (the strategy tuple is full): below, at and
+                        // above `cumulative`, with credits from tiny to huge.
+                        consumed: cumulative.wrapping_add(delay_us % 5).wrapping_sub(2),
+                        credit: serial.rotate_left((delay_us % 64) as u32),
                     }
                 },
             );
@@ -123,6 +127,7 @@ fn input() -> impl Strategy<Value = (usize, bool, Frame)> {
                     base,
                     ack,
                     segs,
+                    blocked: base % 3 == 0,
                 },
             )
         })
@@ -236,6 +241,7 @@ fn never_completing_peer_cannot_exhaust_memory_or_starve_others() {
                 base: 0,
                 ack: None,
                 segs: vec![seg],
+                blocked: false,
             };
             net.inject(liar, 1, frame);
             check_bounds(&net.nodes[1]);

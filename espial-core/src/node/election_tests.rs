@@ -1,0 +1,175 @@
+//! Election authority, term checks, quorum leases and the `no_master` event.
+
+use crate::testkit::{addr, TestNet};
+use crate::wire::{Claim, Msg};
+use crate::{Config, Event, NodeId};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn addr_of(net: &TestNet, id: NodeId) -> SocketAddr {
+    net.live()
+        .find(|(_, n)| n.id() == id)
+        .map(|(a, _)| *a)
+        .unwrap()
+}
+
+/// A formed 3-node cluster: (master, two followers).
+fn formed(config: Config) -> (TestNet, SocketAddr, SocketAddr, SocketAddr) {
+    let mut net = TestNet::new(3, config);
+    net.run_for(Duration::from_secs(3));
+    let m = net.agreed_master().expect("one master");
+    let ma = addr_of(&net, m);
+    let others: Vec<SocketAddr> = (0..3).map(addr).filter(|a| *a != ma).collect();
+    (net, ma, others[0], others[1])
+}
+
+/// Queues `msgs` from the node at `from` to the node at `to` over their real session.
+fn inject(net: &mut TestNet, from: SocketAddr, to: SocketAddr, msgs: Vec<Msg>) {
+    let to_id = net.nodes[&to].as_ref().unwrap().id();
+    net.with(from, |n, now| {
+        n.queue(to_id, msgs);
+        n.flush(now);
+    });
+    net.run_for(Duration::from_millis(20));
+}
+
+#[test]
+fn resign_and_heartbeat_from_a_non_master_are_dropped() {
+    let (mut net, ma, b, c) = formed(Config::lan());
+    let claim = net.nodes[&c].as_ref().unwrap().claim().unwrap();
+    let before = net.nodes[&c].as_ref().unwrap().stats().election_dropped;
+    inject(
+        &mut net,
+        b,
+        c,
+        vec![
+            Msg::Resign(claim),
+            Msg::Heartbeat {
+                claim,
+                incarnation: 99,
+                members: 3,
+            },
+        ],
+    );
+    let node = net.nodes[&c].as_ref().unwrap();
+    assert_eq!(node.master(), Some(net.nodes[&ma].as_ref().unwrap().id()));
+    assert_eq!(node.stats().election_dropped, before + 2);
+}
+
+#[test]
+fn forged_claims_are_refused() {
+    let (mut net, ma, b, c) = formed(Config::lan());
+    let m = net.nodes[&ma].as_ref().unwrap().id();
+    let b_id = net.nodes[&b].as_ref().unwrap().id();
+    let before = net.nodes[&c].as_ref().unwrap().stats().election_dropped;
+    let term_before = net.nodes[&c].as_ref().unwrap().max_term();
+    // b claims for itself with an implausible term, and relays a claim naming the master.
+    let huge = Claim {
+        majority: true,
+        term: u64::MAX,
+        priority: 0,
+        master: b_id,
+    };
+    let other = Claim {
+        majority: true,
+        term: term_before + 5,
+        priority: 0,
+        master: m,
+    };
+    inject(&mut net, b, c, vec![Msg::Claim(huge), Msg::Claim(other)]);
+    let node = net.nodes[&c].as_ref().unwrap();
+    assert_eq!(node.master(), Some(m), "the master is unchanged");
+    assert_eq!(node.max_term(), term_before, "no term was raised");
+    assert_eq!(node.stats().election_dropped, before + 2);
+}
+
+fn quorum_config() -> Config {
+    let mut c = Config::lan();
+    c.quorum = Some(3);
+    c
+}
+
+#[test]
+fn quorum_master_holds_a_lease_and_a_minority_master_steps_down() {
+    let mut net = TestNet::new(5, quorum_config());
+    net.run_for(Duration::from_secs(3));
+    let m = net.agreed_master().expect("one master");
+    let ma = addr_of(&net, m);
+    let lease = net.nodes[&ma].as_ref().unwrap().master_lease_until();
+    assert!(lease.is_some_and(|u| u > net.now), "a running lease");
+    // Cut the master and one other node off from the rest.
+    let minority: Vec<SocketAddr> = vec![ma, (0..5).map(addr).find(|a| *a != ma).unwrap()];
+    for x in &minority {
+        for y in (0..5).map(addr).filter(|y| !minority.contains(y)) {
+            net.blocked.push((*x, y));
+            net.blocked.push((y, *x));
+        }
+    }
+    let cut = net.now;
+    let mut demoted_at = None;
+    let mut elected_at = None;
+    for _ in 0..400 {
+        net.run_for(Duration::from_millis(5));
+        let old = net.nodes[&ma].as_ref().unwrap();
+        if demoted_at.is_none() && !old.is_master() {
+            demoted_at = Some(net.now - cut);
+        }
+        let new_master = net
+            .live()
+            .filter(|(a, _)| !minority.contains(a))
+            .find(|(_, n)| n.is_master());
+        if let Some((_, n)) = new_master {
+            if elected_at.is_none() {
+                elected_at = Some(net.now - cut);
+                assert!(
+                    !net.nodes[&ma].as_ref().unwrap().is_master(),
+                    "the old master still acts when the new one is elected"
+                );
+                assert!(n.master_lease_until().is_some());
+            }
+        }
+        if demoted_at.is_some() && elected_at.is_some() {
+            break;
+        }
+    }
+    let (d, e) = (demoted_at.expect("demoted"), elected_at.expect("elected"));
+    assert!(
+        d <= quorum_config().lease + Duration::from_millis(200),
+        "demoted after {d:?}"
+    );
+    assert!(e > d && e <= Duration::from_secs(2), "elected after {e:?}");
+    // Both minority nodes said there is no master any more.
+    for a in &minority {
+        assert!(
+            net.events[a]
+                .iter()
+                .any(|e| matches!(e, Event::NoMaster { previous } if *previous == m)),
+            "no_master at {a}"
+        );
+        assert_eq!(net.nodes[a].as_ref().unwrap().master(), None);
+    }
+}
+
+#[test]
+fn promote_in_quorum_mode_takes_over_without_overlap() {
+    let mut net = TestNet::new(5, quorum_config());
+    net.run_for(Duration::from_secs(3));
+    let m = net.agreed_master().expect("one master");
+    let target = (0..5)
+        .map(addr)
+        .find(|a| net.nodes[a].as_ref().unwrap().id() != m)
+        .unwrap();
+    net.with(target, |n, now| n.promote(now)).unwrap().unwrap();
+    for _ in 0..600 {
+        net.run_for(Duration::from_millis(5));
+        let masters = net
+            .live()
+            .filter(|(_, n)| n.master_lease_until().is_some_and(|u| u > net.now))
+            .count();
+        assert!(masters <= 1, "two leases at once");
+        if net.nodes[&target].as_ref().unwrap().is_master() {
+            return;
+        }
+    }
+    panic!("promote() did not take over within 3 s");
+}

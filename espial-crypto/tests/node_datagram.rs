@@ -254,7 +254,12 @@ mod authenticated {
 
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
-            Just(Msg::Confirm { identity: IdentityProof { public_key: vec![], signature: vec![] } }),
+            Just(Msg::Confirm {
+                identity: IdentityProof {
+                    public_key: vec![],
+                    signature: vec![]
+                }
+            }),
             Just(Msg::ConfirmAck),
             (id(), "[a-z]{0,12}", any::<u64>()).prop_map(|(i, name, attempt)| Msg::JoinRequest {
                 node: SignedEntry {

@@ -206,7 +206,9 @@ impl Listener {
         match next {
             Some((pos, e)) => {
                 g.cursors.insert(self.id, pos + 1);
-                if matches!(e, Event::Custom(_)) || g.log.first_key_value().map(|f| *f.0) == Some(pos) {
+                if matches!(e, Event::Custom(_))
+                    || g.log.first_key_value().map(|f| *f.0) == Some(pos)
+                {
                     hub.trim(&mut g);
                 }
                 Poll::Ready(Some((e, lagged)))

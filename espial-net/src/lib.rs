@@ -24,8 +24,8 @@ pub mod static_peers;
 pub mod udp;
 
 pub use driver::{spawn, DriverOptions, NodeHandle, Snapshot};
-pub use hub::{EventHub, Listener};
 pub use espial_core::{Discovery, Transport};
+pub use hub::{EventHub, Listener};
 pub use multicast::{MulticastConfig, MulticastDiscovery, MulticastInterface};
 pub use static_peers::StaticPeers;
 pub use udp::{UdpOptions, UdpTransport};

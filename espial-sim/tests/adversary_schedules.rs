@@ -65,7 +65,10 @@ fn case() -> impl Strategy<Value = AdvCase> {
 }
 
 fn cases() -> u32 {
-    if let Some(n) = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return n;
     }
     if std::env::var("ESPIAL_LONG").is_ok_and(|v| v == "1") {

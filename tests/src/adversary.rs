@@ -1,8 +1,8 @@
 //! Agent clusters for the adversary suite: start `espial agent` processes on
 //! `127.0.<net>.<h>`, query them, and check that an attack left the cluster intact.
 
-use crate::agent::Agents;
 use crate::addr;
+use crate::agent::Agents;
 use espial_core::NodeId;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -28,10 +28,7 @@ pub struct AgentCluster {
 
 /// Writes `psk` to a fresh file and returns its path.
 fn psk_file(psk: &[u8], tag: &str) -> String {
-    let path = std::env::temp_dir().join(format!(
-        "espial-adv-psk-{tag}-{}",
-        std::process::id()
-    ));
+    let path = std::env::temp_dir().join(format!("espial-adv-psk-{tag}-{}", std::process::id()));
     std::fs::write(&path, psk).expect("write PSK file");
     path.display().to_string()
 }
@@ -74,26 +71,21 @@ impl AgentCluster {
             args.extend(extra(h));
             c.a.spawn(bin, &format!("a{h}"), &args);
         }
-        c.a.wait(
-            "agents formed one cluster",
-            Duration::from_secs(20),
-            |a| {
-                let masters: HashSet<Option<String>> =
-                    a.agents.iter().map(|x| x.master_by_events()).collect();
-                masters.len() == 1
-                    && !masters.contains(&None)
-                    && a.agents
-                        .iter()
-                        .all(|x| x.events("added_node").count() >= n - 1)
-            },
-        )
+        c.a.wait("agents formed one cluster", Duration::from_secs(20), |a| {
+            let masters: HashSet<Option<String>> =
+                a.agents.iter().map(|x| x.master_by_events()).collect();
+            masters.len() == 1
+                && !masters.contains(&None)
+                && a.agents
+                    .iter()
+                    .all(|x| x.events("added_node").count() >= n - 1)
+        })
         .await;
-        c.ids = c
-            .a
-            .agents
-            .iter()
-            .map(|x| x.id().expect("listening line").parse().expect("hex id"))
-            .collect();
+        c.ids =
+            c.a.agents
+                .iter()
+                .map(|x| x.id().expect("listening line").parse().expect("hex id"))
+                .collect();
         c
     }
 
@@ -138,7 +130,11 @@ impl AgentCluster {
             now.0 > before.0,
             "{} answered {cmd:?} with an error: {:?}",
             self.a.agents[i].name,
-            self.a.agents[i].lines.iter().rev().find(|v| v.get("error").is_some())
+            self.a.agents[i]
+                .lines
+                .iter()
+                .rev()
+                .find(|v| v.get("error").is_some())
         );
         self.a.agents[i].last_reply(reply).cloned().expect("reply")
     }

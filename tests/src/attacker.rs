@@ -151,12 +151,17 @@ pub struct Liar {
 
 impl Liar {
     /// A new member at `bind_addr` that joins through `seeds` (call [`Liar::pump`] to run).
-    pub fn new(bind_addr: SocketAddr, name: &str, seeds: &[SocketAddr], psk: Option<&[u8]>) -> Self {
+    pub fn new(
+        bind_addr: SocketAddr,
+        name: &str,
+        seeds: &[SocketAddr],
+        psk: Option<&[u8]>,
+    ) -> Self {
         let (cipher, id) = fresh_cipher(psk);
         let info = NodeInfo::new(id, name, bind_addr);
         let now = Instant::now();
-        let mut node = Node::new(Config::lan(), info, Box::new(cipher), id.0 as u64, now)
-            .expect("liar node");
+        let mut node =
+            Node::new(Config::lan(), info, Box::new(cipher), id.0 as u64, now).expect("liar node");
         node.handle_discovered(now, seeds);
         let mut l = Liar {
             sock: bind(bind_addr),

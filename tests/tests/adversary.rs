@@ -7,8 +7,8 @@
 //! (`--no-capture` shows the figures).
 
 use espial_core::delivery::{Delivery, DeliveryConfig};
-use espial_core::wire::{Claim, Msg, Update};
 use espial_core::membership::statements;
+use espial_core::wire::{Claim, Msg, Update};
 use espial_core::{Cipher, Event, NodeId, NodeInfo};
 use espial_tests::adversary::AgentCluster;
 use espial_tests::attacker::{Impersonator, Liar};
@@ -95,7 +95,9 @@ fn forged_statements(
     out
 }
 
-fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> std::thread::JoinHandle<R> {
+fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
     std::thread::spawn(f)
 }
 
@@ -191,7 +193,11 @@ async fn fresh_key_claiming_a_members_id_is_refused() {
                 attempt: 1,
             }],
         );
-        imp.send(Some(a), a_addr, vec![Msg::Updates(vec![Update::Alive(signed)])]);
+        imp.send(
+            Some(a),
+            a_addr,
+            vec![Msg::Updates(vec![Update::Alive(signed)])],
+        );
         imp.pump(Duration::from_secs(3));
         (imp.has_session(a), imp.bytes_in)
     })
@@ -261,9 +267,7 @@ async fn admitted_member_forging_statements_changes_nothing() {
     let (ok, liar_id) = joined_rx.recv().expect("liar thread");
     assert!(ok, "the liar could not join (it is an ordinary member)");
     c.a.wait("every agent added the liar", Duration::from_secs(10), |a| {
-        a.agents
-            .iter()
-            .all(|x| x.events("added_node").count() >= 3)
+        a.agents.iter().all(|x| x.events("added_node").count() >= 3)
     })
     .await;
     c.extra_members = vec![(liar_id.to_string(), me.to_string())];

@@ -60,7 +60,9 @@ async fn every_node_applies_its_own_connection_filter() {
     let mut k = 0;
     while start.elapsed() < Duration::from_secs(3) {
         listed_by_m2 |= c.nodes[1].nodes().iter().any(|n| n.id == evil_id);
-        let _ = c.nodes[1].send("jobs", format!("secret {k}").into_bytes()).await;
+        let _ = c.nodes[1]
+            .send("jobs", format!("secret {k}").into_bytes())
+            .await;
         k += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -74,7 +76,10 @@ async fn every_node_applies_its_own_connection_filter() {
          events from m2 delivered to it: {from_m2} of {k} sent"
     );
     assert!(!listed_by_m2, "m2 lists a member its own filter rejects");
-    assert_eq!(from_m2, 0, "m2 sent events to a member its own filter rejects");
+    assert_eq!(
+        from_m2, 0,
+        "m2 sent events to a member its own filter rejects"
+    );
     c.shutdown_all().await;
 }
 
@@ -101,7 +106,10 @@ async fn unread_events_are_bounded_in_bytes() {
         .iter()
         .any(|n| n.id == rid && n.subscriptions.contains("big"))
     {
-        assert!(Instant::now() < deadline, "the receiver's subscription never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "the receiver's subscription never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let me = std::process::id();

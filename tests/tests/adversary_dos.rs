@@ -10,9 +10,7 @@ use espial_core::wire::{self, Hello, Kind, SealedHeader};
 use espial_core::{Config, NodeId, Stats};
 use espial_net::multicast::encode_beacon;
 use espial_tests::adversary::AgentCluster;
-use espial_tests::attacker::{
-    fresh_cipher, random_id, random_source, rss_kib, Spoofer, Victim,
-};
+use espial_tests::attacker::{fresh_cipher, random_id, random_source, rss_kib, Spoofer, Victim};
 use espial_tests::{addr, require_netns};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -65,7 +63,12 @@ fn fake_sealed(sender: NodeId, rng: &mut Rng, extra: usize) -> Vec<u8> {
 
 /// Join time of a newcomer started now: from its `listening` line to `node_accepted`
 /// (`None`: not accepted within 10 s).
-async fn join_time(c: &mut AgentCluster, name: &str, host: u8, seed: SocketAddr) -> Option<Duration> {
+async fn join_time(
+    c: &mut AgentCluster,
+    name: &str,
+    host: u8,
+    seed: SocketAddr,
+) -> Option<Duration> {
     let i = c.spawn_newcomer(name, host, &[seed]);
     c.a.wait("newcomer listening", Duration::from_secs(10), |a| {
         a.agents[i].events("listening").count() > 0
@@ -193,7 +196,10 @@ async fn heal_and_hello_reflection_at_most_1x() {
     .await
     .unwrap();
     for (what, (sent, got, ratio)) in [
-        ("heal bait (one fake sealed record naming A per victim, worst victim)", heal),
+        (
+            "heal bait (one fake sealed record naming A per victim, worst victim)",
+            heal,
+        ),
         ("Hellos from random ids", hello),
         ("one Hello repeated 100 times", dup),
     ] {
@@ -320,7 +326,10 @@ async fn beacon_reflection_and_replay_at_most_1x() {
             }
             replay.listen(Duration::from_secs(3));
         }
-        ((v.bytes_sent, v.bytes_in, v.ratio()), (replay.bytes_sent, replay.bytes_in, replay.ratio()))
+        (
+            (v.bytes_sent, v.bytes_in, v.ratio()),
+            (replay.bytes_sent, replay.bytes_in, replay.ratio()),
+        )
     })
     .await
     .unwrap();
@@ -332,7 +341,11 @@ async fn beacon_reflection_and_replay_at_most_1x() {
     c.assert_intact(&[0, 1, 2], Some(&master), Duration::from_secs(5))
         .await;
     assert!(replay.0 > 0, "no genuine beacon was captured to replay");
-    assert!(forged.2 <= 1.0, "beacon reflection amplifies {:.2}x", forged.2);
+    assert!(
+        forged.2 <= 1.0,
+        "beacon reflection amplifies {:.2}x",
+        forged.2
+    );
     assert!(replay.2 <= 1.0, "beacon replay amplifies {:.2}x", replay.2);
     c.a.quit_all().await;
 }
@@ -395,6 +408,9 @@ async fn beacon_flood_memory_is_bounded() {
     for (b, a) in before.iter().zip(&after) {
         assert!(*a < b + 32 * 1024, "RSS grew from {b} to {a} KiB");
     }
-    assert!(joined.is_some(), "no newcomer accepted after the beacon flood");
+    assert!(
+        joined.is_some(),
+        "no newcomer accepted after the beacon flood"
+    );
     c.a.quit_all().await;
 }

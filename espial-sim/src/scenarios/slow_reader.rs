@@ -54,9 +54,14 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     // than the sender's 16 MiB queue: its sends meet backpressure).
     let t0 = sim.now();
     sim.apply(Action::PauseReader(reader, Duration::from_secs(20)));
-    sim.schedule(t0 + Duration::from_secs(2), Action::Pause(paused, Duration::from_secs(8)));
-    sim.events
-        .disturbed(t0.as_nanos() as u64, (t0 + Duration::from_secs(12)).as_nanos() as u64);
+    sim.schedule(
+        t0 + Duration::from_secs(2),
+        Action::Pause(paused, Duration::from_secs(8)),
+    );
+    sim.events.disturbed(
+        t0.as_nanos() as u64,
+        (t0 + Duration::from_secs(12)).as_nanos() as u64,
+    );
     let mut sent = 0;
     let mut backpressure = 0u64;
     let mut unread_peak = 0u64;
@@ -106,14 +111,21 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     out.set("backpressure", json!(backpressure));
     out.set("reader_unread_peak_bytes", json!(peak));
     out.set("reader_app_dropped", json!(sim.slots[reader].app_dropped));
-    out.set("delivered_before_consumed", json!(sim.events.delivered_early));
+    out.set(
+        "delivered_before_consumed",
+        json!(sim.events.delivered_early),
+    );
     out.set("silent_gaps", json!(sim.events.silent_gaps));
     out.set(
         "gap_events",
-        json!(sim.node(paused).map_or(0, |n| n.delivery_stats().events_missed)),
+        json!(sim
+            .node(paused)
+            .map_or(0, |n| n.delivery_stats().events_missed)),
     );
     if sent < count {
-        out.fail(format!("only {sent} of {count} events sent before the deadline"));
+        out.fail(format!(
+            "only {sent} of {count} events sent before the deadline"
+        ));
     }
     for (k, v) in [
         ("lost at the slow reader", st.events_lost),
@@ -121,7 +133,10 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
         ("reordered", st.events_reordered),
         ("with a missing outcome", st.outcomes_missing),
         ("wrongly reported delivered", st.outcomes_wrong),
-        ("dropped by the reader's listener", sim.slots[reader].app_dropped),
+        (
+            "dropped by the reader's listener",
+            sim.slots[reader].app_dropped,
+        ),
     ] {
         if v > 0 {
             out.fail(format!("{v} event(s) {k}"));
@@ -132,7 +147,9 @@ pub(super) fn run(sim: &mut Sim, p: &Params, out: &mut Out) {
     }
     // One sender: the per-peer window bounds the reader's unread events.
     if peak > WINDOW as u64 {
-        out.fail(format!("unread events reached {peak} bytes, above the window {WINDOW}"));
+        out.fail(format!(
+            "unread events reached {peak} bytes, above the window {WINDOW}"
+        ));
     }
     for pr in problems {
         out.fail(pr);

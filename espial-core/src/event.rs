@@ -57,8 +57,10 @@ pub struct SendOutcome {
 
 /// Everything the core reports to the application. Names follow the original package:
 /// `listening`, `added_node`, `removed_node`, `node_accepted`, `node_rejected`, `new_master`,
-/// `promotion`, `demotion`, plus custom events and delivery reports.
+/// `promotion`, `demotion`, plus custom events and delivery reports. New kinds of events
+/// are added over time: match with a `_` arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The node started (`listening`).
     Listening {

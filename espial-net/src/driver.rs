@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::hub::EventHub;
 
@@ -302,6 +303,14 @@ pub fn spawn(
 ) -> std::io::Result<Spawned> {
     let local_addr = transport.local_addr()?;
     let advertised = node.info().addr;
+    // Every log line of this node's tasks carries its name, id and address, so that
+    // several nodes in one process can be told apart.
+    let span = tracing::info_span!(
+        "node",
+        name = %node.info().name,
+        id = %node.info().id,
+        addr = %advertised
+    );
     node.set_admission_filter(opts.filter.is_some());
     node.set_app_consumption(opts.hub.is_some());
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -312,28 +321,32 @@ pub fn spawn(
     let mut disc_tasks = Vec::new();
     for mut d in discoveries {
         let tx = disc_tx.clone();
-        disc_tasks.push(tokio::spawn(async move {
-            if let Err(e) = d.announce(advertised).await {
-                tracing::warn!("discovery announce failed: {e}");
-            }
-            let mut failures = 0u32;
-            loop {
-                match d.next().await {
-                    Ok(addrs) => {
-                        failures = 0;
-                        if !addrs.is_empty() && tx.send(addrs).await.is_err() {
-                            return;
+        let span = span.clone();
+        disc_tasks.push(tokio::spawn(Instrument::instrument(
+            async move {
+                if let Err(e) = d.announce(advertised).await {
+                    tracing::warn!("discovery announce failed: {e}");
+                }
+                let mut failures = 0u32;
+                loop {
+                    match d.next().await {
+                        Ok(addrs) => {
+                            failures = 0;
+                            if !addrs.is_empty() && tx.send(addrs).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            failures = failures.saturating_add(1);
+                            let wait = Duration::from_millis(200) * (1 << failures.min(7));
+                            tracing::warn!("discovery failed: {e} (retrying in {wait:?})");
+                            tokio::time::sleep(wait).await;
                         }
                     }
-                    Err(e) => {
-                        failures = failures.saturating_add(1);
-                        let wait = Duration::from_millis(200) * (1 << failures.min(7));
-                        tracing::warn!("discovery failed: {e} (retrying in {wait:?})");
-                        tokio::time::sleep(wait).await;
-                    }
                 }
-            }
-        }));
+            },
+            span,
+        )));
     }
     drop(disc_tx);
     let closer = HubCloser(opts.hub.clone());
@@ -351,7 +364,7 @@ pub fn spawn(
         _disc: DiscoveryTasks(disc_tasks),
         _hub: closer,
     };
-    let join = tokio::spawn(task.run(cmd_rx, disc_rx));
+    let join = tokio::spawn(task.run(cmd_rx, disc_rx).instrument(span));
     let handle = NodeHandle {
         cmd: cmd_tx,
         events: ev_tx,

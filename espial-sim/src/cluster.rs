@@ -1112,5 +1112,7 @@ pub fn describe(e: &Event) -> String {
             from.short(),
             name.as_deref().unwrap_or("-")
         ),
+        // Event is #[non_exhaustive]: a kind without its own line is named.
+        _ => e.name().to_string(),
     }
 }

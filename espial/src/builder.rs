@@ -57,6 +57,7 @@ pub struct Builder {
     filter: Option<AdmissionFilter>,
     filter_timeout: Duration,
     event_buffer: usize,
+    metrics: bool,
 }
 
 impl Default for Builder {
@@ -82,6 +83,7 @@ impl Default for Builder {
             filter: None,
             filter_timeout: Duration::from_secs(5),
             event_buffer: 4096,
+            metrics: false,
         }
     }
 }
@@ -302,6 +304,16 @@ impl Builder {
         self
     }
 
+    /// Publishes the node's metrics through the [`metrics`](https://docs.rs/metrics) facade
+    /// (off by default): members, master, traffic, handshakes, drops by reason, events
+    /// sent/delivered/failed and a delivery latency histogram, labelled with the node's
+    /// name. Install a recorder (any `metrics` exporter) to collect them; the list is in
+    /// the crate's `metrics` module documentation.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
+    }
+
     /// Binds the socket, starts discovery and the node's task. Must run inside a tokio
     /// runtime. The node emits `listening` at once (the first [`Espial::events`] stream
     /// sees it).
@@ -399,7 +411,14 @@ impl Builder {
         };
         let spawned = espial_net::spawn(node, transport, discoveries, opts)?;
         tracing::debug!(%bound, %advertised, "espial node started");
-        Ok(Espial::new(spawned, hub, config, bound, beacons))
+        Ok(Espial::new(
+            spawned,
+            hub,
+            config,
+            bound,
+            beacons,
+            self.metrics,
+        ))
     }
 }
 

@@ -46,6 +46,9 @@ pub enum Error {
     /// The node was shut down (or crashed); handles to it no longer work.
     #[error("this node has shut down; start a new one with Espial::builder()")]
     Shutdown,
+    /// A wait (e.g. [`crate::Espial::wait_for_cluster`]) ran out of time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A payload did not (de)serialize as JSON.
     #[error("payload is not valid JSON for the expected type: {0}")]
     Json(#[from] serde_json::Error),

@@ -5,7 +5,9 @@ use crate::error::{Error, Result};
 use crate::events::EventStream;
 use bytes::Bytes;
 use espial_core::event::check_event_name;
-use espial_core::{Config, CustomEvent, Metadata, NodeId, NodeInfo, SendId, SendOutcome, Target};
+use espial_core::{
+    Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RequestId, SendId, SendOutcome, Target,
+};
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
 use espial_net::{EventHub, NodeHandle};
@@ -62,6 +64,27 @@ struct Inner {
     config: Config,
     bound: SocketAddr,
     beacons: Option<Arc<BeaconCounters>>,
+    send_times: Option<Arc<crate::metrics::SendTimes>>,
+}
+
+/// A request sent with [`Espial::start_request`] whose replies are still being collected.
+#[derive(Debug)]
+pub struct PendingRequest {
+    id: RequestId,
+    replies: oneshot::Receiver<RequestReplies>,
+}
+
+impl PendingRequest {
+    /// The request's id, as carried by [`Event::Reply`] and [`Event::RequestDone`].
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// Waits for the timeout, then returns every reply (in arrival order) and who did not
+    /// answer.
+    pub async fn replies(self) -> Result<RequestReplies> {
+        self.replies.await.map_err(|_| Error::Shutdown)
+    }
 }
 
 /// Counters of a node: the core's (traffic, drops by cause, probes, deliveries) and the
@@ -96,8 +119,10 @@ impl Espial {
         config: Config,
         bound: SocketAddr,
         beacons: Option<Arc<BeaconCounters>>,
+        metrics: bool,
     ) -> Self {
-        Espial {
+        let send_times = metrics.then(Arc::<crate::metrics::SendTimes>::default);
+        let espial = Espial {
             inner: Arc::new(Inner {
                 node: spawned.handle,
                 hub,
@@ -105,8 +130,19 @@ impl Espial {
                 config,
                 bound,
                 beacons,
+                send_times: send_times.clone(),
             }),
+        };
+        if let Some(times) = send_times {
+            // A weak link would do too; the task ends when the node stops.
+            tokio::spawn(crate::metrics::run(espial.clone(), times));
         }
+        espial
+    }
+
+    /// A listener that does not take the first stream's start (for internal tasks).
+    pub(crate) fn raw_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.node.subscribe()
     }
 
     /// A new, independent event listener. The **first** call returns a stream that starts
@@ -261,7 +297,51 @@ impl Espial {
             reply: tx,
             outcome,
         })?;
-        Ok(rx.await.map_err(|_| Error::Shutdown)??)
+        let id = rx.await.map_err(|_| Error::Shutdown)??;
+        if let Some(t) = &self.inner.send_times {
+            t.sent(id);
+        }
+        Ok(id)
+    }
+
+    /// Waits until this node sees at least `members` live members (itself included) and
+    /// follows a master; [`Error::Timeout`] after `timeout` (with what it saw),
+    /// [`Error::Shutdown`] if the node stops.
+    ///
+    /// ```no_run
+    /// # async fn f(espial: espial::Espial) -> espial::Result<()> {
+    /// espial.wait_for_cluster(3, std::time::Duration::from_secs(10)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_cluster(&self, members: usize, timeout: Duration) -> Result<()> {
+        let mut watch = self.inner.node.watch();
+        let wait = async {
+            loop {
+                {
+                    let s = watch.borrow_and_update();
+                    if s.stopped {
+                        return Err(Error::Shutdown);
+                    }
+                    if s.members.len() >= members && s.master.is_some() {
+                        return Ok(());
+                    }
+                }
+                if watch.changed().await.is_err() {
+                    return Err(Error::Shutdown);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                let s = self.snapshot();
+                Err(Error::Timeout(format!(
+                    "waiting for {members} members and a master: {} members, master {}",
+                    s.members.len(),
+                    s.master.map_or("none".to_string(), |m| m.to_string())
+                )))
+            }
+        }
     }
 
     /// Sends a request to the subscribers of `name` and collects their replies for
@@ -273,6 +353,21 @@ impl Espial {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<RequestReplies> {
+        self.start_request(name, payload, timeout)
+            .await?
+            .replies()
+            .await
+    }
+
+    /// Sends a request like [`Espial::request`] but returns as soon as it is sent, with its
+    /// [`RequestId`]: replies arrive as [`Event::Reply`] with that id on every events
+    /// stream, and [`PendingRequest::replies`] gives them all at the timeout.
+    pub async fn start_request(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<PendingRequest> {
         let (tx, rx) = oneshot::channel();
         let (rtx, rrx) = oneshot::channel();
         self.command(Command::Request {
@@ -282,8 +377,8 @@ impl Espial {
             reply: tx,
             replies: rtx,
         })?;
-        rx.await.map_err(|_| Error::Shutdown)??;
-        rrx.await.map_err(|_| Error::Shutdown)
+        let id = rx.await.map_err(|_| Error::Shutdown)??;
+        Ok(PendingRequest { id, replies: rrx })
     }
 
     /// Answers a request received as a custom event (`event.request` is set). Does nothing

@@ -174,6 +174,11 @@ pub fn event_json(e: &Event, me: &NodeInfo, lookup: impl Fn(NodeId) -> Option<No
             );
             o.insert("count".into(), (*count).into());
         }
+        // An event this version does not render field by field: its name and debug form,
+        // so that agents print every event.
+        _ => {
+            o.insert("detail".into(), format!("{e:?}").into());
+        }
     }
     o.insert("ts_ms".into(), now_ms().into());
     Value::Object(o)

@@ -52,16 +52,26 @@ mod events;
 mod filter;
 mod handle;
 pub mod jsonl;
+pub mod metrics;
 
 pub use builder::Builder;
 pub use error::{Error, Result};
 pub use events::EventStream;
 pub use filter::{ConnectionRequest, IntoAdmission};
-pub use handle::{decode_json, Espial, Stats};
+pub use handle::{decode_json, Espial, PendingRequest, Stats};
 
 pub use espial_core::{
     Admission, Config, CustomEvent, Event, Metadata, NodeId, NodeInfo, RemovalReason, RequestId,
     SendError, SendId, SendOutcome,
+};
+// Types reachable from the facade's public API (inside `Error`, `Stats`, `Snapshot`,
+// `Config`), so that applications need no direct dependency on espial-core.
+pub use espial_core::event::EventNameError;
+pub use espial_core::id::ParseNodeIdError;
+pub use espial_core::metadata::MetadataTooLarge;
+pub use espial_core::wire::Claim;
+pub use espial_core::{
+    ConfigError, MetadataError, PromoteError, Stats as CoreStats, SubscribeError,
 };
 pub use espial_crypto::IdentityKey;
 pub use espial_net::driver::{RequestReplies, Snapshot};

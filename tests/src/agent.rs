@@ -92,6 +92,21 @@ impl Agents {
         stdin.flush().await.expect("flush agent stdin");
     }
 
+    /// Writes raw bytes to agent `i`'s stdin (to test input that is not a clean line).
+    pub async fn write(&mut self, i: usize, bytes: &[u8]) {
+        let stdin = self.agents[i].stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).await.expect("write to agent stdin");
+        stdin.flush().await.expect("flush agent stdin");
+    }
+
+    /// Waits (at most `limit`) for agent `i` to exit by itself.
+    pub async fn wait_exit(&mut self, i: usize, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.agents[i].child.wait())
+            .await
+            .expect("agent exits")
+            .expect("wait")
+    }
+
     /// Takes in every line printed so far.
     pub fn pump(&mut self) {
         while let Ok((i, v)) = self.rx.try_recv() {
@@ -179,6 +194,14 @@ impl Agent {
     /// Lines whose `"event"` is `name`.
     pub fn events<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.lines.iter().filter(move |v| v["event"] == name)
+    }
+
+    /// The last reply carrying the client id `id` (sent as `@id COMMAND`).
+    pub fn reply_to(&self, id: &str) -> Option<&Value> {
+        self.lines
+            .iter()
+            .rev()
+            .find(|v| v.get("reply").is_some() && v["id"] == id)
     }
 
     /// The last line that has a `"reply"` equal to `name`.

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod client;
 mod demo;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -23,11 +24,20 @@ enum Cmd {
     /// and a graceful exit. Ends by itself.
     Demo(demo::DemoArgs),
     /// Runs one node: prints every event as a JSON line on stdout and reads commands on stdin
-    /// (send NAME DATA, send-to ID[,ID..] NAME DATA, join NAME, leave NAME, nodes, master,
-    /// promote, meta KEY=VALUE, info, stats, quit). End of stdin does not stop the agent: it
-    /// keeps running until `quit`, SIGTERM or SIGINT, each of which leaves the cluster
-    /// gracefully.
+    /// (send [--confirm] NAME DATA, send-to ID[,ID..] NAME DATA, send-to-master NAME DATA,
+    /// request [--timeout MS] NAME DATA, reply REQUEST DATA, join NAME, leave NAME, nodes,
+    /// master, promote, meta KEY=VALUE, info, stats, quit; `@ID` before a command is echoed
+    /// in its reply). End of stdin does not stop the agent: it keeps running until `quit`,
+    /// SIGTERM or SIGINT, each of which leaves the cluster gracefully. See docs/AGENT.md.
     Agent(Box<agent::AgentArgs>),
+    /// Lists the members seen by a running agent (`espial agent --rpc unix:PATH`).
+    Members(client::PlainArgs),
+    /// Sends a custom event through a running agent.
+    Send(client::SendArgs),
+    /// Sends a request through a running agent; prints each reply, then a summary.
+    Request(client::RequestArgs),
+    /// Prints a running agent's events as JSON lines until interrupted.
+    Monitor(client::PlainArgs),
     /// Performance figures on loopback (127.0.x.y unicast, no multicast): event throughput
     /// and latency, failover, join, leave, idle cost, crypto. Bounded; ends by itself.
     Bench(bench::BenchArgs),
@@ -37,7 +47,8 @@ enum Cmd {
 }
 
 /// Timing profile names for the command line.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Profile {
     /// Local-area network (default).
     Lan,
@@ -60,8 +71,12 @@ impl Profile {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    // A bench node is one node and one listener: one thread, no cross-thread wake-ups.
-    let rt = if matches!(cli.command, Cmd::BenchNode(_)) {
+    // A bench node is one node and one listener, a client one connection: one thread.
+    let light = matches!(
+        cli.command,
+        Cmd::BenchNode(_) | Cmd::Members(_) | Cmd::Send(_) | Cmd::Request(_) | Cmd::Monitor(_)
+    );
+    let rt = if light {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -81,6 +96,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Cmd::Demo(args) => rt.block_on(demo::run(args)),
         Cmd::Agent(args) => rt.block_on(agent::run(*args)),
+        Cmd::Members(args) => rt.block_on(client::members(args)),
+        Cmd::Send(args) => rt.block_on(client::send(args)),
+        Cmd::Request(args) => rt.block_on(client::request(args)),
+        Cmd::Monitor(args) => rt.block_on(client::monitor(args)),
         Cmd::Bench(args) => rt.block_on(bench::run(args)),
         Cmd::BenchNode(args) => rt.block_on(bench::node_process::run(args)),
     }

@@ -1,0 +1,66 @@
+//! Three chat nodes on loopback exchange one message each over the "chat" event, then shut
+//! down. `cargo run -p espial --example chat` (binds 127.0.70.1-3:27500).
+
+use espial::{Config, Espial, Event};
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> espial::Result<()> {
+    let names = ["alice", "bob", "carol"];
+    let addr = |i: usize| format!("127.0.70.{}:27500", i + 1);
+    let peers: Vec<String> = (0..names.len()).map(addr).collect();
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let node = Espial::builder()
+            .name(*name)
+            .bind(addr(i).parse().expect("address"))
+            .peers(peers.clone())
+            .profile(Config::local())
+            .start()
+            .await?;
+        node.join("chat")?;
+        nodes.push(node);
+    }
+    let mut inboxes: Vec<_> = nodes.iter().map(|n| n.events()).collect();
+    for n in &nodes {
+        n.wait_for_cluster(names.len(), Duration::from_secs(10))
+            .await?;
+    }
+    // Subscriptions are gossiped: send until each message reached both other nodes.
+    for (i, n) in nodes.iter().enumerate() {
+        loop {
+            let report = n
+                .send_confirmed("chat", format!("hello from {}", names[i]))
+                .await?;
+            if report.delivered.len() == names.len() - 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for (i, inbox) in inboxes.iter_mut().enumerate() {
+        let mut seen = 0;
+        while seen < names.len() - 1 {
+            let event = tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+                .await
+                .map_err(|_| espial::Error::Timeout("chat message".into()))?;
+            if let Some(Event::Custom(m)) = event {
+                let from = nodes
+                    .iter()
+                    .find(|n| n.id() == m.from)
+                    .map(|n| n.node_info().name);
+                println!(
+                    "{} <- {:?}: {}",
+                    names[i],
+                    from.unwrap_or_default(),
+                    String::from_utf8_lossy(&m.data)
+                );
+                seen += 1;
+            }
+        }
+    }
+    for n in &nodes {
+        n.shutdown().await?;
+    }
+    Ok(())
+}

@@ -181,7 +181,10 @@ impl Tx {
     /// (at once before any credit was heard, else after one probe timeout), cleared when
     /// not.
     pub(crate) fn refresh_blocked(&mut self, now: Instant, cfg: &DeliveryConfig) {
-        if self.blocked(cfg) {
+        // Also while messages wait only for the receiver's consumption report: that ack may
+        // be lost, and nothing else would make the receiver send another.
+        let awaiting = !self.received.is_empty() && self.active.is_empty();
+        if self.blocked(cfg) || awaiting {
             if self.probe_at.is_none() {
                 let wait = if self.credit_known {
                     self.rtt.rto(cfg, 0)

@@ -259,6 +259,7 @@ mod tests {
             look,
         );
         assert_eq!(v["event"], "node_rejected");
+        assert_eq!(v["reason"], "no");
         let v = event_json(
             &Event::HandshakeFailed {
                 addr: "127.0.0.3:9".parse().unwrap(),
@@ -271,6 +272,5 @@ mod tests {
         assert_eq!(v["addr"], "127.0.0.3:9");
         assert_eq!(v["reason"], "different cluster key?");
         assert_eq!(v["node"]["name"], "me");
-        assert_eq!(v["reason"], "no");
     }
 }

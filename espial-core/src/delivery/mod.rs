@@ -120,8 +120,8 @@ mod tests;
 
 pub use config::{DeliveryConfig, DATAGRAM_OVERHEAD, MIN_FRAME};
 pub use frame::{Ack, Frame, Head, MsgKind, PartialAck, Run, Segment, MSG_COST};
-pub use tx::INITIAL_CREDIT;
 pub use stats::DeliveryStats;
+pub use tx::INITIAL_CREDIT;
 
 use crate::error::SendError;
 use crate::event::{check_event_name, CustomEvent, Event, RequestId, SendId};
@@ -442,7 +442,12 @@ impl Delivery {
         };
         let mut released = Vec::new();
         if let Some(rx) = self.peers.get_mut(&from).and_then(|p| p.rx.as_mut()) {
-            let skipped = rx.skip_to(&mut self.mem, frame.base, &self.subscriptions, &mut released);
+            let skipped = rx.skip_to(
+                &mut self.mem,
+                frame.base,
+                &self.subscriptions,
+                &mut released,
+            );
             self.stats.skipped = self.stats.skipped.saturating_add(skipped);
             gap = gap.saturating_add(skipped);
             if frame.blocked {
@@ -689,7 +694,11 @@ impl Delivery {
                     }
                     self.stats.events_delivered += 1;
                     if let Some(c) = r.unread {
-                        let stream = self.peers.get(&from).and_then(|p| p.rx.as_ref()).map_or(0, |rx| rx.stream);
+                        let stream = self
+                            .peers
+                            .get(&from)
+                            .and_then(|p| p.rx.as_ref())
+                            .map_or(0, |rx| rx.stream);
                         self.unread_order.push_back((from, stream, c));
                     }
                     self.events.push_back(Event::Custom(CustomEvent {
@@ -962,7 +971,11 @@ impl Delivery {
     /// The peer was removed as failed while subscribed to `subscriptions`: remembers how
     /// many events of those names were published so far, so that on its return
     /// ([`Delivery::peer_returned`]) it is told how many it missed.
-    pub fn note_departed(&mut self, peer: NodeId, subscriptions: &std::collections::BTreeSet<String>) {
+    pub fn note_departed(
+        &mut self,
+        peer: NodeId,
+        subscriptions: &std::collections::BTreeSet<String>,
+    ) {
         let marks: Vec<(String, u64)> = subscriptions
             .iter()
             .map(|n| (n.clone(), self.published.get(n).copied().unwrap_or(0)))
@@ -980,7 +993,12 @@ impl Delivery {
     /// A peer removed as failed is back: for each name it still subscribes to, events of
     /// that name published meanwhile (which did not go to it) are announced to it with a
     /// gap notice, in its stream before anything sent from now on.
-    pub fn peer_returned(&mut self, now: Instant, peer: NodeId, subscriptions: &std::collections::BTreeSet<String>) {
+    pub fn peer_returned(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        subscriptions: &std::collections::BTreeSet<String>,
+    ) {
         let Some(marks) = self.departed.remove(&peer) else {
             return;
         };
@@ -989,7 +1007,12 @@ impl Delivery {
             if !subscriptions.contains(&name) {
                 continue;
             }
-            let count = self.published.get(&name).copied().unwrap_or(0).saturating_sub(mark);
+            let count = self
+                .published
+                .get(&name)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(mark);
             if count == 0 {
                 continue;
             }
@@ -1031,7 +1054,8 @@ impl Delivery {
                 self.resolve(Some(s), id, false);
             }
         }
-        self.tracker.on_timeout(&mut self.events, now + Duration::from_secs(365 * 86_400));
+        self.tracker
+            .on_timeout(&mut self.events, now + Duration::from_secs(365 * 86_400));
     }
 
     /// Messages queued or in transmission to `peer`.

@@ -242,7 +242,14 @@ impl Rx {
 
     /// A message leaves the buffers at its turn: a taken custom event waits for the
     /// application when flow-controlled; everything else counts as consumed at once.
-    fn hand_over(&mut self, mem: &mut Mem, seq: u64, kind: MsgKind, data: Bytes, declined: bool) -> Released {
+    fn hand_over(
+        &mut self,
+        mem: &mut Mem,
+        seq: u64,
+        kind: MsgKind,
+        data: Bytes,
+        declined: bool,
+    ) -> Released {
         let c = data.len() as u64 + MSG_COST;
         let flow = mem.explicit && !declined && matches!(kind, MsgKind::Event { .. });
         let unread = if flow {

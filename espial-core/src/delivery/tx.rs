@@ -629,10 +629,14 @@ impl Tx {
             (Some(w), Some(g)) if !self.active.is_empty() => Some(w + g),
             _ => None,
         };
-        [probe, give_up, self.probe_at.filter(|_| !self.probe_pending)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            probe,
+            give_up,
+            self.probe_at.filter(|_| !self.probe_pending),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the probe timeout. Returns `true` when the peer should be given up on.

@@ -61,9 +61,7 @@ impl Sessions {
     fn proof(&self, t: &[u8], role: Role) -> IdentityProof {
         IdentityProof {
             public_key: self.cipher.identity_public_key(),
-            signature: self
-                .cipher
-                .sign(HANDSHAKE_DOMAIN, &proof_message(t, role)),
+            signature: self.cipher.sign(HANDSHAKE_DOMAIN, &proof_message(t, role)),
         }
     }
 

@@ -232,7 +232,10 @@ async fn every_node_runs_its_own_filter_on_each_member() {
     .await
     .expect("joiner outcome in time")
     .expect("joiner send");
-    assert!(!from_j.delivered.contains(&m3) && !from_j.failed.contains(&m3), "{from_j:?}");
+    assert!(
+        !from_j.delivered.contains(&m3) && !from_j.failed.contains(&m3),
+        "{from_j:?}"
+    );
     assert_eq!(from_j.delivered.len(), 2, "{from_j:?}");
     c.pump();
     assert!(

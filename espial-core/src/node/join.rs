@@ -198,6 +198,7 @@ impl Node {
 
     /// Asks the application's filter about a node (a joiner, or a member learned from the
     /// cluster).
+    #[allow(clippy::too_many_arguments)]
     fn ask_admission(
         &mut self,
         now: Instant,

@@ -237,7 +237,7 @@ fn extreme_counters_from_an_impersonator_or_a_liar_do_not_split_redirect_or_pani
     }
     // C can still refute: its incarnation is far from the top.
     let c_inc = net.nodes[&addr(2)].as_ref().unwrap().info().incarnation;
-    assert!(c_inc >= 1 && c_inc < 100);
+    assert!((1..100).contains(&c_inc));
 }
 
 #[test]

@@ -223,16 +223,17 @@ fn identity_keys_reach_the_admission_filter_and_gate_joins() {
     let with = |k: &IdentityKey| -> Box<dyn Cipher> {
         Box::new(AesGcmCipher::new().with_identity(k.clone()))
     };
-    // Allowed: node 1's verified key reaches node 0's filter.
+    // Allowed: node 1's verified key reaches node 0's filter (every node applies its own
+    // filter to each member it starts a session with, so node 0's key is listed too).
     let mut c = Cluster::new(vec![with(&ka), with(&kb)], true);
-    c.allow = Some(vec![kb.public_key()]);
+    c.allow = Some(vec![ka.public_key(), kb.public_key()]);
     c.run_for(Duration::from_secs(5));
     assert_eq!(c.sizes(), vec![2, 2]);
     assert_eq!(c.admitted_keys[0], vec![Some(kb.public_key())]);
 
     // Not on the allow-list: rejected.
     let mut c = Cluster::new(vec![with(&ka), with(&kc)], true);
-    c.allow = Some(vec![kb.public_key()]);
+    c.allow = Some(vec![ka.public_key(), kb.public_key()]);
     c.run_for(Duration::from_secs(5));
     assert_eq!(c.sizes(), vec![1, 1]);
     assert!(c.events[1]

@@ -150,7 +150,8 @@ impl Node {
             heartbeat: None,
         };
         let probe = ProbeState::new(now + jitter(&mut rng, config.probe_interval), now);
-        let sessions = Sessions::new(me.id, cipher, &config);
+        let mut sessions = Sessions::new(me.id, cipher, &config);
+        sessions.seed_guard(seed);
         let mut delivery =
             Delivery::new(DeliveryConfig::from_config(&config), me.id, rng.next_u64());
         delivery.set_subscriptions(&me.subscriptions);

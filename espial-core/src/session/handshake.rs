@@ -291,11 +291,12 @@ impl Sessions {
         if crossing && self.me < hello.from {
             return Ok(());
         }
-        let guard = self.guard.get_or_insert_with(|| Guard::new(now, rng));
+        let grng = &mut self.guard_rng;
+        let guard = self.guard.get_or_insert_with(|| Guard::new(now, grng));
         let watermark = (self.max_pending / 8).max(16);
         let admit = guard.admit(
             now,
-            rng,
+            grng,
             from,
             hello.from,
             hello.attempt,
@@ -310,7 +311,7 @@ impl Sessions {
                 return Err(Drop::Handshake);
             }
             Admit::SendCookie => {
-                let cookie = guard.cookie(now, rng, from, hello.from, hello.attempt);
+                let cookie = guard.cookie(now, grng, from, hello.from, hello.attempt);
                 let reply = self.clear_datagram(
                     Kind::Cookie,
                     &Cookie {

@@ -140,6 +140,9 @@ pub struct Sessions {
     pending_by_addr: BTreeMap<SocketAddr, u64>,
     half_open: HalfOpenTable,
     guard: Option<Guard>,
+    /// Seeds the guard's own generator (cookie secrets), so cookies never draw from (and
+    /// never perturb) the node's random sequence.
+    guard_rng: Rng,
     /// Last re-handshake started because a peer used an epoch we do not have.
     heals: BTreeMap<NodeId, Instant>,
     /// Operator-fixable handshake failures to report (address, reason).
@@ -170,6 +173,7 @@ impl Sessions {
             pending_by_addr: BTreeMap::new(),
             half_open: HalfOpenTable::new(config.max_pending_handshakes, ttl),
             guard: None,
+            guard_rng: Rng::new(me.0 as u64 ^ (me.0 >> 64) as u64 ^ 0x636f_6f6b_6965),
             heals: BTreeMap::new(),
             failures: Vec::new(),
             reported: VecDeque::new(),
@@ -181,6 +185,13 @@ impl Sessions {
             rekey_grace: config.rekey_grace,
             max_datagram: config.max_datagram,
         }
+    }
+
+    /// Seeds the cookie secrets' generator. `Node::new` calls it with the node's (secret)
+    /// seed; without it the generator is seeded from the node id (tests only).
+    pub fn seed_guard(&mut self, seed: u64) {
+        self.guard_rng = Rng::new(seed ^ 0x636f_6f6b_6965);
+        self.guard = None;
     }
 
     /// The cipher (for beacon MACs).

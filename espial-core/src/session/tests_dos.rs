@@ -108,7 +108,7 @@ fn under_load_a_cookie_lets_the_real_initiator_through() {
     assert!(x.stats.handshakes_completed == 1 && y.s.has_session(NodeId(1)));
     // A cookie for one source is worthless from another.
     let mut g = y.s.guard.take().unwrap();
-    let ck = g.cookie(now, &mut y.rng, a(1), NodeId(1), 5);
+    let ck = g.cookie(now, &mut y.s.guard_rng, a(1), NodeId(1), 5);
     y.s.guard = Some(g);
     let (_, out) = deliver(now, &mut y, a(3), &hello(1, 5, Some(ck)));
     assert!(out.iter().all(|(_, d)| d[3] == Kind::Cookie as u8));

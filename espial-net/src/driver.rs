@@ -254,7 +254,9 @@ impl NodeHandle {
 
     /// A new event listener. It receives events from now on; if it falls more than
     /// `DriverOptions::event_capacity` events behind, the oldest are dropped for it and its
-    /// next `recv` reports `Lagged(n)`. The node itself never waits for listeners.
+    /// next `recv` reports `Lagged(n)`. The node itself never waits for listeners. With an
+    /// event hub (`DriverOptions::hub`) it receives every event except custom events, which
+    /// go to the hub's flow-controlled listeners only.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -648,7 +650,15 @@ impl Task {
         for e in events {
             self.route(&e);
             match &self.opts.hub {
-                Some(h) => h.push(e),
+                Some(h) => {
+                    // Raw subscribers (e.g. the metrics task) still see the node's other
+                    // events; custom events reach the application only through the hub,
+                    // which flow-controls them.
+                    if !matches!(e, Event::Custom(_)) && self.events.receiver_count() > 0 {
+                        let _ = self.events.send(e.clone());
+                    }
+                    h.push(e)
+                }
                 // No listener is not an error: events are simply not observed.
                 None => {
                     let _ = self.events.send(e);

@@ -204,6 +204,15 @@ async fn partition_with_quorum_master_on_majority_side_minority_stays_masterless
     const NET: u8 = 9;
     // Node 1 (side A, the majority) has the highest priority: the first master.
     let mut c = cluster(NET, 27400, Some(3), |h| if h == 1 { 10 } else { 0 }).await;
+    if c.agreed_master() != Some(c.nodes[0].id()) {
+        // Priority is not always honoured at formation yet (issue 11 item 6, open): make
+        // node 1 the master explicitly, so the partition has it on the majority side.
+        c.nodes[0].promote().await.expect("node 1 may promote");
+        c.wait("node 1 leads", Duration::from_secs(10), |c| {
+            c.agreed_master() == Some(c.nodes[0].id())
+        })
+        .await;
+    }
     let before = c.agreed_master().unwrap();
     assert_eq!(before, c.nodes[0].id(), "node 1 leads before the partition");
     let cut = Partition::new("espial_test_p9", &ips(NET, &SIDE_A), &ips(NET, &SIDE_B));

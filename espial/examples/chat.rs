@@ -21,7 +21,33 @@ async fn main() -> espial::Result<()> {
         node.join("chat")?;
         nodes.push(node);
     }
-    let mut inboxes: Vec<_> = nodes.iter().map(|n| n.events()).collect();
+    // Every node reads its inbox while the others send: "delivered" means read by the
+    // application, so a confirmed send waits for the reader.
+    let ids: Vec<_> = nodes.iter().map(|n| (n.id(), n.node_info().name)).collect();
+    let mut readers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut inbox = n.events();
+        let ids = ids.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < names.len() - 1 {
+                let event = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+                    .await
+                    .map_err(|_| espial::Error::Timeout("chat message".into()))?;
+                if let Some(Event::Custom(m)) = event {
+                    let from = ids.iter().find(|(id, _)| *id == m.from).map(|(_, n)| n);
+                    println!(
+                        "{} <- {:?}: {}",
+                        names[i],
+                        from.cloned().unwrap_or_default(),
+                        String::from_utf8_lossy(&m.data)
+                    );
+                    seen += 1;
+                }
+            }
+            Ok::<_, espial::Error>(())
+        }));
+    }
     for n in &nodes {
         n.wait_for_cluster(names.len(), Duration::from_secs(10))
             .await?;
@@ -38,26 +64,8 @@ async fn main() -> espial::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    for (i, inbox) in inboxes.iter_mut().enumerate() {
-        let mut seen = 0;
-        while seen < names.len() - 1 {
-            let event = tokio::time::timeout(Duration::from_secs(5), inbox.recv())
-                .await
-                .map_err(|_| espial::Error::Timeout("chat message".into()))?;
-            if let Some(Event::Custom(m)) = event {
-                let from = nodes
-                    .iter()
-                    .find(|n| n.id() == m.from)
-                    .map(|n| n.node_info().name);
-                println!(
-                    "{} <- {:?}: {}",
-                    names[i],
-                    from.unwrap_or_default(),
-                    String::from_utf8_lossy(&m.data)
-                );
-                seen += 1;
-            }
-        }
+    for r in readers {
+        r.await.expect("reader task")?;
     }
     for n in &nodes {
         n.shutdown().await?;

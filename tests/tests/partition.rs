@@ -253,6 +253,7 @@ async fn partition_with_quorum_master_on_minority_side_never_overlaps() {
     require_netns!();
     const NET: u8 = 10;
     let mut c = cluster(NET, 27410, Some(3), |h| if h == 5 { 10 } else { 0 }).await;
+    make_master(&mut c, 4).await;
     assert_eq!(c.agreed_master(), Some(c.nodes[4].id()));
     let cut = Partition::new("espial_test_p10", &ips(NET, &SIDE_A), &ips(NET, &SIDE_B));
     let (most, overlaps) = sample_masters(&mut c, Duration::from_secs(4)).await;

@@ -215,14 +215,7 @@ impl Node {
         if self.current_master().is_some() || !self.me.master_eligible || !self.quorum_ok() {
             return;
         }
-        let my_rank = self.me.rank();
-        let rank = self
-            .members
-            .live_ids()
-            .iter()
-            .filter_map(|id| self.members.get(*id))
-            .filter(|m| m.info.master_eligible && m.info.rank() > my_rank)
-            .count() as u32;
+        let rank = self.eligible_members_above_me();
         let mut since = self
             .election
             .vacancy_since
@@ -351,17 +344,21 @@ impl Node {
         }
     }
 
-    /// After a failed or abandoned candidacy: try again once the promises given in this
-    /// round have run out (quorum mode), best-ranked first, with jitter.
-    pub(super) fn retry_election_later(&mut self, now: Instant) {
+    /// How many live eligible members outrank this node (its place in the promotion order).
+    fn eligible_members_above_me(&self) -> u32 {
         let my_rank = self.me.rank();
-        let rank = self
-            .members
+        self.members
             .live_ids()
             .iter()
             .filter_map(|id| self.members.get(*id))
             .filter(|m| m.info.master_eligible && m.info.rank() > my_rank)
-            .count() as u32;
+            .count() as u32
+    }
+
+    /// After a failed or abandoned candidacy: try again once the promises given in this
+    /// round have run out (quorum mode), best-ranked first, with jitter.
+    pub(super) fn retry_election_later(&mut self, now: Instant) {
+        let rank = self.eligible_members_above_me();
         let backoff = self.config.election_backoff;
         let base = match self.config.quorum {
             Some(_) => self.config.lease_promise(),

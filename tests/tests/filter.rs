@@ -210,8 +210,14 @@ async fn every_node_runs_its_own_filter_on_each_member() {
             && c.nodes[j].nodes().len() == 4
     })
     .await;
-    // Let m3 learn of it (gossip) and refuse it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // m3 learns of it by gossip, refuses it and tells it (the notice may wait for a
+    // handshake: m3 had no session with the joiner).
+    c.wait(
+        "the joiner is told m3 refuses it",
+        Duration::from_secs(10),
+        |c| c.nodes[j].stats().core.refused_by_members == 1,
+    )
+    .await;
     let m3 = c.nodes[2].id();
     assert!(
         c.nodes[2].nodes().iter().all(|n| n.id != jid),

@@ -108,7 +108,9 @@ impl Node {
                 self.on_join_request(now, from, addr, node, attempt)
             }
             Msg::JoinAccept { attempt, by } => self.on_join_accept(now, from, attempt, by),
-            Msg::JoinReject { attempt, reason } => self.on_join_reject(from, addr, attempt, reason),
+            Msg::JoinReject { attempt, reason } => {
+                self.on_join_reject(now, from, addr, attempt, reason)
+            }
             Msg::Ping { seq } => {
                 // Bare acks to non-members reveal nothing beyond liveness, which the
                 // handshake already showed; members get gossip piggybacked.

@@ -173,7 +173,7 @@ impl Node {
         if e.addr.ip().is_unspecified() || e.addr.port() == 0 {
             // The entry is signed: we cannot fill in the address for it.
             let reason = "advertise a reachable address, not an unspecified one".into();
-            self.reject_join(from, addr, attempt, reason);
+            self.reject_join(from, addr, attempt, reason, true);
             return;
         }
         if self.members.is_live(from) || !self.admission_filter {
@@ -189,6 +189,7 @@ impl Node {
                 addr,
                 attempt,
                 "admission queue full, retry later".into(),
+                true,
             );
             return;
         }
@@ -258,7 +259,7 @@ impl Node {
                 self.accept_join(now, p.from, p.addr, p.node, attempt)
             }
             (Admission::Reject(reason), Some(attempt)) => {
-                self.reject_join(p.from, p.addr, attempt, reason)
+                self.reject_join(p.from, p.addr, attempt, reason, true)
             }
             (Admission::Accept, None) => {
                 self.join.refused_members.remove(&p.from);
@@ -286,7 +287,10 @@ impl Node {
         }
         self.join.refused_members.insert(id, now);
         self.join.refusal_notices.insert(id, now);
-        self.reject_join(id, addr, 0, reason);
+        // The session is kept: a member learned from gossip often has none yet, and the
+        // notice waits in the handshake that starts now (dropping it would lose the notice
+        // and leave the refused node's sends to us without an outcome).
+        self.reject_join(id, addr, 0, reason, false);
     }
 
     /// A message from a member our filter refused: drop it, and repeat the notice (at most
@@ -300,7 +304,7 @@ impl Node {
         if last.is_none_or(|t| now >= t + REFUSAL_NOTICE_GAP) {
             self.join.refusal_notices.insert(from, now);
             let reason = "refused by this member's connection filter".to_string();
-            self.reject_join(from, addr, 0, reason);
+            self.reject_join(from, addr, 0, reason, false);
         }
         true
     }
@@ -331,7 +335,16 @@ impl Node {
         self.queue_to(from, addr, msgs, false);
     }
 
-    fn reject_join(&mut self, from: NodeId, addr: SocketAddr, attempt: u64, reason: String) {
+    /// Sends `JoinReject`; `drop_session` forgets the session once the notice is sealed (a
+    /// refused join request came over an established session).
+    fn reject_join(
+        &mut self,
+        from: NodeId,
+        addr: SocketAddr,
+        attempt: u64,
+        reason: String,
+        drop_session: bool,
+    ) {
         let mut reason = reason;
         if reason.len() > 200 {
             let mut cut = 200;
@@ -341,7 +354,9 @@ impl Node {
             reason.truncate(cut);
         }
         self.queue_to(from, addr, vec![Msg::JoinReject { attempt, reason }], false);
-        self.drop_sessions.push(from);
+        if drop_session {
+            self.drop_sessions.push(from);
+        }
     }
 
     pub(super) fn on_join_accept(
@@ -376,6 +391,7 @@ impl Node {
 
     pub(super) fn on_join_reject(
         &mut self,
+        now: Instant,
         from: NodeId,
         addr: SocketAddr,
         attempt: u64,
@@ -383,10 +399,14 @@ impl Node {
     ) {
         if attempt == 0 {
             // A member's filter refuses us: stop talking to it (see the module doc).
-            if self.join.refused_by.len() >= MAX_REFUSALS {
-                self.join.refused_by.pop_first();
+            if !self.join.refused_by.contains(&from) {
+                if self.join.refused_by.len() >= MAX_REFUSALS {
+                    self.join.refused_by.pop_first();
+                }
+                self.join.refused_by.insert(from);
+                // Sends still open to it will never be acknowledged: they fail now.
+                self.delivery.peer_gone(now, from);
             }
-            self.join.refused_by.insert(from);
             tracing::info!(member = %from, %reason, "a member's connection filter refuses us");
             return;
         }

@@ -712,6 +712,7 @@ impl Node {
         s.retransmits = d.retransmits;
         s.unread_event_bytes = d.unread_bytes;
         s.events_missed = d.events_missed;
+        s.refused_by_members = self.join.refused_by.len() as u64;
         s
     }
 

@@ -6,6 +6,7 @@ use crate::membership::statements;
 use crate::testkit::{addr, TestNet};
 use crate::wire::{Msg, SignedEntry, Update};
 use crate::{Cipher, Config, Event, NodeId, NodeInfo, PlaintextTestCipher, RemovalReason};
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -300,4 +301,26 @@ fn a_member_refused_by_one_nodes_filter_is_not_counted_there() {
         b_inc <= 2,
         "B kept refuting suspicions: incarnation {b_inc}"
     );
+    // A send X made before it was told (here: X forgets the notice) still gets an outcome:
+    // B drops it, repeats the notice, and X reports B failed instead of waiting forever.
+    net.with(addr(3), |n, _| n.join.refused_by.clear());
+    let send = net
+        .with(addr(3), |n, now| {
+            n.send(
+                now,
+                "jobs",
+                Bytes::from_static(b"x"),
+                crate::Target::Subscribers,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    let outcome = net.events[&addr(3)].iter().find_map(|e| match e {
+        Event::SendOutcome(o) if o.send == send => Some(o.clone()),
+        _ => None,
+    });
+    let outcome = outcome.expect("the send to a refusing member got no outcome");
+    assert_eq!(outcome.failed, vec![b], "{outcome:?}");
+    assert_eq!(stats(&net, 3).refused_by_members, 1);
 }

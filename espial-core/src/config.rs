@@ -70,7 +70,9 @@ pub struct Config {
     /// Quorum mode: a node becomes master only with the votes of this many members (itself
     /// included) and stays master only while a lease renewed by this many acknowledgements
     /// runs, so two nodes never act as master at the same instant (see `lease`). Set it to
-    /// a majority of the cluster's size. `None` (default) keeps every partition available.
+    /// a majority of the cluster's size: it is one only while at most `2 × quorum − 1` nodes
+    /// run, and members refuse a join beyond that. `None` (default) keeps every partition
+    /// available.
     pub quorum: Option<usize>,
     /// Quorum mode: the master lease `L`. The master counts it from the send time of a
     /// lease round that a quorum acknowledged and steps down the moment it lapses. Each

@@ -55,6 +55,10 @@ pub struct SimConfig {
     /// `LegacyListener(cap)`: the pre-flow-control facade: an inbox of at most `cap`
     /// events that drops the oldest (broadcast lag), no consumption reports.
     pub reader: ReaderModel,
+    /// Quorum mode: skip joins and restarts that would run more than `2q − 1` nodes at
+    /// once (the documented precondition of quorum mode; on by default). Off: the nodes'
+    /// own refusal of such joins is all that stands (regression tests of that refusal).
+    pub quorum_precondition: bool,
 }
 
 /// How the simulated application reads custom events (see [`SimConfig::reader`]).
@@ -82,6 +86,7 @@ impl SimConfig {
             discovery_interval: Some(Duration::from_secs(5)),
             classify_traffic: false,
             reader: ReaderModel::Direct,
+            quorum_precondition: true,
         }
     }
 }
@@ -137,7 +142,7 @@ pub struct Slot {
     pub opts: NodeOpts,
     /// When the current incarnation started (ns).
     pub started_at: u64,
-    /// It received `node_rejected`.
+    /// It received `node_rejected` (and no `node_accepted` or `added_node` since).
     pub rejected: bool,
     /// It received `node_accepted`.
     pub accepted: bool,
@@ -935,9 +940,17 @@ impl Sim {
             self.adversary = Some(adv);
         }
         match &e {
-            Event::Accepted { .. } => self.slots[slot].accepted = true,
+            Event::Accepted { .. } => {
+                // A refusal can be temporary (quorum mode full): accepted later, it counts.
+                self.slots[slot].accepted = true;
+                self.slots[slot].rejected = false;
+            }
             Event::Rejected { .. } => self.slots[slot].rejected = true,
-            Event::NodeAdded { .. } => self.slots[slot].members_by_events += 1,
+            Event::NodeAdded { .. } => {
+                // Part of a cluster after all (e.g. another node joined through it).
+                self.slots[slot].rejected = false;
+                self.slots[slot].members_by_events += 1;
+            }
             Event::NodeRemoved { node, reason } => {
                 let s = &mut self.slots[slot];
                 s.members_by_events = s.members_by_events.saturating_sub(1);

@@ -54,15 +54,46 @@ pub enum Action {
 }
 
 impl Sim {
+    /// Quorum mode's precondition (README, "Election guarantees"): `quorum(q)` is a majority
+    /// only while at most `2q − 1` nodes run at once. Unless `SimConfig::quorum_precondition`
+    /// is off, a join or restart that would start more is not applied (it is traced as
+    /// skipped); nodes refuse such a join themselves while their view is accurate, but not
+    /// after a partition shrank it. `replacing`: the slot a restart reuses.
+    fn keeps_quorum_a_majority(&self, replacing: Option<usize>) -> bool {
+        let Some(q) = self
+            .cfg
+            .core
+            .quorum
+            .filter(|_| self.cfg.quorum_precondition)
+        else {
+            return true;
+        };
+        let running = (0..self.slots.len())
+            .filter(|&s| self.slots[s].exists() && Some(s) != replacing)
+            .count();
+        running < 2 * q - 1
+    }
+
     /// Applies an action now.
     pub fn apply(&mut self, a: Action) {
         let t = self.now().as_nanos() as u64;
         match a {
             Action::Join(opts) => {
-                self.add_node(opts);
+                if self.keeps_quorum_a_majority(None) {
+                    self.add_node(opts);
+                } else {
+                    self.trace.fault(t, "skip join: quorum mode is full");
+                }
             }
             Action::Crash(s) => self.crash(s),
-            Action::Restart(s) => self.restart(s),
+            Action::Restart(s) => {
+                if self.keeps_quorum_a_majority(Some(s)) {
+                    self.restart(s);
+                } else {
+                    self.trace
+                        .fault(t, &format!("skip restart n{s}: quorum mode is full"));
+                }
+            }
             Action::Leave(s) => self.leave(s),
             Action::Pause(s, d) => self.pause(s, d),
             Action::PauseReader(s, d) => {

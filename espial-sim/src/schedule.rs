@@ -93,6 +93,18 @@ pub fn run_case(
     settle_max: Duration,
     skip: &[&str],
 ) -> (Sim, Vec<String>) {
+    run_case_with(c, keep_trace, settle_max, skip, |_| {})
+}
+
+/// [`run_case`] with a change to the simulation's configuration (applied after the case's
+/// own settings, before the nodes start).
+pub fn run_case_with(
+    c: &Case,
+    keep_trace: bool,
+    settle_max: Duration,
+    skip: &[&str],
+    tweak: impl FnOnce(&mut SimConfig),
+) -> (Sim, Vec<String>) {
     let mut cfg = SimConfig::new(c.seed);
     cfg.keep_trace = keep_trace;
     if c.quorum {
@@ -105,6 +117,7 @@ pub fn run_case(
         cfg.reader = crate::cluster::ReaderModel::Consumed;
         cfg.core.event_window_bytes = 16 * 1024;
     }
+    tweak(&mut cfg);
     let mut sim = Sim::new(cfg).expect("valid config");
     let opts = (0..c.nodes)
         .map(|i| NodeOpts {

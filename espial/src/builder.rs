@@ -143,9 +143,11 @@ impl Builder {
         self
     }
 
-    /// Quorum mode: a node may be (or stay) master only while it sees at least `n` live
-    /// members, itself included. Use a majority of the cluster size to prevent split brain
-    /// during partitions (the minority side then has no master).
+    /// Quorum mode: a node becomes master only with `n` votes (itself included) and stays
+    /// master only while a lease renewed by `n` acknowledgements runs, so two nodes never
+    /// act as master at the same instant. Use a majority of the cluster size: `n` must stay
+    /// a majority, so members refuse a join that would run more than `2n − 1` nodes (the
+    /// joiner gets `Event::Rejected`). The minority side of a partition has no master.
     pub fn quorum(mut self, n: usize) -> Self {
         self.quorum = Some(Some(n));
         self

@@ -240,3 +240,52 @@ fn relayed_claims_need_the_masters_signature() {
     assert_eq!(node.master(), Some(m));
     assert_eq!(node.stats().election_dropped, before + 1);
 }
+
+/// Quorum mode refuses the join that would make `quorum` less than a majority (2q − 1
+/// nodes at most): a 4th node would allow two disjoint quorums of 2 (the simulator found
+/// two masters after exactly such a join during a partition). Once a member is gone, a
+/// newcomer fits again.
+#[test]
+fn quorum_mode_refuses_a_join_that_would_break_the_majority() {
+    let mut config = Config::lan();
+    config.quorum = Some(2);
+    let mut net = TestNet::new(3, config.clone());
+    net.run_for(Duration::from_secs(3));
+    assert!(net.agreed_master().is_some());
+    net.add(3, config.clone(), NodeId(0x4444));
+    net.with(addr(3), |n, now| n.handle_discovered(now, &[addr(0)]));
+    net.run_for(Duration::from_secs(3));
+    let reason = net.events[&addr(3)].iter().find_map(|e| match e {
+        Event::Rejected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = reason.expect("the 4th node was not refused");
+    assert!(
+        reason.contains("quorum 2 is a majority of at most 3 nodes"),
+        "{reason}"
+    );
+    for i in 0..3 {
+        let n = net.nodes[&addr(i)].as_ref().unwrap();
+        assert!(n.member(NodeId(0x4444)).is_none(), "node {i} admitted it");
+    }
+    // A member leaves: the newcomer now fits.
+    let gone = (0..3)
+        .map(addr)
+        .find(|a| !net.nodes[a].as_ref().unwrap().is_master())
+        .unwrap();
+    net.with(gone, |n, now| n.leave(now));
+    net.run_for(Duration::from_secs(1));
+    net.nodes.insert(gone, None);
+    net.with(addr(3), |n, now| {
+        n.handle_discovered(now, &[addr(0), addr(1), addr(2)])
+    });
+    net.run_for(Duration::from_secs(12));
+    let admitted = net
+        .live()
+        .filter(|(a, _)| **a != addr(3))
+        .all(|(_, n)| n.member(NodeId(0x4444)).is_some());
+    assert!(
+        admitted,
+        "after a leave the newcomer fits (3 nodes, quorum 2)"
+    );
+}

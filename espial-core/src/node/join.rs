@@ -46,6 +46,19 @@ struct Seed {
     seen: Instant,
 }
 
+/// A seed that refused our join is tried again after this, doubling with each refusal up
+/// to [`REFUSAL_RETRY_MAX`]: a refusal may be temporary (quorum mode full, admission queue
+/// full, a filter that changes its mind).
+const REFUSAL_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest wait before a seed that keeps refusing us is tried again.
+const REFUSAL_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// A seed that refused us: not tried before `until`; `count` refusals in a row.
+struct Refusal {
+    until: Instant,
+    count: u32,
+}
+
 /// Members refused by our filter (or refusing us) remembered at most (oldest forgotten).
 const MAX_REFUSALS: usize = 4096;
 /// Interval between repeated refusal notices to the same refused member.
@@ -67,8 +80,8 @@ struct PendingAdmission {
 pub(crate) struct JoinState {
     /// Seed addresses from discovery, with the last attempt through each.
     seeds: BTreeMap<SocketAddr, Seed>,
-    /// Seeds that refused us: not retried.
-    refused: BTreeSet<SocketAddr>,
+    /// Seeds that refused us, retried with back-off (bounded by `MAX_SEEDS`).
+    refused: BTreeMap<SocketAddr, Refusal>,
     /// Join attempts in flight: attempt → (address, sent at).
     attempts: BTreeMap<u64, (SocketAddr, Instant)>,
     /// `node_accepted` was reported.
@@ -89,7 +102,7 @@ pub(crate) struct JoinState {
 
 impl Node {
     pub(super) fn discovered(&mut self, now: Instant, addr: SocketAddr) {
-        if addr == self.me.addr || self.join.refused.contains(&addr) {
+        if addr == self.me.addr || self.seed_refused(now, addr) {
             return;
         }
         if !self.join.seeds.contains_key(&addr) && self.join.seeds.len() >= MAX_SEEDS {
@@ -118,9 +131,33 @@ impl Node {
         }
     }
 
+    /// Whether `addr` refused our join recently (retried after a back-off).
+    fn seed_refused(&self, now: Instant, addr: SocketAddr) -> bool {
+        self.join.refused.get(&addr).is_some_and(|r| now < r.until)
+    }
+
+    /// Records a refusal by the seed at `addr`: its next try waits 5 s, 10 s, ... 5 min.
+    fn note_refusal(&mut self, now: Instant, addr: SocketAddr) {
+        let count = self.join.refused.get(&addr).map_or(0, |r| r.count);
+        let wait = REFUSAL_RETRY_FIRST
+            .saturating_mul(1 << count.min(16))
+            .min(REFUSAL_RETRY_MAX);
+        if !self.join.refused.contains_key(&addr) && self.join.refused.len() >= MAX_SEEDS {
+            let first = self.join.refused.iter().min_by_key(|(_, r)| r.until);
+            if let Some(a) = first.map(|(a, _)| *a) {
+                self.join.refused.remove(&a);
+            }
+        }
+        let refusal = Refusal {
+            until: now + wait,
+            count: count.saturating_add(1),
+        };
+        self.join.refused.insert(addr, refusal);
+    }
+
     /// Sends a join request to `addr`.
     pub(super) fn try_join(&mut self, now: Instant, addr: SocketAddr) {
-        if addr == self.me.addr || self.join.refused.contains(&addr) {
+        if addr == self.me.addr || self.seed_refused(now, addr) {
             return;
         }
         // One attempt in flight per address.
@@ -175,6 +212,20 @@ impl Node {
             let reason = "advertise a reachable address, not an unspecified one".into();
             self.reject_join(from, addr, attempt, reason, true);
             return;
+        }
+        if let Some(q) = self.config.quorum {
+            // Quorum mode: `q` is a majority only of at most 2q − 1 nodes; one more and two
+            // disjoint quorums (two masters) become possible. Refuse, saying why.
+            let voters = 1 + self.members.live_count();
+            if !self.members.is_live(from) && voters >= 2 * q - 1 {
+                let reason = format!(
+                    "quorum mode is full: quorum {q} is a majority of at most {} nodes and \
+                     this member counts {voters}; raise the quorum or remove a node",
+                    2 * q - 1
+                );
+                self.reject_join(from, addr, attempt, reason, true);
+                return;
+            }
         }
         if self.members.is_live(from) || !self.admission_filter {
             self.accept_join(now, from, addr, node, attempt);
@@ -414,8 +465,10 @@ impl Node {
             self.stats.non_member_dropped += 1;
             return;
         };
-        self.join.refused.insert(seed);
-        self.join.refused.insert(addr);
+        self.note_refusal(now, seed);
+        if addr != seed {
+            self.note_refusal(now, addr);
+        }
         self.drop_sessions.push(from);
         if !self.join.accepted_once {
             self.emit(Event::Rejected { by: addr, reason });
@@ -531,7 +584,7 @@ impl Node {
             .join
             .seeds
             .keys()
-            .filter(|a| !self.join.refused.contains(a) && self.members.live_at(**a).is_none())
+            .filter(|a| !self.seed_refused(now, **a) && self.members.live_at(**a).is_none())
             .copied()
             .collect();
         if self.members.live_count() == 0 {
@@ -561,6 +614,9 @@ impl Node {
 
     pub(super) fn join_sweep(&mut self, now: Instant) {
         self.join.seeds.retain(|_, s| now < s.seen + SEED_TTL);
+        self.join
+            .refused
+            .retain(|_, r| now < r.until + REFUSAL_RETRY_MAX);
         self.join
             .attempts
             .retain(|_, (_, t)| now < *t + JOIN_ATTEMPT_TTL);

@@ -36,4 +36,11 @@ pub trait Discovery: Send + 'static {
     async fn announce(&mut self, _me: SocketAddr) -> std::io::Result<()> {
         Ok(())
     }
+    /// Whether anyone on the network can make this backend return an address (open
+    /// multicast beacons): the node then answers each announcement with at most one Hello
+    /// from one member of the cluster ([`crate::Node::handle_discovered_unverified`]).
+    /// `false` (default): addresses the operator configured or a trusted service returned.
+    fn unverified(&self) -> bool {
+        false
+    }
 }

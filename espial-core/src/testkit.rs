@@ -43,6 +43,8 @@ pub struct TestNet {
     pub blocked: Vec<(SocketAddr, SocketAddr)>,
     /// Latency.
     pub latency: Duration,
+    /// Datagrams and bytes sent to each destination (delivered or not).
+    pub sent_to: BTreeMap<SocketAddr, (u64, u64)>,
 }
 
 /// Address of test node `i`.
@@ -63,6 +65,7 @@ impl TestNet {
             seq: 0,
             blocked: Vec::new(),
             latency: Duration::from_millis(1),
+            sent_to: BTreeMap::new(),
         };
         for i in 0..n {
             net.add(i, config.clone(), NodeId((i as u128 + 1) * 0x1111));
@@ -140,6 +143,9 @@ impl TestNet {
         }
         let _ = again;
         for t in sends {
+            let c = self.sent_to.entry(t.to).or_default();
+            c.0 += 1;
+            c.1 += t.data.len() as u64;
             if self.blocked.contains(&(a, t.to)) {
                 continue;
             }

@@ -323,6 +323,7 @@ pub fn spawn(
     let mut disc_tasks = Vec::new();
     for mut d in discoveries {
         let tx = disc_tx.clone();
+        let unverified = d.unverified();
         let span = span.clone();
         disc_tasks.push(tokio::spawn(Instrument::instrument(
             async move {
@@ -334,7 +335,7 @@ pub fn spawn(
                     match d.next().await {
                         Ok(addrs) => {
                             failures = 0;
-                            if !addrs.is_empty() && tx.send(addrs).await.is_err() {
+                            if !addrs.is_empty() && tx.send((addrs, unverified)).await.is_err() {
                                 return;
                             }
                         }
@@ -432,7 +433,7 @@ impl Task {
     async fn run(
         mut self,
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
-        mut disc_rx: mpsc::Receiver<Vec<SocketAddr>>,
+        mut disc_rx: mpsc::Receiver<(Vec<SocketAddr>, bool)>,
     ) {
         let mut buf = vec![0u8; self.opts.recv_buffer.max(2048)];
         let mut recv_failures = 0u32;
@@ -475,9 +476,13 @@ impl Task {
                     self.node.handle_admission(Instant::now(), id, decision);
                     Step::Continue
                 }
-                Some(addrs) = disc_rx.recv() => {
+                Some((addrs, unverified)) = disc_rx.recv() => {
                     self.counters.discovered_batches.fetch_add(1, Ordering::Relaxed);
-                    self.node.handle_discovered(Instant::now(), &addrs);
+                    if unverified {
+                        self.node.handle_discovered_unverified(Instant::now(), &addrs);
+                    } else {
+                        self.node.handle_discovered(Instant::now(), &addrs);
+                    }
                     Step::Continue
                 }
                 res = transport.recv_from(&mut buf) => {

@@ -36,6 +36,10 @@ pub const DEFAULT_PORT: u16 = 27272;
 pub const DEFAULT_CLUSTER: &str = "espial";
 /// Largest beacon accepted, in bytes.
 const MAX_BEACON: usize = 1024;
+/// Smallest beacon accepted: beacons are zero-padded to the size of a Hello, so the one
+/// Hello a beacon may cause is no larger than the beacon (no amplification; see
+/// `espial_core::node::beacons`).
+pub const BEACON_MIN_LEN: usize = espial_core::wire::HELLO_MIN_LEN;
 
 /// Which interface multicast is sent and received on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +233,14 @@ impl MulticastDiscovery {
 
 #[async_trait]
 impl Discovery for MulticastDiscovery {
+    /// Beacons of an open cluster (no pre-shared key) can be forged by anyone on the link;
+    /// with a key they carry a MAC and only members can make them.
+    fn unverified(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_none_or(|a| a.beacon_mac(&[]).is_none())
+    }
+
     async fn announce(&mut self, me: SocketAddr) -> io::Result<()> {
         self.me = Some(me);
         if self.send_socket.is_none() {
@@ -420,7 +432,8 @@ fn open_socket(cfg: &MulticastConfig) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Encodes a complete beacon datagram, MAC'd when `auth` holds a pre-shared key.
+/// Encodes a complete beacon datagram, MAC'd when `auth` holds a pre-shared key, zero-padded
+/// to [`BEACON_MIN_LEN`] bytes (the padding is not covered by the MAC).
 pub fn encode_beacon(
     cluster: &str,
     id: NodeId,
@@ -437,7 +450,11 @@ pub fn encode_beacon(
         let unsigned = encode_clear(Kind::Beacon, &beacon);
         beacon.mac = auth.beacon_mac(&unsigned);
     }
-    encode_clear(Kind::Beacon, &beacon)
+    let mut datagram = encode_clear(Kind::Beacon, &beacon);
+    if datagram.len() < BEACON_MIN_LEN {
+        datagram.resize(BEACON_MIN_LEN, 0);
+    }
+    datagram
 }
 
 /// Decodes and checks a beacon datagram: right kind and version, same cluster, and (when
@@ -448,6 +465,9 @@ pub fn check_beacon(
     cluster: &str,
     auth: Option<&dyn Cipher>,
 ) -> Option<(NodeId, SocketAddr)> {
+    if data.len() < BEACON_MIN_LEN {
+        return None;
+    }
     let (kind, body) = split_header(data, MAX_BEACON).ok()?;
     if kind != Kind::Beacon {
         return None;

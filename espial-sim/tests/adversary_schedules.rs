@@ -222,3 +222,21 @@ fn sim_regression_liar_master_resigning_its_own_claim() {
     .expect("case");
     check(run_adv_case(&c, false, Duration::from_secs(30)).1);
 }
+
+/// Regression (found by a random run, `PROPTEST_RNG_SEED=404`): a node restarted under a
+/// new id at an address where the last surviving member still held its old (suspect) entry
+/// was never learned by that member: the member's state pull had nobody to ask, and its
+/// join request went to the stale entry's dead session. Two masters stayed apart forever.
+/// Now a member-style message from a stranger makes the receiver join through the stranger
+/// itself, over the stranger's own session.
+#[test]
+fn a_stranger_at_a_stale_address_is_joined_through_its_own_session() {
+    let c: AdvCase = serde_json::from_str(
+        r#"{"seed":2887458937085843522,"nodes":3,"strict":false,"steps":[[624,{"Crash":9}],
+            [440,"Join"],[65,{"Crash":12}],[90,{"Pause":[0,100]}],[20,{"Restart":5}],
+            [20,{"Crash":3}]]}"#,
+    )
+    .unwrap();
+    let (_, v) = run_adv_case(&c, false, Duration::from_secs(40));
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}

@@ -89,8 +89,10 @@ impl Node {
             )
         {
             // A node we have never heard of talks to us as a member would: our view is
-            // probably stale. Pull the state from a member we trust (rate-limited).
-            self.sync_soon(now);
+            // probably stale. Pull the state from a member we trust and ask the stranger to
+            // (re)admit us, which brings its signed entry and its view (rate-limited; with
+            // no live member left the stranger is the only way back to the cluster).
+            self.sync_with_stranger(now, from, addr);
         }
         if member && self.election.claim.map(|c| c.master) == Some(from) {
             self.probe.master_contact(now);
@@ -143,7 +145,7 @@ impl Node {
                     match &u {
                         Update::Dead { id, .. } if *id == self.me.id => {
                             self.apply_update(now, u, false, from);
-                            self.try_join(now, addr);
+                            self.try_join(now, addr, false);
                             acted = true;
                         }
                         Update::Alive(s) if s.entry.id == from && known => {
@@ -179,7 +181,7 @@ impl Node {
                     }
                     if about_me_dead {
                         // Refuted by gossip where we are still a member; rejoin where not.
-                        self.try_join(now, addr);
+                        self.try_join(now, addr, false);
                     }
                 }
             }

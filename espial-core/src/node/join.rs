@@ -41,9 +41,12 @@ pub(crate) const SEED_TTL: Duration = Duration::from_secs(300);
 
 /// A seed address: last join attempt through it and last time discovery announced it.
 #[derive(Clone, Copy)]
-struct Seed {
-    tried: Option<Instant>,
-    seen: Instant,
+pub(super) struct Seed {
+    pub(super) tried: Option<Instant>,
+    pub(super) seen: Instant,
+    /// Announced only by an unauthenticated source (open multicast beacons): contacted
+    /// once per announcement, never by the reconnect loop (see `node::beacons`).
+    pub(super) unverified: bool,
 }
 
 /// A seed that refused our join is tried again after this, doubling with each refusal up
@@ -79,7 +82,7 @@ struct PendingAdmission {
 #[derive(Default)]
 pub(crate) struct JoinState {
     /// Seed addresses from discovery, with the last attempt through each.
-    seeds: BTreeMap<SocketAddr, Seed>,
+    pub(super) seeds: BTreeMap<SocketAddr, Seed>,
     /// Seeds that refused us, retried with back-off (bounded by `MAX_SEEDS`).
     refused: BTreeMap<SocketAddr, Refusal>,
     /// Join attempts in flight: attempt → (address, sent at).
@@ -105,6 +108,23 @@ impl Node {
         if addr == self.me.addr || self.seed_refused(now, addr) {
             return;
         }
+        let last = self.note_seed(now, addr, false);
+        if self.members.live_at(addr).is_some() {
+            return;
+        }
+        if last.is_none_or(|t| now >= t + self.join_gap()) {
+            self.try_join(now, addr, false);
+        }
+    }
+
+    /// Records an announced seed (bounded table, least recently announced evicted first);
+    /// returns when it was last tried. A seed announced by a trusted source stays trusted.
+    pub(super) fn note_seed(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        unverified: bool,
+    ) -> Option<Instant> {
         if !self.join.seeds.contains_key(&addr) && self.join.seeds.len() >= MAX_SEEDS {
             let oldest = self.join.seeds.iter().min_by_key(|(_, s)| s.seen);
             if let Some(a) = oldest.map(|(a, _)| *a) {
@@ -114,25 +134,24 @@ impl Node {
         let seed = self.join.seeds.entry(addr).or_insert(Seed {
             tried: None,
             seen: now,
+            unverified,
         });
         seed.seen = now;
-        let last = seed.tried;
-        if self.members.live_at(addr).is_some() {
-            return;
-        }
-        let alone = self.members.live_count() == 0;
-        let gap = if alone {
+        seed.unverified &= unverified;
+        seed.tried
+    }
+
+    /// Least time between two join attempts through the same seed.
+    pub(super) fn join_gap(&self) -> Duration {
+        if self.members.live_count() == 0 {
             self.config.handshake_timeout * 2
         } else {
             self.config.reconnect_interval
-        };
-        if last.is_none_or(|t| now >= t + gap) {
-            self.try_join(now, addr);
         }
     }
 
     /// Whether `addr` refused our join recently (retried after a back-off).
-    fn seed_refused(&self, now: Instant, addr: SocketAddr) -> bool {
+    pub(super) fn seed_refused(&self, now: Instant, addr: SocketAddr) -> bool {
         self.join.refused.get(&addr).is_some_and(|r| now < r.until)
     }
 
@@ -155,8 +174,22 @@ impl Node {
         self.join.refused.insert(addr, refusal);
     }
 
-    /// Sends a join request to `addr`.
-    pub(super) fn try_join(&mut self, now: Instant, addr: SocketAddr) {
+    /// Sends a join request to `addr`. `once`: a handshake it needs sends one Hello, no
+    /// retries (the address is unverified: see `node::beacons`).
+    pub(super) fn try_join(&mut self, now: Instant, addr: SocketAddr, once: bool) {
+        self.try_join_via(now, addr, None, once);
+    }
+
+    /// [`Node::try_join`] to the node `via` at `addr` when its id is known (it talked to us
+    /// over its session), else to whichever member our view places at `addr`, which may be
+    /// a stale entry of a node that restarted there under a new id.
+    pub(super) fn try_join_via(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        via: Option<NodeId>,
+        once: bool,
+    ) {
         if addr == self.me.addr || self.seed_refused(now, addr) {
             return;
         }
@@ -178,9 +211,9 @@ impl Node {
             node: self.my_entry.clone(),
             attempt,
         };
-        match self.members.get_by_addr(addr) {
+        match via.or_else(|| self.members.get_by_addr(addr)) {
             Some(id) => self.queue_to(id, addr, vec![msg], false),
-            None => self.outbox_addr.push((addr, vec![msg])),
+            None => self.outbox_addr.push((addr, vec![msg], once)),
         }
     }
 
@@ -562,6 +595,21 @@ impl Node {
         self.push_pull(now);
     }
 
+    /// An unknown node talked to us as a member (see `dispatch`): at most once per 2 s,
+    /// pull state from a random member and send the stranger a join request.
+    pub(super) fn sync_with_stranger(&mut self, now: Instant, stranger: NodeId, addr: SocketAddr) {
+        if self
+            .join
+            .last_sync
+            .is_some_and(|t| now < t + Duration::from_secs(2))
+        {
+            return;
+        }
+        self.join.last_sync = Some(now);
+        self.push_pull(now);
+        self.try_join_via(now, addr, Some(stranger), false);
+    }
+
     /// Anti-entropy with one random live member.
     pub(super) fn push_pull(&mut self, _now: Instant) {
         let live = self.members.live_ids();
@@ -583,14 +631,16 @@ impl Node {
         let mut candidates: Vec<SocketAddr> = self
             .join
             .seeds
-            .keys()
-            .filter(|a| !self.seed_refused(now, **a) && self.members.live_at(**a).is_none())
-            .copied()
+            .iter()
+            .filter(|(a, s)| {
+                !s.unverified && !self.seed_refused(now, **a) && self.members.live_at(**a).is_none()
+            })
+            .map(|(a, _)| *a)
             .collect();
         if self.members.live_count() == 0 {
             self.rng.shuffle(&mut candidates);
             for a in candidates.into_iter().take(MAX_SEEDS_PER_ROUND) {
-                self.try_join(now, a);
+                self.try_join(now, a, false);
             }
             return;
         }
@@ -603,7 +653,7 @@ impl Node {
         );
         if !candidates.is_empty() {
             let a = candidates[self.rng.below(candidates.len())];
-            self.try_join(now, a);
+            self.try_join(now, a, false);
         }
     }
 

@@ -7,6 +7,7 @@
 //! remaining room.
 
 mod adversary;
+mod beacons;
 mod dispatch;
 mod election;
 mod join;
@@ -32,6 +33,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use beacons::designation_rank;
 pub(crate) use election::ElectionState;
 pub(crate) use join::JoinState;
 pub(crate) use probe::ProbeState;
@@ -85,7 +87,8 @@ pub struct Node {
     broadcasts: Broadcasts,
     outputs: VecDeque<Output>,
     outbox: BTreeMap<NodeId, Outgoing>,
-    outbox_addr: Vec<(SocketAddr, Vec<Msg>)>,
+    /// Messages for an address with no known member; `true`: one Hello, no retries.
+    outbox_addr: Vec<(SocketAddr, Vec<Msg>, bool)>,
     drop_sessions: Vec<NodeId>,
     stats: Stats,
     left: bool,
@@ -234,6 +237,21 @@ impl Node {
         self.check_lease(now);
         for addr in addrs {
             self.discovered(now, *addr);
+        }
+        self.flush(now);
+    }
+
+    /// Addresses announced by an unauthenticated source (open multicast beacons, which
+    /// anyone can forge from a victim's address): each announcement makes at most one
+    /// member of the cluster send one Hello (see `node::beacons` and docs/PROTOCOL.md,
+    /// "Discovery"), so nothing amplifies the announcement's bytes.
+    pub fn handle_discovered_unverified(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        if self.left {
+            return;
+        }
+        self.check_lease(now);
+        for addr in addrs {
+            self.discovered_unverified(now, *addr);
         }
         self.flush(now);
     }
@@ -872,12 +890,17 @@ impl Node {
         while let Some(e) = self.delivery.poll_event() {
             self.outputs.push_back(Output::Event(e));
         }
-        for (addr, msgs) in std::mem::take(&mut self.outbox_addr) {
-            self.sessions.send(
+        for (addr, msgs, once) in std::mem::take(&mut self.outbox_addr) {
+            let tries = if once {
+                1
+            } else {
+                crate::session::MAX_HELLO_TRIES
+            };
+            self.sessions.send_with_tries(
                 now,
-                None,
                 addr,
                 msgs,
+                tries,
                 &mut self.rng,
                 &mut self.stats,
                 &mut out,

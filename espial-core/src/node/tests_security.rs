@@ -141,3 +141,51 @@ fn wrong_version_is_reported_once_per_address() {
         .collect();
     assert_eq!(reports.len(), 1, "{reports:?}");
 }
+
+/// A forged open beacon naming a victim (the form the source check lets through) makes
+/// exactly one member of a 3-node cluster send exactly one Hello to it, never retried; a
+/// node alone answers too, once per announcement, and its reconnect loop never retries the
+/// address. (Before: every member sent up to 8 padded Hellos.)
+#[test]
+fn unverified_announcements_cost_one_hello_from_one_member() {
+    let mut net = TestNet::new(3, Config::lan());
+    net.run_for(Duration::from_secs(3));
+    assert!(net.full_membership());
+    for k in 0..20u8 {
+        let victim: std::net::SocketAddr = format!("127.0.9.{k}:7000").parse().unwrap();
+        for i in 0..3 {
+            net.with(addr(i), |n, now| {
+                n.handle_discovered_unverified(now, &[victim])
+            });
+        }
+        net.run_for(Duration::from_secs(20));
+        let (datagrams, bytes) = net.sent_to.get(&victim).copied().unwrap_or_default();
+        assert_eq!(
+            datagrams, 1,
+            "victim {victim}: {datagrams} datagrams, {bytes} B"
+        );
+        assert_eq!(bytes, crate::wire::HELLO_MIN_LEN as u64);
+        let designated = (0..3)
+            .filter(|i| {
+                net.nodes[&addr(*i)]
+                    .as_ref()
+                    .unwrap()
+                    .designated_for(victim)
+            })
+            .count();
+        assert_eq!(designated, 1);
+    }
+    // Alone: one Hello per announcement, none from the reconnect loop.
+    let mut alone = TestNet::new(0, Config::lan());
+    alone.add(0, Config::lan(), NodeId(0x77));
+    let victim: std::net::SocketAddr = "127.0.9.200:7000".parse().unwrap();
+    alone.with(addr(0), |n, now| {
+        n.handle_discovered_unverified(now, &[victim])
+    });
+    alone.run_for(Duration::from_secs(60));
+    assert_eq!(alone.sent_to.get(&victim).map(|c| c.0), Some(1));
+    // A trusted announcement of the same address is retried as before.
+    alone.with(addr(0), |n, now| n.handle_discovered(now, &[victim]));
+    alone.run_for(Duration::from_secs(10));
+    assert!(alone.sent_to[&victim].0 > 2, "a configured seed is retried");
+}

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 pub use handshake::{proof_message, transcript, HANDSHAKE_DOMAIN};
 
 /// Handshake attempts before giving up on a peer (queued messages are dropped and counted).
-const MAX_HELLO_TRIES: u32 = 8;
+pub(crate) const MAX_HELLO_TRIES: u32 = 8;
 /// Hello attempts of a "heal" handshake (started by a record with an unknown epoch).
 const MAX_HEAL_TRIES: u32 = 3;
 /// Message batches buffered per peer while its handshake runs.
@@ -321,6 +321,27 @@ impl Sessions {
             }
         }
         self.start_handshake(now, peer, addr, msgs, MAX_HELLO_TRIES, rng, stats, out);
+    }
+
+    /// Sends `msgs` to whatever peer holds a session at `addr`; without one, starts a
+    /// handshake that sends at most `tries` Hellos (1: an unverified address, see
+    /// `node::beacons`) and queues the messages meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_with_tries(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        msgs: Vec<Msg>,
+        tries: u32,
+        rng: &mut Rng,
+        stats: &mut Stats,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        if tries >= MAX_HELLO_TRIES || self.peers.values().any(|p| p.addr == addr) {
+            self.send(now, None, addr, msgs, rng, stats, out);
+        } else {
+            self.start_handshake(now, None, addr, msgs, tries.max(1), rng, stats, out);
+        }
     }
 
     /// Handles a Hello, HelloAck, Cookie or Sealed datagram body. Returns opened messages,

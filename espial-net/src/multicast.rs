@@ -39,6 +39,7 @@ const MAX_BEACON: usize = 1024;
 
 /// Which interface multicast is sent and received on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MulticastInterface {
     /// Let the system choose (the interface of the route to the group).
     Default,
@@ -68,6 +69,7 @@ impl std::fmt::Display for MulticastInterface {
 /// assert!(matches!(c.group, std::net::IpAddr::V4(g) if g.octets()[0] == 239));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MulticastConfig {
     /// Multicast group (IPv4 or IPv6).
     pub group: IpAddr,

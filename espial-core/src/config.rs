@@ -18,6 +18,7 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// assert!(Config::wan().probe_interval > Config::lan().probe_interval);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Largest datagram the node sends or accepts, in bytes.
     pub max_datagram: usize,
@@ -321,5 +322,6 @@ impl Config {
 
 /// A configuration that cannot work; the message says which field to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Exhaustive on purpose: a message newtype, its shape will not grow.
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);

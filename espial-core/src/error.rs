@@ -5,6 +5,7 @@ use crate::metadata::MetadataTooLarge;
 
 /// Why a `send` or `request` was refused. The node's state is unchanged: nothing was queued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The event name cannot be used.
     #[error(transparent)]
@@ -35,6 +36,7 @@ pub enum SendError {
 
 /// Why `promote()` was refused. The node's election state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PromoteError {
     /// The node was configured with `master_eligible = false`.
     #[error("this node is not master-eligible")]
@@ -54,6 +56,7 @@ pub enum PromoteError {
 
 /// Why a metadata update was refused. The previous metadata stays in force.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
     /// Too large.
     #[error(transparent)]
@@ -65,6 +68,7 @@ pub enum MetadataError {
 
 /// Why a subscription change was refused. Subscriptions are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// The event name cannot be used.
     #[error(transparent)]

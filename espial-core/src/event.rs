@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a node left the member list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RemovalReason {
     /// It announced a graceful leave.
     Left,
@@ -23,16 +24,17 @@ impl RemovalReason {
     }
 }
 
-/// Identifies one `send` for its outcome report.
+/// Identifies one `send` for its outcome report. (Exhaustive: a number, nothing more.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SendId(pub u64);
 
-/// Identifies one `request` for its replies and summary.
+/// Identifies one `request` for its replies and summary. (Exhaustive: a number.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(pub u64);
 
 /// A custom event received from another node.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CustomEvent {
     /// The event name the sender published to.
     pub name: String,
@@ -44,8 +46,22 @@ pub struct CustomEvent {
     pub request: Option<RequestId>,
 }
 
+impl CustomEvent {
+    /// A plain event (no request), as received from `from` (for tests and for code that
+    /// builds events to feed its own handlers).
+    pub fn new(name: impl Into<String>, from: NodeId, data: impl Into<Bytes>) -> Self {
+        CustomEvent {
+            name: name.into(),
+            from,
+            data: data.into(),
+            request: None,
+        }
+    }
+}
+
 /// Final outcome of one `send`: which targets acknowledged it and which did not.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendOutcome {
     /// The send this reports.
     pub send: SendId,
@@ -53,6 +69,17 @@ pub struct SendOutcome {
     pub delivered: Vec<NodeId>,
     /// Targets that died, left or unsubscribed before acknowledging.
     pub failed: Vec<NodeId>,
+}
+
+impl SendOutcome {
+    /// The outcome of `send`: who acknowledged it, who did not.
+    pub fn new(send: SendId, delivered: Vec<NodeId>, failed: Vec<NodeId>) -> Self {
+        SendOutcome {
+            send,
+            delivered,
+            failed,
+        }
+    }
 }
 
 /// Everything the core reports to the application. Names follow the original package:
@@ -131,7 +158,9 @@ pub enum Event {
     Custom(CustomEvent),
     /// Outcome of a `send` once every target acknowledged or failed.
     SendOutcome(SendOutcome),
-    /// A reply to one of this node's requests.
+    /// A reply to one of this node's requests. (The `espial` facade gives the replies of a
+    /// request to the request's caller; its event streams show this only for a request
+    /// nobody awaits any more.)
     Reply {
         /// The request.
         request: RequestId,
@@ -149,7 +178,8 @@ pub enum Event {
         /// What probably differs, e.g. "different cluster key?".
         reason: String,
     },
-    /// A request's timeout passed: who answered and who did not.
+    /// A request ended (timeout, or no target can still answer): who answered and who did
+    /// not. (In the `espial` facade, on the event streams only like [`Event::Reply`].)
     RequestDone {
         /// The request.
         request: RequestId,
@@ -234,6 +264,7 @@ pub const MAX_EVENT_NAME: usize = 64;
 
 /// A custom event name that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventNameError {
     /// The name is one of the core events.
     #[error("{0:?} is a core event name and cannot be used for custom events")]

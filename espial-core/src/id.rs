@@ -3,15 +3,21 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A node's 128-bit random identity, fresh on every start unless the node has a stable
-/// identity key.
+/// A node's 128-bit identity (derived from its identity key), fresh on every start unless
+/// the node has a stable identity key.
+///
+/// It has one printed form: `Display` and `Debug` both print the 32 lowercase hex digits
+/// (what the JSON lines and the agent show). [`NodeId::short`] is an explicit 8-digit
+/// abbreviation for dense logs (the simulator's traces).
 ///
 /// ```
 /// use espial_core::NodeId;
 /// let id = NodeId::from_u128(0xfeed);
 /// assert_eq!(id.to_string(), "0000000000000000000000000000feed");
+/// assert_eq!(format!("{id:?}"), id.to_string());
 /// assert_eq!(id.to_string().parse::<NodeId>().unwrap(), id);
 /// ```
+// Exhaustive on purpose: a 128-bit value, nothing else will ever be in it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct NodeId(pub u128);
 
@@ -28,7 +34,8 @@ impl NodeId {
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
-    /// A short 8-hex-digit prefix for logs.
+    /// The first 8 of the 32 hex digits, for dense logs (not unique: print the full id,
+    /// with `Display` or `Debug`, wherever someone may type it back).
     pub fn short(self) -> String {
         format!("{:08x}", (self.0 >> 96) as u32)
     }
@@ -42,12 +49,14 @@ impl fmt::Display for NodeId {
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({})", self.short())
+        // The same form as Display: one printed form of an id everywhere.
+        fmt::Display::fmt(self, f)
     }
 }
 
 /// Error returned when a string is not 1 to 32 hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Exhaustive on purpose: a message newtype, its shape will not grow.
 #[error("a node id is 1 to 32 hexadecimal digits, got {0:?}")]
 pub struct ParseNodeIdError(pub String);
 
@@ -60,5 +69,29 @@ impl std::str::FromStr for NodeId {
         u128::from_str_radix(s, 16)
             .map(NodeId)
             .map_err(|_| ParseNodeIdError(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeId;
+
+    #[test]
+    fn debug_and_display_print_the_same_full_id() {
+        for v in [
+            0u128,
+            1,
+            0xfeed,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ] {
+            let id = NodeId(v);
+            let shown = id.to_string();
+            assert_eq!(shown.len(), 32);
+            assert_eq!(format!("{id:?}"), shown);
+            assert_eq!(format!("{:?}", Some(id)), format!("Some({shown})"));
+            assert!(shown.starts_with(&id.short()));
+            assert_eq!(shown.parse::<NodeId>().unwrap(), id);
+        }
     }
 }

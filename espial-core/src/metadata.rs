@@ -19,6 +19,7 @@ pub struct Metadata(BTreeMap<String, String>);
 
 /// Metadata that does not fit the configured limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("metadata is {size} bytes (keys plus values), over the limit of {limit}; keep it small, it is gossiped to every node")]
 pub struct MetadataTooLarge {
     /// Size of the rejected metadata in bytes.

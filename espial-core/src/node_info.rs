@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 /// The same type describes the local node (pass it to [`crate::Node::new`]) and every
 /// member it learns about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NodeInfo {
     /// Random 128-bit identity.
     pub id: NodeId,

@@ -31,6 +31,7 @@ pub struct AdmissionRequest {
 
 /// The application's answer to an [`AdmissionRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Admission {
     /// Admit the node to the cluster.
     Accept,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of a node's counters. Every dropped datagram increments exactly one of the
 /// `dropped_*` / failure counters, so nothing is lost silently.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Datagrams received.
     pub packets_in: u64,

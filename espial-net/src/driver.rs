@@ -100,6 +100,7 @@ pub struct NetCounters {
 /// A consistent picture of the node, refreshed by the task after every step that changed
 /// it, so queries answer without a round trip.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The local node's current entry.
     pub me: NodeInfo,
@@ -141,6 +142,7 @@ impl Snapshot {
 
 /// Replies from a request: `(node, payload)` in arrival order, plus who did not answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestReplies {
     /// Replies in arrival order.
     pub replies: Vec<(NodeId, Bytes)>,
@@ -183,7 +185,9 @@ pub enum Command {
         /// Answer: the ids queued, or why none was.
         reply: Reply<Result<Vec<SendId>, SendError>>,
     },
-    /// `Node::request`; `replies` receives everything collected at the timeout.
+    /// `Node::request`. Its replies go to `each` as they arrive and, all together with
+    /// who did not answer, to `replies` at the end; they are not broadcast as
+    /// `Event::Reply` / `Event::RequestDone` unless both receivers were dropped.
     Request {
         /// Event name.
         name: String,
@@ -193,6 +197,8 @@ pub enum Command {
         timeout: Duration,
         /// Answer: sent or refused.
         reply: Reply<Result<RequestId, SendError>>,
+        /// Receives each reply as it arrives.
+        each: mpsc::UnboundedSender<(NodeId, Bytes)>,
         /// Receives the replies at the timeout.
         replies: Reply<RequestReplies>,
     },
@@ -418,10 +424,24 @@ struct Task {
         mpsc::UnboundedReceiver<Decision>,
     ),
     outcomes: HashMap<SendId, Reply<SendOutcome>>,
-    requests: HashMap<RequestId, (RequestReplies, Reply<RequestReplies>)>,
+    requests: HashMap<RequestId, RequestWaiter>,
     dirty: bool,
     _disc: DiscoveryTasks,
     _hub: HubCloser,
+}
+
+/// A request whose replies a handle awaits.
+struct RequestWaiter {
+    acc: RequestReplies,
+    each: mpsc::UnboundedSender<(NodeId, Bytes)>,
+    done: Reply<RequestReplies>,
+}
+
+impl RequestWaiter {
+    /// Nobody listens any more (the `PendingRequest` was dropped).
+    fn abandoned(&self) -> bool {
+        self.each.is_closed() && self.done.is_closed()
+    }
 }
 
 enum Step {
@@ -604,12 +624,19 @@ impl Task {
                 payload,
                 timeout,
                 reply,
+                each,
                 replies,
             } => {
                 let res = self.node.request(now, &name, payload, timeout);
                 if let Ok(id) = &res {
-                    self.requests
-                        .insert(*id, (RequestReplies::default(), replies));
+                    self.requests.insert(
+                        *id,
+                        RequestWaiter {
+                            acc: RequestReplies::default(),
+                            each,
+                            done: replies,
+                        },
+                    );
                 }
                 let _ = reply.send(res);
             }
@@ -653,7 +680,10 @@ impl Task {
             self.snapshot.send_replace(Snapshot::of(&self.node));
         }
         for e in events {
-            self.route(&e);
+            if self.route(&e) {
+                // A reply (or the end) of a request a handle awaits: delivered to it only.
+                continue;
+            }
             match &self.opts.hub {
                 Some(h) => {
                     // Raw subscribers (e.g. the metrics task) still see the node's other
@@ -672,32 +702,44 @@ impl Task {
         }
     }
 
-    /// Completes waiters of send outcomes and requests.
-    fn route(&mut self, e: &Event) {
+    /// Completes waiters of send outcomes and requests. Returns true when the event was
+    /// for a waiter only: a reply to (or the end of) a request whose `PendingRequest` is
+    /// alive goes to it, not to the listeners, so a reply is delivered once.
+    fn route(&mut self, e: &Event) -> bool {
         match e {
             Event::SendOutcome(o) => {
                 if let Some(w) = self.outcomes.remove(&o.send) {
                     let _ = w.send(o.clone());
                 }
+                false
             }
             Event::Reply {
                 request,
                 from,
                 data,
-            } => {
-                if let Some((acc, _)) = self.requests.get_mut(request) {
-                    acc.replies.push((*from, data.clone()));
+            } => match self.requests.get_mut(request) {
+                Some(w) if !w.abandoned() => {
+                    w.acc.replies.push((*from, data.clone()));
+                    let _ = w.each.send((*from, data.clone()));
+                    true
                 }
-            }
+                Some(_) => {
+                    self.requests.remove(request);
+                    false
+                }
+                None => false,
+            },
             Event::RequestDone {
                 request, missing, ..
-            } => {
-                if let Some((mut acc, w)) = self.requests.remove(request) {
-                    acc.missing = missing.clone();
-                    let _ = w.send(acc);
+            } => match self.requests.remove(request) {
+                Some(mut w) if !w.abandoned() => {
+                    w.acc.missing = missing.clone();
+                    let _ = w.done.send(w.acc);
+                    true
                 }
-            }
-            _ => {}
+                _ => false,
+            },
+            _ => false,
         }
     }
 

@@ -257,12 +257,7 @@ mod tests {
     use espial_core::{CustomEvent, NodeId, NodeInfo};
 
     fn custom(i: u8) -> Event {
-        Event::Custom(CustomEvent {
-            name: "x".into(),
-            from: NodeId(1),
-            data: vec![i].into(),
-            request: None,
-        })
+        Event::Custom(CustomEvent::new("x", NodeId(1), vec![i]))
     }
     fn other(i: u16) -> Event {
         Event::Listening {

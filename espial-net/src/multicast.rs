@@ -43,6 +43,7 @@ pub const BEACON_MIN_LEN: usize = espial_core::wire::HELLO_MIN_LEN;
 
 /// Which interface multicast is sent and received on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MulticastInterface {
     /// Let the system choose (the interface of the route to the group).
     Default,
@@ -72,6 +73,7 @@ impl std::fmt::Display for MulticastInterface {
 /// assert!(matches!(c.group, std::net::IpAddr::V4(g) if g.octets()[0] == 239));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MulticastConfig {
     /// Multicast group (IPv4 or IPv6).
     pub group: IpAddr,

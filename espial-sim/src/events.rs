@@ -540,12 +540,11 @@ mod tests {
     use super::*;
 
     fn custom(idx: u64, sender: (usize, u32)) -> CustomEvent {
-        CustomEvent {
-            name: "jobs".into(),
-            from: NodeId(sender.0 as u128 + 100),
-            data: payload(idx, sender.0, sender.1, 64),
-            request: None,
-        }
+        CustomEvent::new(
+            "jobs",
+            NodeId(sender.0 as u128 + 100),
+            payload(idx, sender.0, sender.1, 64),
+        )
     }
 
     /// Sender n0, stable subscribers n1 and n2, a crashed subscriber n3, a non-subscriber n4.
@@ -587,11 +586,7 @@ mod tests {
                 log.on_outcome(
                     0,
                     1,
-                    SendOutcome {
-                        send: SendId(i),
-                        delivered,
-                        failed: vec![NodeId(103)],
-                    },
+                    SendOutcome::new(SendId(i), delivered, vec![NodeId(103)]),
                     &HashMap::new(),
                 );
             }

@@ -18,7 +18,7 @@ async fn main() -> espial::Result<()> {
             .profile(Config::local())
             .start()
             .await?;
-        node.join("chat")?;
+        node.join("chat").await?;
         nodes.push(node);
     }
     // Every node reads its inbox while the others send: "delivered" means read by the

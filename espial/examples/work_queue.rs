@@ -21,7 +21,7 @@ async fn main() -> espial::Result<()> {
     let mut workers = Vec::new();
     for (i, name) in ["worker-1", "worker-2"].iter().enumerate() {
         let w = start(i + 1, name).await?;
-        w.join("square")?;
+        w.join("square").await?;
         // Each worker answers every request it receives.
         let mut events = w.events();
         let me = w.clone();

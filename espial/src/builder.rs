@@ -539,10 +539,8 @@ mod tests {
             advertised_addr(any, Some(exp), None, None).unwrap(),
             "192.0.2.1:4000".parse().unwrap()
         );
-        let m = MulticastConfig {
-            interface: MulticastInterface::V4(Ipv4Addr::new(127, 0, 0, 1)),
-            ..Default::default()
-        };
+        let mut m = MulticastConfig::default();
+        m.interface = MulticastInterface::V4(Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(
             advertised_addr(any, None, Some(&m), None).unwrap(),
             "127.0.0.1:4000".parse().unwrap()

@@ -63,6 +63,12 @@ impl From<espial_core::metadata::MetadataTooLarge> for Error {
     }
 }
 
+impl From<espial_crypto::CryptoConfigError> for Error {
+    fn from(e: espial_crypto::CryptoConfigError) -> Self {
+        Error::Crypto(e.message().to_string())
+    }
+}
+
 impl From<espial_core::ConfigError> for Error {
     fn from(e: espial_core::ConfigError) -> Self {
         Error::Config(e.to_string())

@@ -41,7 +41,7 @@ const BATCH_CHUNK: usize = 256;
 ///
 /// let espial = Espial::builder().name("api-1").multicast_default().start().await?;
 /// let mut events = espial.events();
-/// espial.join("jobs")?;
+/// espial.join("jobs").await?;
 /// espial.send("jobs", "build #42").await?;
 /// while let Some(event) = events.next().await {
 ///     match event {
@@ -68,20 +68,33 @@ struct Inner {
 }
 
 /// A request sent with [`Espial::start_request`] whose replies are still being collected.
+///
+/// Its replies are delivered to it, once: as they arrive with [`PendingRequest::next_reply`],
+/// and all together with [`PendingRequest::replies`]. They do not appear on the
+/// [`Espial::events`] streams, except when this value is dropped before the request ends:
+/// then the rest arrive there as [`Event::Reply`] and [`Event::RequestDone`].
 #[derive(Debug)]
 pub struct PendingRequest {
     id: RequestId,
+    each: tokio::sync::mpsc::UnboundedReceiver<(NodeId, Bytes)>,
     replies: oneshot::Receiver<RequestReplies>,
 }
 
 impl PendingRequest {
-    /// The request's id, as carried by [`Event::Reply`] and [`Event::RequestDone`].
+    /// The request's id (what [`Event::Reply`] carries if this value is dropped early).
     pub fn id(&self) -> RequestId {
         self.id
     }
 
-    /// Waits for the timeout, then returns every reply (in arrival order) and who did not
-    /// answer.
+    /// The next reply as it arrives, `(from, payload)`; `None` once the request has ended
+    /// (every target answered, or the timeout). Replies returned here are still part of
+    /// [`PendingRequest::replies`].
+    pub async fn next_reply(&mut self) -> Option<(NodeId, Bytes)> {
+        self.each.recv().await
+    }
+
+    /// Waits for the end of the request (every target answered, or the timeout), then
+    /// returns every reply (in arrival order) and who did not answer.
     pub async fn replies(self) -> Result<RequestReplies> {
         self.replies.await.map_err(|_| Error::Shutdown)
     }
@@ -90,6 +103,7 @@ impl PendingRequest {
 /// Counters of a node: the core's (traffic, drops by cause, probes, deliveries) and the
 /// driver's (I/O errors).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// The core's counters: every dropped datagram is counted under its cause.
     pub core: espial_core::Stats,
@@ -156,17 +170,25 @@ impl Espial {
 
     /// Subscribes to a custom event name: sends to that name reach this node from now on
     /// (the subscription is gossiped to every member). Core event names are refused.
-    pub fn join(&self, name: &str) -> Result<()> {
+    ///
+    /// Like every command, it returns once the node's task has applied it: this node's
+    /// subscriptions include `name` and the change is queued for gossip (members learn it
+    /// within a few gossip rounds; a send from a member that has not yet heard of it does
+    /// not target this node).
+    pub async fn join(&self, name: &str) -> Result<()> {
         check_event_name(name)?;
-        let (tx, _rx) = oneshot::channel();
-        self.command(Command::Subscribe(name.to_string(), tx))
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Subscribe(name.to_string(), tx))?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
     }
 
-    /// Unsubscribes from a custom event name.
-    pub fn leave(&self, name: &str) -> Result<()> {
+    /// Unsubscribes from a custom event name; returns once the node's task has applied it
+    /// (as [`Espial::join`]).
+    pub async fn leave(&self, name: &str) -> Result<()> {
         check_event_name(name)?;
-        let (tx, _rx) = oneshot::channel();
-        self.command(Command::Unsubscribe(name.to_string(), tx))
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Unsubscribe(name.to_string(), tx))?;
+        Ok(rx.await.map_err(|_| Error::Shutdown)??)
     }
 
     /// Publishes a custom event to every subscriber of `name`. Returns once queued;
@@ -346,7 +368,8 @@ impl Espial {
 
     /// Sends a request to the subscribers of `name` and collects their replies for
     /// `timeout` (like a serf query). Receivers see a [`CustomEvent`] whose `request` is set
-    /// and answer with [`Espial::reply`].
+    /// and answer with [`Espial::reply`]. The replies are delivered once, as this call's
+    /// result: they do not also appear as [`Event::Reply`] on the events streams.
     pub async fn request(
         &self,
         name: &str,
@@ -359,9 +382,9 @@ impl Espial {
             .await
     }
 
-    /// Sends a request like [`Espial::request`] but returns as soon as it is sent, with its
-    /// [`RequestId`]: replies arrive as [`Event::Reply`] with that id on every events
-    /// stream, and [`PendingRequest::replies`] gives them all at the timeout.
+    /// Sends a request like [`Espial::request`] but returns as soon as it is sent: read the
+    /// replies as they arrive with [`PendingRequest::next_reply`], or all of them at the end
+    /// with [`PendingRequest::replies`].
     pub async fn start_request(
         &self,
         name: &str,
@@ -370,26 +393,43 @@ impl Espial {
     ) -> Result<PendingRequest> {
         let (tx, rx) = oneshot::channel();
         let (rtx, rrx) = oneshot::channel();
+        let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
         self.command(Command::Request {
             name: name.to_string(),
             payload: payload.into(),
             timeout,
             reply: tx,
+            each: etx,
             replies: rtx,
         })?;
         let id = rx.await.map_err(|_| Error::Shutdown)??;
-        Ok(PendingRequest { id, replies: rrx })
+        Ok(PendingRequest {
+            id,
+            each: erx,
+            replies: rrx,
+        })
     }
 
     /// Answers a request received as a custom event (`event.request` is set). Does nothing
     /// for plain events.
     pub async fn reply(&self, event: &CustomEvent, payload: impl Into<Bytes>) -> Result<()> {
-        let Some(request) = event.request else {
-            return Ok(());
-        };
+        match event.request {
+            Some(request) => self.reply_to(event.from, request, payload).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Answers request `request` of node `from` (the `from` and `request` of a
+    /// [`CustomEvent`] received earlier).
+    pub async fn reply_to(
+        &self,
+        from: NodeId,
+        request: RequestId,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Respond {
-            to: event.from,
+            to: from,
             request,
             payload: payload.into(),
             reply: tx,
@@ -557,7 +597,7 @@ impl std::fmt::Debug for Espial {
 ///
 /// ```
 /// use espial::{decode_json, CustomEvent, NodeId};
-/// let e = CustomEvent { name: "jobs".into(), from: NodeId(1), data: br#"{"n":3}"#.to_vec().into(), request: None };
+/// let e = CustomEvent::new("jobs", NodeId(1), br#"{"n":3}"#.to_vec());
 /// #[derive(serde::Deserialize)] struct Job { n: u32 }
 /// assert_eq!(decode_json::<Job>(&e).unwrap().n, 3);
 /// ```

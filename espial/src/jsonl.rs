@@ -238,12 +238,7 @@ mod tests {
         );
         assert_eq!(v["node"]["name"], "other");
         let v = event_json(
-            &Event::Custom(CustomEvent {
-                name: "jobs".into(),
-                from: NodeId(2),
-                data: vec![0xff, 0].into(),
-                request: None,
-            }),
+            &Event::Custom(CustomEvent::new("jobs", NodeId(2), vec![0xff, 0])),
             &me,
             look,
         );

@@ -18,7 +18,7 @@
 //!     .start()
 //!     .await?;
 //! let mut events = espial.events();
-//! espial.join("jobs")?;
+//! espial.join("jobs").await?;
 //! espial.send("jobs", "build #42").await?;
 //! while let Some(event) = events.next().await {
 //!     if let Event::Custom(e) = &event {
@@ -34,6 +34,36 @@
 //! `node_accepted`, `node_rejected`, `new_master`, `promotion`, `demotion`, plus custom
 //! events, metadata updates and delivery reports. Each [`Espial::events`] stream is an
 //! independent listener; a slow listener never blocks the node (see [`EventStream`]).
+//!
+//! ## Commands and queries
+//!
+//! Every method of [`Espial`] that changes something (`join`, `leave`, `send*`,
+//! `request`, `reply`, `promote`, `set_metadata`, `shutdown`) is `async`: it returns once
+//! the node's task has applied it, with the task's error if it refused (and
+//! [`Error::Shutdown`] once the node has stopped). What follows on the network (gossip of a
+//! subscription, delivery of an event) is reported later by events, or awaited with
+//! [`Espial::send_confirmed`] / [`Espial::wait_for_cluster`]. Queries (`nodes`, `master`,
+//! `is_master`, `node_info`, `stats`) read a snapshot and are plain functions.
+//!
+//! A reply to [`Espial::request`] (or [`Espial::start_request`]) is delivered once, to
+//! that request; [`Event::Reply`] and [`Event::RequestDone`] appear on the events streams
+//! only for a request whose [`PendingRequest`] was dropped before it ended.
+//!
+//! ## Types that grow
+//!
+//! Types that will gain variants or fields are `#[non_exhaustive]`: match them with a `_`
+//! arm, and build the structs with their constructors or `Default` and then set fields.
+//! Enums: [`Event`], [`Error`], [`SendError`], [`SubscribeError`], [`PromoteError`],
+//! [`MetadataError`], [`EventNameError`], [`RemovalReason`], [`Admission`],
+//! [`MulticastInterface`]. Structs: [`Config`] (start from a profile such as
+//! [`Config::lan`]), [`Stats`], [`CoreStats`], [`NodeInfo`] ([`NodeInfo::new`]),
+//! [`CustomEvent`] ([`CustomEvent::new`]), [`SendOutcome`], [`RequestReplies`],
+//! [`Snapshot`], [`MulticastConfig`] (`Default`, [`MulticastConfig::with_group`]),
+//! [`MetadataTooLarge`]. Exhaustive on purpose: the id newtypes ([`NodeId`], [`SendId`],
+//! [`RequestId`]), the message newtypes ([`ConfigError`], [`ParseNodeIdError`]) and
+//! [`Claim`] (a wire type whose fields are its order; a new field is a protocol change).
+//! Every type reachable from this crate's API is re-exported here: an application needs
+//! no direct dependency on `espial-core`, `espial-net` or `espial-crypto`.
 //!
 //! ## Security
 //!
@@ -73,9 +103,11 @@ pub use espial_core::wire::Claim;
 pub use espial_core::{
     ConfigError, MetadataError, PromoteError, Stats as CoreStats, SubscribeError,
 };
-pub use espial_crypto::IdentityKey;
+pub use espial_crypto::{CryptoConfigError, IdentityKey};
 pub use espial_net::driver::{RequestReplies, Snapshot};
 pub use espial_net::{Discovery, MulticastConfig, MulticastInterface, Transport};
 
 /// Re-exported so custom [`Discovery`] backends can use `#[espial::async_trait]`.
 pub use async_trait::async_trait;
+/// The payload type of events and replies ([`CustomEvent::data`]).
+pub use bytes::Bytes;

@@ -32,7 +32,7 @@ async fn every_node_applies_its_own_connection_filter() {
             .start()
             .await
             .expect("start member");
-        node.join("jobs").unwrap();
+        node.join("jobs").await.unwrap();
         c.add(node);
     }
     c.wait("2 members and a master", Duration::from_secs(10), |c| {
@@ -47,7 +47,7 @@ async fn every_node_applies_its_own_connection_filter() {
         .start()
         .await
         .expect("start joiner");
-    evil.join("jobs").unwrap();
+    evil.join("jobs").await.unwrap();
     let evil_id = evil.id();
     let e = c.add(evil);
     c.wait("m1 admitted the joiner", Duration::from_secs(10), |c| {
@@ -99,7 +99,7 @@ async fn unread_events_are_bounded_in_bytes() {
     let sender = start(1).await.expect("sender");
     // The receiver's application never calls `events()`.
     let receiver = start(2).await.expect("receiver");
-    receiver.join("big").unwrap();
+    receiver.join("big").await.unwrap();
     let rid = receiver.id();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !sender

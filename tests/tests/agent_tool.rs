@@ -173,6 +173,9 @@ async fn request_reply_send_to_master_and_confirmed_send() {
     assert_eq!(req[0]["from"], id2.as_str());
     assert_eq!(req[1]["answered"], serde_json::json!([id2]));
     assert_eq!(req[1]["missing"], serde_json::json!([]));
+    // Delivered once: the reply answered the `request` command, it is not also an event.
+    assert_eq!(a.agents[0].events("reply").count(), 0);
+    assert_eq!(a.agents[0].events("request_done").count(), 0);
     a.wait("a2's reply acknowledged", T, |a| {
         a.agents[1].reply_to("p").is_some()
     })
@@ -186,19 +189,66 @@ async fn request_reply_send_to_master_and_confirmed_send() {
     .await;
     assert_eq!(a.agents[1].reply_to("bad").unwrap()["ok"], false);
 
-    // send-to-master from a2 reaches a1; send-to by a unique id prefix reaches a2.
+    // send-to-master from a2 reaches a1; send-to by a unique id prefix reaches a2 (the
+    // shortest unique one, at least 4 hex digits, in capitals too), and so does the full id.
     a.cmd(1, "@sm send-to-master ops to-the-master").await;
-    a.cmd(0, &format!("@st send-to {} direct by-prefix", &id2[..8]))
+    let unique = (4..=32).find(|&k| id1[..k] != id2[..k]).unwrap();
+    a.cmd(
+        0,
+        &format!("@st send-to {} direct by-prefix", &id2[..unique]),
+    )
+    .await;
+    a.cmd(
+        0,
+        &format!(
+            "@su send-to {} direct by-caps",
+            id2[..unique].to_uppercase()
+        ),
+    )
+    .await;
+    a.cmd(0, &format!("@sf send-to {id2} direct by-full-id"))
         .await;
     a.wait("directed sends", T, |a| {
         a.agents[0]
             .events("custom")
             .any(|v| v["data"] == "to-the-master")
-            && a.agents[1]
-                .events("custom")
-                .any(|v| v["data"] == "by-prefix")
+            && ["by-prefix", "by-caps", "by-full-id"]
+                .iter()
+                .all(|d| a.agents[1].events("custom").any(|v| v["data"] == *d))
     })
     .await;
+    // Too short, unknown, and a full id that is no member: clear errors, nothing sent.
+    let unknown = (0..16u8)
+        .map(|c| format!("{c:x}").repeat(6))
+        .find(|p| !id1.starts_with(p.as_str()) && !id2.starts_with(p.as_str()))
+        .unwrap();
+    a.cmd(0, &format!("@e1 send-to {} direct x", &id2[..3]))
+        .await;
+    a.cmd(0, &format!("@e2 send-to {unknown} direct x")).await;
+    a.cmd(0, &format!("@e3 send-to {} direct x", "0".repeat(32)))
+        .await;
+    a.wait("the three refusals", T, |a| {
+        ["e1", "e2", "e3"]
+            .iter()
+            .all(|t| a.agents[0].reply_to(t).is_some())
+    })
+    .await;
+    let err = |t: &str| {
+        let r = a.agents[0].reply_to(t).unwrap();
+        assert_eq!(r["ok"], false, "{r}");
+        r["error"].as_str().unwrap().to_string()
+    };
+    let e1 = err("e1");
+    assert!(
+        e1.contains("too short") && e1.contains("4 hex digits"),
+        "{e1}"
+    );
+    let e2 = err("e2");
+    assert!(
+        e2.contains("no live member") && e2.contains(&unknown),
+        "{e2}"
+    );
+    assert!(err("e3").contains("not a live member"));
     a.quit_all().await;
 }
 

@@ -65,11 +65,9 @@ async fn five_nodes_find_each_other_by_multicast_on_lo() {
     let group = IpAddr::V4(Ipv4Addr::new(239, 192, 27, 1));
     let mut c = Cluster::new();
     for h in 1..=N as u8 {
-        let mc = MulticastConfig {
-            interface: MulticastInterface::V4(Ipv4Addr::LOCALHOST),
-            cluster: "test-multicast".into(),
-            ..MulticastConfig::with_group(group, 27301)
-        };
+        let mut mc = MulticastConfig::with_group(group, 27301);
+        mc.interface = MulticastInterface::V4(Ipv4Addr::LOCALHOST);
+        mc.cluster = "test-multicast".into();
         let node = Espial::builder()
             .name(format!("mc-{h}"))
             .bind(SocketAddr::from((ip(0, h), 0)))
@@ -146,9 +144,10 @@ async fn ipv6_nodes_on_loopback() {
 async fn multicast_beacons_are_authenticated_with_the_cluster_key() {
     require_netns!();
     let group = IpAddr::V4(Ipv4Addr::new(239, 192, 27, 2));
-    let mc = || MulticastConfig {
-        interface: MulticastInterface::V4(Ipv4Addr::LOCALHOST),
-        ..MulticastConfig::with_group(group, 27302)
+    let mc = || {
+        let mut mc = MulticastConfig::with_group(group, 27302);
+        mc.interface = MulticastInterface::V4(Ipv4Addr::LOCALHOST);
+        mc
     };
     let mut c = Cluster::new();
     for h in 1..=4u8 {

@@ -31,8 +31,8 @@ async fn json_directed_master_and_request_reply() {
             .start()
             .await
             .expect("start");
-        node.join("jobs").unwrap();
-        node.join("ask").unwrap();
+        node.join("jobs").await.unwrap();
+        node.join("ask").await.unwrap();
         c.add(node);
     }
     let all: Vec<usize> = (0..N).collect();
@@ -120,6 +120,61 @@ async fn json_directed_master_and_request_reply() {
     assert_eq!(got, ["ev-2 says pong", "ev-3 says pong"], "{replies:?}");
     assert!(replies.missing.is_empty(), "{replies:?}");
 
+    // Replies are delivered once: to the request that awaits them (its result, or
+    // `next_reply` as they come), never also as `Event::Reply` on the requester's streams.
+    let mut pending = c.nodes[0]
+        .start_request("ask", "ping again", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let mut streamed = Vec::new();
+    let each = async {
+        while let Some((from, _)) = pending.next_reply().await {
+            streamed.push(from);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), each)
+        .await
+        .expect("next_reply ends when every target answered");
+    let all = pending.replies().await.unwrap();
+    assert_eq!(streamed.len(), 2, "{all:?}");
+    assert_eq!(
+        all.replies.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+        streamed
+    );
+    // A marker sent after both requests ended comes after any event of them on node 0's
+    // stream (events are released in order): once it is there, no reply came as an event.
+    let me = c.nodes[0].id();
+    c.nodes[1].send_to([me], "marker", "after").await.unwrap();
+    let marker = |e: &Event| matches!(e, Event::Custom(ev) if ev.name == "marker");
+    c.wait("the marker at node 0", Duration::from_secs(5), |c| {
+        c.events_of(0).any(marker)
+    })
+    .await;
+    let stray: Vec<&Event> = c
+        .events_of(0)
+        .filter(|e| matches!(e, Event::Reply { .. } | Event::RequestDone { .. }))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "replies of awaited requests on the stream: {stray:?}"
+    );
+    // Nobody awaits a request whose PendingRequest was dropped: its replies come as events.
+    let dropped = c.nodes[0]
+        .start_request("ask", "ping unheard", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let rid = dropped.id();
+    drop(dropped);
+    c.wait("unawaited replies as events", Duration::from_secs(5), |c| {
+        c.events_of(0)
+            .filter(|e| matches!(e, Event::Reply { request, .. } if *request == rid))
+            .count()
+            == 2
+            && c.events_of(0)
+                .any(|e| matches!(e, Event::RequestDone { request, .. } if *request == rid))
+    })
+    .await;
+
     // A batch: every event delivered once and in order (500 events: two commands of 256).
     let batch: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_le_bytes().to_vec()).collect();
     let ids = c.nodes[0].send_batch("jobs", batch.clone()).await.unwrap();
@@ -165,7 +220,7 @@ async fn json_directed_master_and_request_reply() {
     // Errors say what is wrong and nothing is sent.
     let e = c.nodes[0].send("new_master", "x").await.unwrap_err();
     assert!(e.to_string().contains("core event"), "{e}");
-    assert!(c.nodes[0].join("removed_node").is_err());
+    assert!(c.nodes[0].join("removed_node").await.is_err());
     let big = vec![0u8; c.nodes[0].config().max_event_payload + 1];
     let e = c.nodes[0].send("jobs", big).await.unwrap_err();
     assert!(e.to_string().contains("max_event_payload"), "{e}");

@@ -68,7 +68,7 @@ async fn filter_rejects_outsider_which_learns_nothing() {
             .start()
             .await
             .expect("start member");
-        node.join("secrets").unwrap();
+        node.join("secrets").await.unwrap();
         c.add(node);
     }
     let members = [0, 1, 2];
@@ -89,7 +89,7 @@ async fn filter_rejects_outsider_which_learns_nothing() {
         .start()
         .await
         .expect("start outsider");
-    outsider.join("secrets").unwrap();
+    outsider.join("secrets").await.unwrap();
     let o = c.add(outsider);
     let outsider_id = c.nodes[o].id();
 
@@ -186,7 +186,7 @@ async fn every_node_runs_its_own_filter_on_each_member() {
             .start()
             .await
             .expect("start member");
-        node.join("jobs").unwrap();
+        node.join("jobs").await.unwrap();
         c.add(node);
     }
     c.wait("3 members and a master", Duration::from_secs(10), |c| {
@@ -200,7 +200,7 @@ async fn every_node_runs_its_own_filter_on_each_member() {
         .start()
         .await
         .expect("start joiner");
-    joiner.join("jobs").unwrap();
+    joiner.join("jobs").await.unwrap();
     let j = c.add(joiner);
     let jid = c.nodes[j].id();
     c.wait("m1 and m2 list the joiner", Duration::from_secs(10), |c| {

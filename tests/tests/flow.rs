@@ -46,7 +46,7 @@ async fn slow_reader_backpressures_the_sender_and_loses_nothing() {
     let a = node(1, PORT, &peers, WINDOW).await;
     let b = node(2, PORT, &peers, WINDOW).await;
     let mut events = b.events(); // opened, not read yet
-    b.join("jobs").unwrap();
+    b.join("jobs").await.unwrap();
     wait_for("a knows b subscribes", Duration::from_secs(10), || {
         a.nodes()
             .iter()
@@ -143,7 +143,7 @@ async fn send_confirmed_then_immediate_shutdown_is_delivered() {
         let mut workers = Vec::new();
         for h in 2..=4 {
             let w = node(h, port, &peers, 1 << 20).await;
-            w.join("work").unwrap();
+            w.join("work").await.unwrap();
             workers.push(w);
         }
         wait_for("the boss knows 3 workers", Duration::from_secs(10), || {

@@ -149,7 +149,7 @@ impl Demo {
 
         // 3. Custom events: everyone but node-1 subscribes; node-2 publishes.
         for m in &self.nodes[1..] {
-            m.espial.join(TOPIC).map_err(|e| e.to_string())?;
+            m.espial.join(TOPIC).await.map_err(|e| e.to_string())?;
         }
         let subscribers: Vec<NodeId> = self.nodes[1..].iter().map(|m| m.espial.id()).collect();
         self.say(

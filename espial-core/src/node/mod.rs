@@ -44,6 +44,7 @@ const LAST_CHANCE_ROUNDS: u8 = 1;
 
 /// Who a custom event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Target {
     /// Every live member subscribed to the event name.
     Subscribers,

@@ -140,6 +140,8 @@ impl Update {
 /// the members it knows when it claimed (always true in quorum mode, where a claim needs a
 /// quorum of votes): a claim made by a node cut off from the majority never wins over the
 /// majority's master, whatever its term.
+// Exhaustive on purpose: a wire type whose fields are its total order; a new field is a
+// protocol change (new version), not a compatible addition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Claim {
     /// Made with a majority's answers (see the type's doc).

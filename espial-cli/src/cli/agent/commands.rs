@@ -214,9 +214,9 @@ impl Agent {
             "join" | "leave" => match one_word(rest) {
                 Some(name) => {
                     let r = if ctx.cmd == "join" {
-                        e.join(name)
+                        e.join(name).await
                     } else {
-                        e.leave(name)
+                        e.leave(name).await
                     };
                     match r {
                         Ok(()) => ctx.ok(json!({ "name": name })),
@@ -357,8 +357,7 @@ impl Agent {
             return ctx.err("usage: request [--timeout MS] NAME [DATA]");
         };
         let e = &self.espial;
-        let mut events = e.events();
-        let pending = match e
+        let mut pending = match e
             .start_request(name, data.as_bytes().to_vec(), timeout)
             .await
         {
@@ -368,24 +367,15 @@ impl Agent {
         let rid = pending.id();
         let name = name.to_string();
         tokio::spawn(async move {
+            // Replies come to this request only (never as `reply` events on stdout).
             let stream = async {
-                while let Some(ev) = events.recv().await {
-                    match ev {
-                        Event::Reply {
-                            request,
-                            from,
-                            data,
-                        } if request == rid => {
-                            let mut v = json!({
-                                "name": name, "request": rid.0, "done": false,
-                                "from": from.to_string(),
-                            });
-                            put_data(&mut v, &data);
-                            ctx.ok(v);
-                        }
-                        Event::RequestDone { request, .. } if request == rid => return,
-                        _ => {}
-                    }
+                while let Some((from, data)) = pending.next_reply().await {
+                    let mut v = json!({
+                        "name": name, "request": rid.0, "done": false,
+                        "from": from.to_string(),
+                    });
+                    put_data(&mut v, &data);
+                    ctx.ok(v);
                 }
             };
             let _ = tokio::time::timeout(timeout + Duration::from_secs(5), stream).await;
@@ -444,13 +434,11 @@ impl Agent {
                 ))
             }
         };
-        let ev = espial::CustomEvent {
-            name: String::new(),
-            from: to,
-            data: Default::default(),
-            request: Some(request),
-        };
-        match self.espial.reply(&ev, data.as_bytes().to_vec()).await {
+        match self
+            .espial
+            .reply_to(to, request, data.as_bytes().to_vec())
+            .await
+        {
             Ok(()) => ctx.ok(json!({"request": request.0, "to": to.to_string()})),
             Err(err) => ctx.err(err),
         }
@@ -512,33 +500,51 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     s.parse().ok().map(Duration::from_millis)
 }
 
-/// A member by full id, unique id prefix or name.
+/// Fewest hex digits accepted as an id prefix (shorter ones match too many ids by chance).
+pub(crate) const MIN_ID_PREFIX: usize = 4;
+
+/// A live member by full id (32 hex digits), unique id prefix (at least
+/// [`MIN_ID_PREFIX`] hex digits, any case) or exact name. A key that matches several
+/// members (a prefix of several ids, or a name of one and a prefix of another's id) is an
+/// error naming them; so is one that matches none.
 pub(crate) fn resolve(nodes: &[NodeInfo], key: &str) -> Result<NodeId, String> {
-    if let Ok(id) = key.parse::<NodeId>() {
-        if key.len() == 32 && nodes.iter().any(|n| n.id == id) {
-            return Ok(id);
-        }
+    let shown = echo(key.as_bytes());
+    let hex = !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && key.len() == 32 {
+        let id: NodeId = key
+            .parse()
+            .map_err(|e: espial::ParseNodeIdError| e.to_string())?;
+        return match nodes.iter().any(|n| n.id == id) {
+            true => Ok(id),
+            false => Err(format!("node {id} is not a live member")),
+        };
     }
     let lower = key.to_ascii_lowercase();
-    let by_prefix: Vec<NodeId> = nodes
+    let found: Vec<NodeId> = nodes
         .iter()
-        .filter(|n| n.id.to_string().starts_with(&lower))
+        .filter(|n| {
+            n.name == key
+                || (hex && key.len() >= MIN_ID_PREFIX && n.id.to_string().starts_with(&lower))
+        })
         .map(|n| n.id)
         .collect();
-    let by_name: Vec<NodeId> = nodes
-        .iter()
-        .filter(|n| n.name == key)
-        .map(|n| n.id)
-        .collect();
-    match (by_prefix.as_slice(), by_name.as_slice()) {
-        ([id], _) | ([], [id]) => Ok(*id),
-        ([], []) => Err(format!(
-            "no live member with id, id prefix or name {:?}",
-            echo(key.as_bytes())
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] if hex && key.len() < MIN_ID_PREFIX => Err(format!(
+            "{shown:?} is too short for an id prefix (at least {MIN_ID_PREFIX} hex digits) \
+             and is no member's name"
         )),
-        _ => Err(format!(
-            "{:?} matches several members: give more of the id",
-            echo(key.as_bytes())
+        [] => Err(format!(
+            "no live member with id prefix or name {shown:?} (`nodes` lists them)"
+        )),
+        several => Err(format!(
+            "{shown:?} is ambiguous: it matches {} members ({}); give more of the id",
+            several.len(),
+            several
+                .iter()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -559,16 +565,41 @@ mod tests {
     }
 
     #[test]
-    fn ids_by_prefix_or_name() {
+    fn ids_by_unique_prefix_of_at_least_4_hex_digits_or_by_name() {
         let n = |i: u128, name: &str| {
-            NodeInfo::new(NodeId(i << 120), name, "127.0.0.1:1".parse().unwrap())
+            NodeInfo::new(NodeId(i << 104), name, "127.0.0.1:1".parse().unwrap())
         };
-        let nodes = [n(0xab, "a"), n(0xac, "b"), n(0x12, "c")];
-        assert_eq!(resolve(&nodes, "ab"), Ok(nodes[0].id));
-        assert_eq!(resolve(&nodes, "AC"), Ok(nodes[1].id));
-        assert!(resolve(&nodes, "a").is_err()); // prefix of two ids and a name: ambiguous
+        // ids abcd01.., abcd02.., 1234ff..; names "a", "abcd01" (another node's id prefix),
+        // "c".
+        let nodes = [n(0xabcd01, "a"), n(0xabcd02, "abcd01"), n(0x1234ff, "c")];
+        let full = |i: usize| nodes[i].id.to_string();
+        assert_eq!(resolve(&nodes, "abcd02"), Ok(nodes[1].id));
+        assert_eq!(resolve(&nodes, "ABCD02"), Ok(nodes[1].id));
+        assert_eq!(resolve(&nodes, "1234"), Ok(nodes[2].id));
+        assert_eq!(resolve(&nodes, &full(2)), Ok(nodes[2].id));
+        assert_eq!(resolve(&nodes, &full(0).to_uppercase()), Ok(nodes[0].id));
+        // Names: exact, any length.
+        assert_eq!(resolve(&nodes, "a"), Ok(nodes[0].id));
         assert_eq!(resolve(&nodes, "c"), Ok(nodes[2].id));
-        assert_eq!(resolve(&nodes, &nodes[2].id.to_string()), Ok(nodes[2].id));
-        assert!(resolve(&nodes, "ff").is_err());
+        // Ambiguous: a prefix of two ids, each named in the error.
+        let e = resolve(&nodes, "abcd").unwrap_err();
+        assert!(
+            e.contains("ambiguous") && e.contains(&full(0)) && e.contains(&full(1)),
+            "{e}"
+        );
+        // Ambiguous: the name of one node and a prefix of another's id.
+        let e = resolve(&nodes, "abcd01").unwrap_err();
+        assert!(e.contains("ambiguous"), "{e}");
+        // Too short: fewer than 4 hex digits, and no name.
+        let e = resolve(&nodes, "123").unwrap_err();
+        assert!(e.contains("too short") && e.contains("4 hex digits"), "{e}");
+        // Unknown prefix, unknown name, unknown full id.
+        let e = resolve(&nodes, "ffff").unwrap_err();
+        assert!(e.contains("no live member") && e.contains("ffff"), "{e}");
+        assert!(resolve(&nodes, "zed")
+            .unwrap_err()
+            .contains("no live member"));
+        let e = resolve(&nodes, &"f".repeat(32)).unwrap_err();
+        assert!(e.contains("not a live member"), "{e}");
     }
 }

@@ -252,7 +252,7 @@ async fn start(args: &AgentArgs) -> espial::Result<Espial> {
     }
     let espial = b.start().await?;
     for name in &args.join {
-        espial.join(name)?;
+        espial.join(name).await?;
     }
     Ok(espial)
 }

@@ -101,7 +101,7 @@ async fn serve(args: NodeArgs) -> Result<(), String> {
     let seen = Arc::new(Seen::default());
     let listener = match args.topic {
         Some(topic) => {
-            node.join(&topic).map_err(|e| e.to_string())?;
+            node.join(&topic).await.map_err(|e| e.to_string())?;
             Some(tokio::spawn(listen(node.events(), topic, seen.clone())))
         }
         None => None,

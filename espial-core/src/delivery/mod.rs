@@ -108,6 +108,7 @@
 
 mod config;
 mod decline;
+mod departed;
 mod frame;
 mod rtt;
 mod rx;
@@ -882,9 +883,25 @@ impl Delivery {
     /// The peer died or left: every unacknowledged send to it is reported failed, its
     /// reassembly buffers and stream state are dropped, it no longer counts for requests.
     /// If it comes back under the same stream, its messages resume where they stopped.
-    pub fn peer_gone(&mut self, now: Instant, peer: NodeId) {
+    ///
+    /// Returns, per event name, how many of its events the peer cannot see as a gap in its
+    /// stream: those still queued without a sequence number, and all of them when the peer
+    /// never acknowledged anything (it has no receive state for our stream).
+    /// [`Delivery::note_departed`] counts them into its gap notice.
+    pub fn peer_gone(&mut self, now: Instant, peer: NodeId) -> BTreeMap<String, u64> {
         let _ = now;
+        let mut unsent = BTreeMap::new();
         if let Some(mut p) = self.peers.remove(&peer) {
+            // A peer that never acknowledged anything holds no receive state for our
+            // stream: it will take the next stream position as its start, so the messages
+            // numbered already are invisible to it as well.
+            let numbered = p.tx.active.values().filter(|_| !p.tx.acked_once);
+            let kinds = p.tx.queue.iter().map(|q| &q.kind);
+            for kind in kinds.chain(numbered.map(|m| &m.kind)) {
+                if let MsgKind::Event { name, .. } = kind {
+                    *unsent.entry(name.clone()).or_insert(0u64) += 1;
+                }
+            }
             let failed = p.tx.fail_all();
             self.seq_floor = self.seq_floor.max(p.tx.next_seq);
             if self.tx_grave.insert(peer, p.tx.next_seq).is_none() {
@@ -913,6 +930,7 @@ impl Delivery {
             }
         }
         self.tracker.peer_gone(&mut self.events, peer);
+        unsent
     }
 
     /// The peer unsubscribed from `name`: unacknowledged events of that name to it are
@@ -966,69 +984,6 @@ impl Delivery {
     /// cost in bytes (payload + [`MSG_COST`] each).
     pub fn unread(&self) -> (usize, u64) {
         (self.unread_order.len(), self.mem.unread)
-    }
-
-    /// The peer was removed as failed while subscribed to `subscriptions`: remembers how
-    /// many events of those names were published so far, so that on its return
-    /// ([`Delivery::peer_returned`]) it is told how many it missed.
-    pub fn note_departed(
-        &mut self,
-        peer: NodeId,
-        subscriptions: &std::collections::BTreeSet<String>,
-    ) {
-        let marks: Vec<(String, u64)> = subscriptions
-            .iter()
-            .map(|n| (n.clone(), self.published.get(n).copied().unwrap_or(0)))
-            .collect();
-        if self.departed.insert(peer, marks).is_none() {
-            self.departed_order.push_back(peer);
-            if self.departed_order.len() > GRAVEYARD {
-                if let Some(old) = self.departed_order.pop_front() {
-                    self.departed.remove(&old);
-                }
-            }
-        }
-    }
-
-    /// A peer removed as failed is back: for each name it still subscribes to, events of
-    /// that name published meanwhile (which did not go to it) are announced to it with a
-    /// gap notice, in its stream before anything sent from now on.
-    pub fn peer_returned(
-        &mut self,
-        now: Instant,
-        peer: NodeId,
-        subscriptions: &std::collections::BTreeSet<String>,
-    ) {
-        let Some(marks) = self.departed.remove(&peer) else {
-            return;
-        };
-        self.departed_order.retain(|p| *p != peer);
-        for (name, mark) in marks {
-            if !subscriptions.contains(&name) {
-                continue;
-            }
-            let count = self
-                .published
-                .get(&name)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(mark);
-            if count == 0 {
-                continue;
-            }
-            let floor = self.floor_for(peer);
-            let tx = &mut peer_entry(&mut self.peers, peer, floor, &self.cfg).tx;
-            tx.enqueue(
-                Queued {
-                    send: None,
-                    kind: MsgKind::Missed { name, count },
-                    payload: Bytes::new(),
-                },
-                &self.cfg,
-            );
-            tx.refresh_blocked(now, &self.cfg);
-            self.stats.messages_queued += 1;
-        }
     }
 
     /// Makes every acknowledgement this node could owe due at once (for a graceful

@@ -105,6 +105,9 @@ pub(crate) struct Tx {
     backoff: u32,
     pub last_serial: u64,
     last_ack_at: Option<Instant>,
+    /// The peer acknowledged progress at least once: it holds receive state for our
+    /// stream, so it sees failed sequence numbers as a gap in it.
+    pub acked_once: bool,
     waiting_since: Option<Instant>,
     unsent_cursor: u64,
     /// Start offset (cost units) of every admitted message not yet known consumed.
@@ -147,6 +150,7 @@ impl Tx {
             backoff: 0,
             last_serial: 0,
             last_ack_at: None,
+            acked_once: false,
             waiting_since: None,
             unsent_cursor: first_seq,
             offs: BTreeMap::new(),
@@ -529,6 +533,7 @@ impl Tx {
             self.largest_acked_tx = Some(self.largest_acked_tx.map_or(tx, |l| l.max(tx)));
         }
         if progress {
+            self.acked_once = true;
             self.backoff = 0;
             self.last_ack_at = Some(now);
             self.waiting_since = Some(now);

@@ -310,9 +310,10 @@ impl Node {
                     };
                     self.broadcasts.push(u);
                     self.probe.last_chance.remove(&info.id);
-                    self.delivery.peer_gone(now, info.id);
+                    let unsent = self.delivery.peer_gone(now, info.id);
                     if reason == RemovalReason::Failed {
-                        self.delivery.note_departed(info.id, &info.subscriptions);
+                        self.delivery
+                            .note_departed(info.id, &info.subscriptions, &unsent);
                     }
                     self.emit(Event::NodeRemoved { node: info, reason });
                 }

@@ -165,7 +165,7 @@ pub struct Slot {
     inbox: Vec<(usize, Vec<u8>)>,
     /// Custom events handed out and not yet read by the application (reader models with
     /// an inbox).
-    pub app_inbox: std::collections::VecDeque<espial_core::CustomEvent>,
+    pub app_inbox: std::collections::VecDeque<crate::reader::Handed>,
     /// The application reads nothing before this time (ns).
     pub reader_paused_until: u64,
     /// Events the legacy listener model dropped (lag).
@@ -990,17 +990,7 @@ impl Sim {
                 }
                 self.slots[slot].master_by_events = false;
             }
-            Event::Custom(c) if self.cfg.reader != ReaderModel::Direct => {
-                let s = &mut self.slots[slot];
-                s.app_inbox.push_back(c.clone());
-                if let ReaderModel::LegacyListener(cap) = self.cfg.reader {
-                    if s.app_inbox.len() > cap {
-                        s.app_inbox.pop_front();
-                        s.app_dropped += 1;
-                    }
-                }
-            }
-            Event::Custom(c) => self.app_reads(slot, c),
+            Event::Custom(c) => self.hand_out(slot, c),
             Event::EventsMissed { from, count, .. } => {
                 let gen = self.slots[slot].gen;
                 self.events.on_missed(slot, gen, *from, *count);
@@ -1015,62 +1005,6 @@ impl Sim {
             Event::Reply { .. } => self.events.replies_received += 1,
             Event::RequestDone { .. } => self.events.requests_done += 1,
             _ => {}
-        }
-    }
-
-    /// The application of `slot` reads its inbox (unless its reader is paused) and reports
-    /// what it consumed. Returns true when the node may have new outputs.
-    fn read_app_inbox(&mut self, slot: usize) -> bool {
-        if self.slots[slot].app_inbox.is_empty() || self.now < self.slots[slot].reader_paused_until
-        {
-            return false;
-        }
-        let batch: Vec<espial_core::CustomEvent> = self.slots[slot].app_inbox.drain(..).collect();
-        let n = batch.len();
-        for c in &batch {
-            self.app_reads(slot, c);
-        }
-        if self.cfg.reader == ReaderModel::Consumed {
-            let now = self.instant();
-            if let Some(node) = self.slots[slot].node.as_mut() {
-                node.events_consumed(now, n);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// The application of `slot` handles a custom event (answers requests, records it).
-    fn app_reads(&mut self, slot: usize, c: &espial_core::CustomEvent) {
-        let now = self.now;
-        {
-            {
-                let c = c.clone();
-                let subscribed = self.slots[slot]
-                    .node
-                    .as_ref()
-                    .is_some_and(|n| n.info().subscriptions.contains(&c.name));
-                let rejected = self.slots[slot].rejected;
-                let gen = self.slots[slot].gen;
-                if let (Some(req), true) = (c.request, subscribed) {
-                    let from = c.from;
-                    let now_i = self.local_instant(slot);
-                    if let Some(node) = self.slots[slot].node.as_mut() {
-                        if node
-                            .reply(now_i, from, req, bytes::Bytes::from_static(b"pong"))
-                            .is_ok()
-                        {
-                            self.events.replies_sent += 1;
-                        }
-                    }
-                }
-                let problems = self
-                    .events
-                    .on_custom(slot, gen, now, &c, subscribed, rejected);
-                for p in problems {
-                    self.violation(format!("n{slot}: {p}"));
-                }
-            }
         }
     }
 }

@@ -76,6 +76,7 @@ fn event_op() -> impl Strategy<Value = Op> {
         3 => (0usize..16).prop_map(Op::Subscribe),
         2 => (0usize..16).prop_map(Op::Unsubscribe),
         6 => (0usize..16, 1u8..20).prop_map(|(s, k)| Op::Send(s, k)),
+        2 => (0usize..16, 100u64..3_000).prop_map(|(s, d)| Op::PauseReader(s, d)),
     ]
 }
 

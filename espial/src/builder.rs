@@ -130,7 +130,10 @@ impl Builder {
     }
 
     /// Election priority (default 0): among eligible nodes a higher priority is preferred
-    /// when a master is elected. A live master is never deposed by a node that joins later.
+    /// when a master is elected. Nodes that start together elect the highest priority (each
+    /// member a node gains restarts its election timeout, so a start spread over more than
+    /// the timeout still counts as together while members keep arriving); a live master is
+    /// never deposed by a node that joins later: use `promote()` for a hand-over.
     pub fn priority(mut self, priority: u32) -> Self {
         self.priority = priority;
         self

@@ -31,6 +31,7 @@ pub mod health;
 pub mod invariants;
 pub mod metrics;
 pub mod network;
+pub mod observe;
 pub mod reader;
 pub mod scenarios;
 pub mod schedule;

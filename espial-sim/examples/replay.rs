@@ -1,5 +1,8 @@
-//! Replays a fault-schedule case printed by the proptest (JSON) and writes its trace.
+//! Replays a case printed by a failing proptest (JSON) and writes its trace: a fault
+//! schedule (`tests/fault_schedules.rs`) or an adversary schedule
+//! (`tests/adversary_schedules.rs`, recognised by its `"strict"` field).
 //! `cargo run -p espial-sim --example replay -- '<case json>' [trace-file]`
+use espial_sim::adv_schedule::{run_adv_case, AdvCase};
 use espial_sim::schedule::{run_case, Case};
 use std::time::Duration;
 
@@ -11,8 +14,14 @@ fn main() {
     let out = args
         .next()
         .unwrap_or_else(|| "/tmp/espial-replay.trace".into());
-    let case: Case = serde_json::from_str(&json).expect("a case as printed by the proptest");
-    let (sim, v) = run_case(&case, true, Duration::from_secs(40), &[]);
+    let (sim, v) = if json.contains("\"strict\"") {
+        let case: AdvCase =
+            serde_json::from_str(&json).expect("an adversary case as printed by the proptest");
+        run_adv_case(&case, true, Duration::from_secs(40))
+    } else {
+        let case: Case = serde_json::from_str(&json).expect("a case as printed by the proptest");
+        run_case(&case, true, Duration::from_secs(40), &[])
+    };
     std::fs::write(
         &out,
         sim.trace.records().unwrap_or_default().join("\n") + "\n",

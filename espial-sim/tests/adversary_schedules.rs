@@ -7,7 +7,7 @@
 //!
 //! 256 cases in CI; `ESPIAL_LONG=1` runs 10,000 (or `PROPTEST_CASES=N`). Small clusters and
 //! short schedules keep CI time small. A failure prints the case as JSON; replay it with
-//! `espial_sim::adv_schedule::run_adv_case`.
+//! `cargo run -p espial-sim --example replay -- 'JSON'` (or `espial_sim::adv_schedule::run_adv_case`).
 
 use espial_sim::adv_schedule::{run_adv_case, AdvCase, AdvOp};
 use espial_sim::adversary::Lie;

@@ -584,28 +584,30 @@ impl Node {
     /// Pulls state from a random member (at most once per 2 s): used when an unknown node
     /// contacts us as if we knew it, or when the master's member count differs from ours.
     pub(super) fn sync_soon(&mut self, now: Instant) {
+        if self.sync_due(now) {
+            self.push_pull(now);
+        }
+    }
+
+    /// At most one state pull per 2 s: true (and the time noted) when one may go now.
+    fn sync_due(&mut self, now: Instant) -> bool {
         if self
             .join
             .last_sync
             .is_some_and(|t| now < t + Duration::from_secs(2))
         {
-            return;
+            return false;
         }
         self.join.last_sync = Some(now);
-        self.push_pull(now);
+        true
     }
 
     /// An unknown node talked to us as a member (see `dispatch`): at most once per 2 s,
     /// pull state from a random member and send the stranger a join request.
     pub(super) fn sync_with_stranger(&mut self, now: Instant, stranger: NodeId, addr: SocketAddr) {
-        if self
-            .join
-            .last_sync
-            .is_some_and(|t| now < t + Duration::from_secs(2))
-        {
+        if !self.sync_due(now) {
             return;
         }
-        self.join.last_sync = Some(now);
         self.push_pull(now);
         self.try_join_via(now, addr, Some(stranger), false);
     }

@@ -233,14 +233,7 @@ impl Node {
     /// Feeds addresses found by discovery; the node joins through those that are not
     /// already live members.
     pub fn handle_discovered(&mut self, now: Instant, addrs: &[SocketAddr]) {
-        if self.left {
-            return;
-        }
-        self.check_lease(now);
-        for addr in addrs {
-            self.discovered(now, *addr);
-        }
-        self.flush(now);
+        self.announced(now, addrs, false);
     }
 
     /// Addresses announced by an unauthenticated source (open multicast beacons, which
@@ -248,12 +241,20 @@ impl Node {
     /// member of the cluster send one Hello (see `node::beacons` and docs/PROTOCOL.md,
     /// "Discovery"), so nothing amplifies the announcement's bytes.
     pub fn handle_discovered_unverified(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        self.announced(now, addrs, true);
+    }
+
+    fn announced(&mut self, now: Instant, addrs: &[SocketAddr], unverified: bool) {
         if self.left {
             return;
         }
         self.check_lease(now);
         for addr in addrs {
-            self.discovered_unverified(now, *addr);
+            if unverified {
+                self.discovered_unverified(now, *addr);
+            } else {
+                self.discovered(now, *addr);
+            }
         }
         self.flush(now);
     }

@@ -141,3 +141,28 @@ fn quorum_join_during_a_partition_never_makes_two_masters() {
         .any(|r| r.contains("rejected quorum mode is full"));
     assert!(refused, "the 4th node was not refused");
 }
+
+/// Regressions of the quorum-mode join refusal (random runs, seeds 0 and 11 with 10,000
+/// cases): a node restarted under a new id at its old address was refused while its old id
+/// still counted (17 nodes: never back in time; 8 nodes: accepted at the very end of the
+/// run). A restart at a member's address replaces that member and is not refused.
+#[test]
+fn quorum_restart_under_a_new_id_is_not_refused() {
+    for json in [
+        r#"{"seed":0,"nodes":17,"ineligible":0,"quorum":true,"drift":0,"steps":[[836,{"Restart":26}]]}"#,
+        r#"{"seed":10867233988763150441,"nodes":8,"ineligible":0,"quorum":true,"drift":0,
+            "steps":[[728,{"Restart":6}],[465,{"Crash":27}],[477,{"Crash":1}],[985,"Join"],
+            [1046,"Join"],[217,"Join"],[1026,{"Restart":55}],[327,{"Leave":1}]]}"#,
+    ] {
+        let c: Case = serde_json::from_str(json).unwrap();
+        let (sim, v) = run_case(&c, true, Duration::from_secs(40), &[]);
+        assert!(v.is_empty(), "{}", v.join("\n"));
+        let refused = sim
+            .trace
+            .records()
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.contains("rejected quorum mode is full"));
+        assert!(!refused, "a restart was refused");
+    }
+}

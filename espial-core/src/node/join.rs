@@ -249,8 +249,10 @@ impl Node {
         if let Some(q) = self.config.quorum {
             // Quorum mode: `q` is a majority only of at most 2q − 1 nodes; one more and two
             // disjoint quorums (two masters) become possible. Refuse, saying why.
+            // A node restarted at a member's address replaces that entry: no new voter.
             let voters = 1 + self.members.live_count();
-            if !self.members.is_live(from) && voters >= 2 * q - 1 {
+            let replaces = self.members.live_at(addr).is_some() && node.entry.addr == addr;
+            if !self.members.is_live(from) && !replaces && voters >= 2 * q - 1 {
                 let reason = format!(
                     "quorum mode is full: quorum {q} is a majority of at most {} nodes and \
                      this member counts {voters}; raise the quorum or remove a node",

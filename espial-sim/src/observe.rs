@@ -24,7 +24,11 @@ impl Sim {
                 self.slots[slot].accepted = true;
                 self.slots[slot].rejected = false;
             }
-            Event::Rejected { .. } => self.slots[slot].rejected = true,
+            // A refusal because quorum mode is full is temporary (the node retries and is
+            // expected in the cluster once a crashed member is removed); others are final.
+            Event::Rejected { reason, .. } if !reason.starts_with("quorum mode is full") => {
+                self.slots[slot].rejected = true
+            }
             Event::NodeAdded { .. } => {
                 // Part of a cluster after all (e.g. another node joined through it).
                 self.slots[slot].rejected = false;

@@ -1,6 +1,8 @@
 //! Runs `espial bench all --json --quick` (the real binary) and checks that every figure is
-//! produced and sane: present, positive, finite, nothing lost. Not the bars (CI machines
-//! are noisy); those are recorded in docs/BENCHMARKS.md.
+//! produced and sane: present, positive, finite, nothing lost; the failover bench reports the
+//! quorum mode (`--quorum 3`) beside the default mode, and in quorum mode no two agents were
+//! master at once. Not the bars (CI machines are noisy); those are recorded in
+//! docs/BENCHMARKS.md.
 
 use espial_tests::require_netns;
 use serde_json::Value;
@@ -93,10 +95,30 @@ fn bench_all_quick_produces_every_figure() {
         positive(c, k);
     }
     assert_eq!(c["errors"], 0, "{c}");
-    for b in ["join", "failover", "leave"] {
+    for b in ["join", "failover", "failover_quorum", "leave"] {
         summary(one(b), "ms");
         assert_eq!(one(b)["processes"], 5);
     }
+    // Failover in both election modes, each with its own trials (2 in --quick).
+    let plain = one("failover");
+    let quorum = one("failover_quorum");
+    assert_eq!(plain["quorum"], Value::Null, "{plain}");
+    assert_eq!(quorum["quorum"], 3, "{quorum}");
+    for f in [plain, quorum] {
+        assert_eq!(f["trials"], 2, "{f}");
+        // Bounded by the bench's own 15 s deadline; a failover needs at least the master
+        // timeout of the LAN profile, so anything under 100 ms is a measuring error.
+        let med = f["median_ms"].as_f64().expect("median");
+        assert!((100.0..15_000.0).contains(&med), "{f}");
+        let p = positive(f, "promoted_after_kill_ms_min");
+        assert!(p <= f["max_ms"].as_f64().expect("max") + 1.0, "{f}");
+        assert!(f["two_masters_ms_max"].as_u64().is_some(), "{f}");
+        assert!(f["two_masters_trials"].as_u64().is_some(), "{f}");
+    }
+    // The quorum-mode guarantee, as the bench observes it over the whole trials
+    // (formation and failover): never two agents master at once.
+    assert_eq!(quorum["two_masters_ms_max"], 0, "{quorum}");
+    assert_eq!(quorum["two_masters_trials"], 0, "{quorum}");
     summary(one("udp_raw"), "per_s");
     let e = one("events");
     summary(e, "per_s");

@@ -110,8 +110,12 @@ pub(crate) struct Tx {
     pub acked_once: bool,
     waiting_since: Option<Instant>,
     unsent_cursor: u64,
-    /// Start offset (cost units) of every admitted message not yet known consumed.
-    offs: BTreeMap<u64, u64>,
+    /// Start offset (cost units) of every admitted message not yet known consumed, by
+    /// sequence number from `offs_first` on (messages are admitted in sequence order, so
+    /// this is contiguous up to `next_seq`).
+    offs: VecDeque<u64>,
+    /// Sequence number of `offs[0]`.
+    offs_first: u64,
     /// Offset after the last admitted message.
     off_next: u64,
     /// Absolute flow-control limit: a message may be admitted while its end offset is at
@@ -123,7 +127,9 @@ pub(crate) struct Tx {
     credit_known: bool,
     /// Taken by the receiver (acknowledged whole), waiting for its application to consume
     /// them: their sends are reported delivered when `consumed` passes them.
-    received: BTreeMap<u64, SendId>,
+    /// Sorted by sequence number (acks mostly finish messages in order: appended at the
+    /// back).
+    received: VecDeque<(u64, SendId)>,
     /// Next blocked probe (set while messages wait for credit).
     probe_at: Option<Instant>,
     probe_backoff: u32,
@@ -153,12 +159,13 @@ impl Tx {
             acked_once: false,
             waiting_since: None,
             unsent_cursor: first_seq,
-            offs: BTreeMap::new(),
+            offs: VecDeque::new(),
+            offs_first: first_seq,
             off_next: 0,
             limit: INITIAL_CREDIT,
             consumed: first_seq,
             credit_known: false,
-            received: BTreeMap::new(),
+            received: VecDeque::new(),
             probe_at: None,
             probe_backoff: 0,
             probe_pending: false,
@@ -252,7 +259,11 @@ impl Tx {
             return false;
         };
         self.queue_bytes -= q.payload.len();
-        self.offs.insert(self.next_seq, self.off_next);
+        if self.offs.is_empty() {
+            self.offs_first = self.next_seq;
+        }
+        debug_assert_eq!(self.offs_first + self.offs.len() as u64, self.next_seq);
+        self.offs.push_back(self.off_next);
         self.off_next = self.off_next.saturating_add(cost(q.payload.len()));
         let frag_size = cfg.frag_size();
         let n = q.payload.len().div_ceil(frag_size).max(1);
@@ -468,7 +479,7 @@ impl Tx {
                     out.finished.push((m.send, false));
                 } else if let Some(send) = m.send {
                     // Taken: delivered once the receiver's application consumed it.
-                    self.received.insert(seq, send);
+                    self.note_received(seq, send);
                 }
             }
         }
@@ -549,6 +560,27 @@ impl Tx {
         out
     }
 
+    /// Records a message taken by the receiver, waiting for its application's consumption
+    /// (kept sorted by sequence number; usually an append).
+    fn note_received(&mut self, seq: u64, send: SendId) {
+        match self.received.back() {
+            Some(&(last, _)) if last > seq => {
+                let i = self.received.partition_point(|r| r.0 < seq);
+                if self.received.get(i).is_some_and(|r| r.0 == seq) {
+                    self.received[i] = (seq, send);
+                } else {
+                    self.received.insert(i, (seq, send));
+                }
+            }
+            Some(&(last, _)) if last == seq => {
+                if let Some(b) = self.received.back_mut() {
+                    *b = (seq, send);
+                }
+            }
+            _ => self.received.push_back((seq, send)),
+        }
+    }
+
     /// Applies the consumed point and credit of an acknowledgement: sends consumed below
     /// it are delivered; the limit becomes `offset(consumed) + credit` if that is larger.
     /// Stale values (below what was already reported) change nothing.
@@ -558,8 +590,11 @@ impl Tx {
             return;
         }
         if consumed > self.consumed {
-            let rest = self.received.split_off(&consumed);
-            for (_, send) in std::mem::replace(&mut self.received, rest) {
+            while let Some(&(seq, send)) = self.received.front() {
+                if seq >= consumed {
+                    break;
+                }
+                self.received.pop_front();
                 out.finished.push((Some(send), true));
             }
             self.consumed = consumed;
@@ -567,12 +602,18 @@ impl Tx {
         let off = if consumed == self.next_seq {
             self.off_next
         } else {
-            match self.offs.get(&consumed) {
+            let i = consumed.checked_sub(self.offs_first);
+            match i.and_then(|i| self.offs.get(usize::try_from(i).ok()?)) {
                 Some(o) => *o,
                 None => return,
             }
         };
-        self.offs = self.offs.split_off(&consumed);
+        // Forget the offsets below `consumed`.
+        let drop = consumed
+            .saturating_sub(self.offs_first)
+            .min(self.offs.len() as u64) as usize;
+        self.offs.drain(..drop);
+        self.offs_first = self.offs_first.max(consumed);
         self.credit_known = true;
         if let Some(l) = off.checked_add(ack.credit) {
             self.limit = self.limit.max(l);
@@ -705,7 +746,7 @@ impl Tx {
     pub(crate) fn fail_all(&mut self) -> Vec<SendId> {
         let mut failed: Vec<SendId> = self.active.values().filter_map(|m| m.send).collect();
         failed.extend(self.queue.iter().filter_map(|q| q.send));
-        failed.extend(std::mem::take(&mut self.received).into_values());
+        failed.extend(std::mem::take(&mut self.received).into_iter().map(|r| r.1));
         self.active.clear();
         self.queue.clear();
         self.queue_bytes = 0;

@@ -149,6 +149,46 @@ pub fn median_max(v: &[u64]) -> (u64, u64) {
     (s[s.len() / 2], s[s.len() - 1])
 }
 
+/// Prints every line but custom events of every agent after `mark`, `ts_ms` relative to
+/// `t0`, in time order (diagnostics for a slow trial).
+pub fn print_timeline(a: &Agents, mark: &[usize], t0: u64) {
+    let name_of = |id: &str| {
+        a.agents
+            .iter()
+            .find(|x| x.id().as_deref() == Some(id))
+            .map_or_else(|| id.to_string(), |x| x.name.clone())
+    };
+    let mut rows: Vec<(u64, String)> = Vec::new();
+    for (i, x) in a.agents.iter().enumerate() {
+        for v in &x.lines[mark[i]..] {
+            let Some(ev) = v["event"].as_str() else {
+                continue;
+            };
+            let ts = v["ts_ms"].as_u64().unwrap_or(0);
+            let about = v["node"]["id"]
+                .as_str()
+                .filter(|_| ev != "promotion" && ev != "demotion" && ev != "no_master")
+                .map(name_of)
+                .unwrap_or_default();
+            rows.push((
+                ts,
+                format!(
+                    "{:>6} ms {} {ev} {about} {}",
+                    ts as i64 - t0 as i64,
+                    x.name,
+                    v.get("term")
+                        .map(|t| format!("term {t}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    rows.sort();
+    for (_, r) in rows {
+        println!("  {r}");
+    }
+}
+
 /// True when `ESPIAL_LONG=1` (the long versions of the fault tests).
 pub fn long() -> bool {
     std::env::var("ESPIAL_LONG").is_ok_and(|v| v == "1")

@@ -16,7 +16,8 @@
 use espial::jsonl::now_ms;
 use espial_tests::agent::Agents;
 use espial_tests::mastership::{
-    agreed_master, first_ts_after, index_of, long, median_max, members, overlaps, total_ms,
+    agreed_master, first_ts_after, index_of, long, median_max, members, overlaps, print_timeline,
+    total_ms,
 };
 use espial_tests::nft::Partition;
 use espial_tests::{addr, ip, require_netns};
@@ -86,6 +87,7 @@ async fn mute_master(net: u8, port: u16, quorum: bool) {
     let run_start = now_ms();
     let (mut failovers, mut stepdowns, mut plain_overlap) = (Vec::new(), Vec::new(), Vec::new());
     let mut stepped_while_muted = 0;
+    let mut prev_mark = vec![0; N];
     for trial in 0..trials() {
         let m_id = settled(&mut a, "one master before the mute").await;
         let m = index_of(&a, &m_id).unwrap();
@@ -141,6 +143,27 @@ async fn mute_master(net: u8, port: u16, quorum: bool) {
         stepdowns.push(demoted.saturating_sub(trial_start));
         failovers.push(elected.saturating_sub(trial_start));
         plain_overlap.push(total_ms(&o));
+        // Anomalies get the agents' timeline since the previous trial began: an election
+        // faster than the master watch can notice a silent master (master_timeout), or an
+        // overlap between others than the muted master and the new one.
+        let (mn, nn) = (
+            a.agents[m].name.clone(),
+            a.agents[index_of(&a, &new).unwrap()].name.clone(),
+        );
+        let odd = o
+            .iter()
+            .any(|x| !((x.who.0 == mn && x.who.1 == nn) || (x.who.0 == nn && x.who.1 == mn)));
+        if elected.saturating_sub(trial_start) < 500 || odd {
+            println!("{o:?}");
+            println!(
+                "{mode} trial {trial}: anomaly (election after {} ms, overlap {} ms); lines \
+                 since the previous trial, ms relative to this mute:",
+                elected.saturating_sub(trial_start),
+                total_ms(&o)
+            );
+            print_timeline(&a, &prev_mark, trial_start);
+        }
+        prev_mark = mark.clone();
         if quorum {
             assert!(o.is_empty(), "trial {trial}: two masters at once: {o:#?}");
         }

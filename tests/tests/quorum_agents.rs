@@ -11,11 +11,13 @@
 //! - after the heal one master everywhere: the majority's.
 //!
 //! CI runs 2 trials of each; `ESPIAL_LONG=1` runs 20 and asserts a median failover ≤ 2 s.
+//! A trial slower than 2 s (or every trial with `ESPIAL_TIMELINE=1`) prints the agents'
+//! lines after the cut.
 
 use espial::jsonl::now_ms;
 use espial_tests::agent::Agents;
 use espial_tests::mastership::{
-    agreed_master, first_ts_after, long, median_max, members, overlaps, total_ms,
+    agreed_master, first_ts_after, long, median_max, members, overlaps, print_timeline, total_ms,
 };
 use espial_tests::nft::Partition;
 use espial_tests::{addr, ip, require_netns};
@@ -153,6 +155,10 @@ async fn quorum_partition_master_on_minority_side_agents() {
             .expect("the old master's demotion");
         let failover = elected_at.saturating_sub(cut_at);
         failovers.push(failover);
+        if failover > 2000 || std::env::var("ESPIAL_TIMELINE").is_ok_and(|v| v == "1") {
+            println!("trial {trial}: slow failover, what the agents printed after the cut:");
+            print_timeline(&a, &mark, cut_at);
+        }
         cut.heal();
         let t = healed_to(&mut a, &new).await;
         println!(

@@ -197,6 +197,7 @@ async fn isolate_and_heal_while_sending_removes_no_healthy_node() {
         let cut = Partition::new("espial_test_gray41", &[ip(NET, victim as u8 + 1)], &others);
         send_for(&mut a, &mut labels, round, Duration::from_secs(5)).await;
         cut.heal();
+        let healed_at = espial::jsonl::now_ms();
         send_for(&mut a, &mut labels, round, Duration::from_secs(3)).await;
         let t = a
             .wait(
@@ -215,7 +216,16 @@ async fn isolate_and_heal_while_sending_removes_no_healthy_node() {
                 let who = v["node"]["id"].as_str().unwrap_or_default();
                 let allowed = who == ids[victim] || prev_victim.is_some_and(|p| who == ids[p]);
                 if !allowed {
-                    false_removals.push(format!("heal {round}: {} removed {who}", x.name));
+                    let name = ids
+                        .iter()
+                        .position(|i| i == who)
+                        .map_or(who, |k| a.agents[k].name.as_str());
+                    let at = v["ts_ms"].as_u64().unwrap_or(0);
+                    false_removals.push(format!(
+                        "heal {round}: {} removed {name} ({} ms after the cut was healed)",
+                        x.name,
+                        at as i64 - healed_at as i64
+                    ));
                 }
             }
         }

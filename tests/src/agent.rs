@@ -141,6 +141,18 @@ impl Agents {
         }
     }
 
+    /// Collects lines for `d` (a fault's fixed duration), then returns.
+    pub async fn pump_for(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            tokio::select! {
+                Some((i, v)) = self.rx.recv() => self.agents[i].lines.push(v),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.pump();
+    }
+
     /// Sends SIGKILL to agent `i` (no graceful leave).
     pub async fn kill9(&mut self, i: usize) {
         self.agents[i].child.start_kill().expect("kill -9");
@@ -216,16 +228,19 @@ impl Agent {
             .and_then(|v| v["node"]["id"].as_str().map(str::to_string))
     }
 
-    /// The master this agent follows according to its latest election event, if any.
+    /// The master this agent follows according to its latest election event: `None` before
+    /// any, and after `no_master` (or a `demotion` naming no successor).
     pub fn master_by_events(&self) -> Option<String> {
         self.lines
             .iter()
             .rev()
             .find_map(|v| match v["event"].as_str()? {
-                "new_master" => v["node"]["id"].as_str().map(str::to_string),
-                "promotion" => self.id(),
-                "demotion" => v["new_master"].as_str().map(str::to_string),
+                "new_master" => Some(v["node"]["id"].as_str().map(str::to_string)),
+                "promotion" => Some(self.id()),
+                "demotion" => Some(v["new_master"].as_str().map(str::to_string)),
+                "no_master" => Some(None),
                 _ => None,
             })
+            .flatten()
     }
 }

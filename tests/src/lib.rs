@@ -12,6 +12,7 @@ pub mod adversary;
 pub mod agent;
 pub mod attacker;
 pub mod cluster;
+pub mod mastership;
 pub mod nft;
 
 use std::net::{Ipv4Addr, SocketAddr};

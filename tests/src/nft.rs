@@ -1,4 +1,5 @@
-//! Real partitions with nftables: drop traffic between two groups of loopback addresses.
+//! Real partitions with nftables: drop traffic between two groups of loopback addresses, or
+//! one way only (a muted node still receives).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -58,6 +59,28 @@ impl Partition {
         Partition {
             table: table.to_string(),
         }
+    }
+
+    /// Drops every packet sent from an address in `from` to an address in `to`, one way
+    /// only: `to` still reaches `from`. Panics like [`Partition::new`].
+    pub fn one_way(table: &str, from: &[Ipv4Addr], to: &[Ipv4Addr]) -> Partition {
+        let (sf, st) = (set(from), set(to));
+        let script = format!(
+            "table inet {table} {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
+             ip saddr {sf} ip daddr {st} drop\n  }}\n}}\n"
+        );
+        if let Err(e) = nft(&script) {
+            panic!("{e}");
+        }
+        Partition {
+            table: table.to_string(),
+        }
+    }
+
+    /// Mutes `victim` towards `others`: everything it sends to them is dropped, it still
+    /// receives everything they send (a node that can receive but not send).
+    pub fn mute(table: &str, victim: Ipv4Addr, others: &[Ipv4Addr]) -> Partition {
+        Partition::one_way(table, &[victim], others)
     }
 
     /// Removes the rules (heals the partition).

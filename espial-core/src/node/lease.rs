@@ -306,12 +306,19 @@ impl Node {
             self.retry_election_later(now);
         }
         let master = self.current_master();
+        // A master we suspect is not heard, although the master watch reset its contact
+        // time when the suspicion began: answering "alive" then sent the candidate back
+        // for a whole retry (lease promise + back-off) while the master was already gone.
         let hears_master = master.is_some_and(|m| {
             m != from
                 && (m == self.me.id
-                    || self
+                    || (self
                         .probe
-                        .heard_master_within(now, self.config.master_timeout))
+                        .heard_master_within(now, self.config.master_timeout)
+                        && self
+                            .members
+                            .get(m)
+                            .is_some_and(|x| x.state == crate::membership::Liveness::Alive)))
         });
         let (granted, voted_term) = match self.config.quorum {
             None => (eligible && (force || !hears_master), self.election.max_term),

@@ -139,6 +139,21 @@ pub fn first_ts_after(
         .and_then(|v| v["ts_ms"].as_u64())
 }
 
+/// When the last of the agents `who` saw master `new` elected (`new_master` naming it, or
+/// its own `promotion`) after their line `mark[i]`: `ts_ms` of the latest such line.
+/// Panics when one of them has no such line.
+pub fn elected_at(agents: &Agents, who: &[usize], mark: &[usize], new: &str) -> u64 {
+    who.iter()
+        .map(|i| {
+            first_ts_after(&agents.agents[*i], mark[*i], |v| {
+                (v["event"] == "new_master" && v["node"]["id"] == new) || v["event"] == "promotion"
+            })
+            .expect("election line")
+        })
+        .max()
+        .expect("at least one agent")
+}
+
 /// Median and maximum of `v` (0 when empty).
 pub fn median_max(v: &[u64]) -> (u64, u64) {
     if v.is_empty() {

@@ -16,8 +16,8 @@
 use espial::jsonl::now_ms;
 use espial_tests::agent::Agents;
 use espial_tests::mastership::{
-    agreed_master, first_ts_after, index_of, long, median_max, members, overlaps, print_timeline,
-    total_ms,
+    agreed_master, elected_at, first_ts_after, index_of, long, median_max, members, overlaps,
+    print_timeline, total_ms,
 };
 use espial_tests::nft::Partition;
 use espial_tests::{addr, ip, require_netns};
@@ -128,17 +128,7 @@ async fn mute_master(net: u8, port: u16, quorum: bool) {
             "trial {trial}: the muted former master took the role back after the heal"
         );
         let demoted = first_ts_after(&a.agents[m], mark[m], |v| v["event"] == "demotion").unwrap();
-        let elected = others
-            .iter()
-            .map(|i| {
-                first_ts_after(&a.agents[*i], mark[*i], |v| {
-                    (v["event"] == "new_master" && v["node"]["id"] == new.as_str())
-                        || v["event"] == "promotion"
-                })
-                .expect("election line")
-            })
-            .max()
-            .unwrap();
+        let elected = elected_at(&a, &others, &mark, &new);
         let o = overlaps(&a, trial_start, u64::MAX);
         stepdowns.push(demoted.saturating_sub(trial_start));
         failovers.push(elected.saturating_sub(trial_start));

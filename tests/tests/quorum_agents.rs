@@ -17,7 +17,8 @@
 use espial::jsonl::now_ms;
 use espial_tests::agent::Agents;
 use espial_tests::mastership::{
-    agreed_master, first_ts_after, long, median_max, members, overlaps, print_timeline, total_ms,
+    agreed_master, elected_at, first_ts_after, long, median_max, members, overlaps, print_timeline,
+    total_ms,
 };
 use espial_tests::nft::Partition;
 use espial_tests::{addr, ip, require_netns};
@@ -140,17 +141,7 @@ async fn quorum_partition_master_on_minority_side_agents() {
         )
         .await;
         let new = agreed_master(&a, &MAJORITY).unwrap();
-        let elected_at = MAJORITY
-            .iter()
-            .map(|i| {
-                first_ts_after(&a.agents[*i], mark[*i], |v| {
-                    (v["event"] == "new_master" && v["node"]["id"] == new.as_str())
-                        || v["event"] == "promotion"
-                })
-                .expect("election line")
-            })
-            .max()
-            .unwrap();
+        let elected_at = elected_at(&a, &MAJORITY, &mark, &new);
         let demoted_at = first_ts_after(&a.agents[4], mark[4], |v| v["event"] == "demotion")
             .expect("the old master's demotion");
         let failover = elected_at.saturating_sub(cut_at);

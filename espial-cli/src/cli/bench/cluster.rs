@@ -330,16 +330,9 @@ pub(crate) async fn run(r: &mut Report, quick: bool, join: bool, failover: bool,
         }
     }
     let put = |r: &mut Report, name: &str, what: &str, v: &[f64]| {
-        let Some(sum) = Summary::of(v) else {
-            r.failures += 1;
-            r.note(name, "no successful trial".into());
+        let Some((sum, o)) = summary_of(r, name, v) else {
             return;
         };
-        let mut o = Map::new();
-        o.insert("bench".into(), name.into());
-        sum.put(&mut o, "ms");
-        o.insert("processes".into(), N.into());
-        o.insert("profile".into(), "lan".into());
         r.emit(
             Value::Object(o),
             format!(
@@ -370,6 +363,22 @@ pub(crate) async fn run(r: &mut Report, quick: bool, join: bool, failover: bool,
     }
 }
 
+/// The summary of the trials' milliseconds `v` and its JSON object (bench name, summary,
+/// processes, profile); `None` (counted as a failure, with a note) when no trial succeeded.
+fn summary_of(r: &mut Report, name: &str, v: &[f64]) -> Option<(Summary, Map<String, Value>)> {
+    let Some(sum) = Summary::of(v) else {
+        r.failures += 1;
+        r.note(name, "no successful trial".into());
+        return None;
+    };
+    let mut o = Map::new();
+    o.insert("bench".into(), name.into());
+    sum.put(&mut o, "ms");
+    o.insert("processes".into(), N.into());
+    o.insert("profile".into(), "lan".into());
+    Some((sum, o))
+}
+
 /// Prints the failover figure of one mode: `failover` (available mode) or `failover_quorum`.
 fn put_failover(r: &mut Report, quorum: bool, f: &FailoverSamples) {
     let name = if quorum {
@@ -377,16 +386,9 @@ fn put_failover(r: &mut Report, quorum: bool, f: &FailoverSamples) {
     } else {
         "failover"
     };
-    let Some(sum) = Summary::of(&f.agree) else {
-        r.failures += 1;
-        r.note(name, "no successful trial".into());
+    let Some((sum, mut o)) = summary_of(r, name, &f.agree) else {
         return;
     };
-    let mut o = Map::new();
-    o.insert("bench".into(), name.into());
-    sum.put(&mut o, "ms");
-    o.insert("processes".into(), N.into());
-    o.insert("profile".into(), "lan".into());
     o.insert(
         "quorum".into(),
         if quorum { QUORUM.into() } else { Value::Null },

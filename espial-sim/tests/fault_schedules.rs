@@ -117,6 +117,15 @@ proptest! {
     }
 }
 
+/// Whether some node was refused because quorum mode was full (its trace line).
+fn refused_as_full(sim: &espial_sim::Sim) -> bool {
+    sim.trace
+        .records()
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.contains("rejected quorum mode is full"))
+}
+
 /// Regression (found by a random run of `invariants_hold_after_random_fault_schedules`):
 /// 3 nodes with quorum 2, the master is cut off, a 4th node joins through it, then the heal.
 /// The old master counted the newcomer's vote as a quorum of 2 while the majority side
@@ -133,13 +142,7 @@ fn quorum_join_during_a_partition_never_makes_two_masters() {
         cfg.quorum_precondition = false
     });
     assert!(v.is_empty(), "{}", v.join("\n"));
-    let refused = sim
-        .trace
-        .records()
-        .unwrap_or_default()
-        .iter()
-        .any(|r| r.contains("rejected quorum mode is full"));
-    assert!(refused, "the 4th node was not refused");
+    assert!(refused_as_full(&sim), "the 4th node was not refused");
 }
 
 /// Regressions of the quorum-mode join refusal (random runs, seeds 0 and 11 with 10,000
@@ -157,13 +160,7 @@ fn quorum_restart_under_a_new_id_is_not_refused() {
         let c: Case = serde_json::from_str(json).unwrap();
         let (sim, v) = run_case(&c, true, Duration::from_secs(40), &[]);
         assert!(v.is_empty(), "{}", v.join("\n"));
-        let refused = sim
-            .trace
-            .records()
-            .unwrap_or_default()
-            .iter()
-            .any(|r| r.contains("rejected quorum mode is full"));
-        assert!(!refused, "a restart was refused");
+        assert!(!refused_as_full(&sim), "a restart was refused");
     }
 }
 
@@ -181,10 +178,7 @@ fn quorum_full_refusal_is_temporary() {
     .unwrap();
     let (sim, v) = run_case(&c, true, Duration::from_secs(40), &[]);
     assert!(v.is_empty(), "{}", v.join("\n"));
-    let records = sim.trace.records().unwrap_or_default();
-    assert!(records
-        .iter()
-        .any(|r| r.contains("rejected quorum mode is full")));
+    assert!(refused_as_full(&sim));
     let joiner = sim.node(10).expect("the refused joiner runs");
     assert!(
         joiner.members().len() > 1,

@@ -48,6 +48,10 @@ struct Demo {
     customs: Vec<(usize, String, NodeId, String)>,
     /// Removals seen: (observer index, removed id, reason).
     removals: Vec<(usize, NodeId, RemovalReason)>,
+    /// The master each node's own events last named (new_master, promotion, demotion;
+    /// no_master removes it): steps wait until the printed events agree, not only the
+    /// nodes' state, so the output always shows every node following the master.
+    followed: HashMap<usize, NodeId>,
 }
 
 type Step<T> = Result<T, String>;
@@ -63,6 +67,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         names: HashMap::new(),
         customs: Vec::new(),
         removals: Vec::new(),
+        followed: HashMap::new(),
     };
     let res = demo.script(args.nodes as usize, args.profile).await;
     for n in demo.nodes.iter().filter(|n| n.alive) {
@@ -133,7 +138,7 @@ impl Demo {
         // 2. Discovery, admission and election.
         let t = Instant::now();
         self.wait("cluster formation", Duration::from_secs(20), |d| {
-            d.agreed_master().is_some() && d.all_see(n)
+            d.agreed_master().is_some_and(|m| d.events_follow(m)) && d.all_see(n)
         })
         .await?;
         let master = self.agreed_master().unwrap_or_default();
@@ -223,7 +228,8 @@ impl Demo {
         self.nodes[mi].espial.kill();
         self.nodes[mi].alive = false;
         self.wait("a new master", Duration::from_secs(20), |d| {
-            d.agreed_master().is_some_and(|m| m != master)
+            d.agreed_master()
+                .is_some_and(|m| m != master && d.events_follow(m))
         })
         .await?;
         let failover = t.elapsed().as_millis() as u64;
@@ -310,6 +316,21 @@ impl Demo {
                 String::from_utf8_lossy(&c.data).into_owned(),
             )),
             Event::NodeRemoved { node, reason } => self.removals.push((i, node.id, *reason)),
+            Event::NewMaster { master, .. } => {
+                self.followed.insert(i, *master);
+            }
+            Event::Promotion { .. } => {
+                self.followed.insert(i, self.nodes[i].espial.id());
+            }
+            Event::Demotion {
+                new_master: Some(m),
+                ..
+            } => {
+                self.followed.insert(i, *m);
+            }
+            Event::Demotion { .. } | Event::NoMaster { .. } => {
+                self.followed.remove(&i);
+            }
             _ => {}
         }
         self.show(i, at, &e);
@@ -405,6 +426,13 @@ impl Demo {
         let first = alive.next()?.espial.master_id()?;
         let live = self.nodes.iter().any(|m| m.alive && m.espial.id() == first);
         (live && alive.all(|m| m.espial.master_id() == Some(first))).then_some(first)
+    }
+
+    /// Every live node's own events name `master` as the current master.
+    fn events_follow(&self, master: NodeId) -> bool {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .all(|i| self.followed.get(&i) == Some(&master))
     }
 
     /// Every live node sees exactly `n` members.

@@ -5,6 +5,7 @@
 use crate::adversary::{self, Adversary, Lie};
 use crate::faults::Action;
 use crate::invariants::settle;
+use crate::schedule::{common_action, Op};
 use crate::{NodeOpts, Sim, SimConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -101,23 +102,15 @@ pub fn run_adv_case(c: &AdvCase, keep_trace: bool, settle_max: Duration) -> (Sim
         }
         let n = sim.slots.len();
         let action = match op {
-            AdvOp::Crash(s) => Action::Crash(s % n),
-            AdvOp::Restart(s) => Action::Restart(s % n),
-            AdvOp::Leave(s) => Action::Leave(s % n),
-            AdvOp::Join => Action::Join(NodeOpts::default()),
-            AdvOp::Pause(s, d) => Action::Pause(s % n, Duration::from_millis(*d)),
-            AdvOp::Partition(mask) => {
-                let (a, b): (Vec<usize>, Vec<usize>) =
-                    (0..n).partition(|s| mask >> (s % 32) & 1 == 0);
-                Action::Partition(vec![a, b])
-            }
-            AdvOp::Heal => Action::Heal,
-            AdvOp::LossBurst(p, d) => {
-                let now = sim.now();
-                sim.schedule(now + Duration::from_millis(*d), Action::SetLoss(0.0));
-                Action::SetLoss(*p as f64 / 100.0)
-            }
-            AdvOp::Promote(s) => Action::Promote(s % n),
+            AdvOp::Crash(s) => common_action(&mut sim, &Op::Crash(*s)),
+            AdvOp::Restart(s) => common_action(&mut sim, &Op::Restart(*s)),
+            AdvOp::Leave(s) => common_action(&mut sim, &Op::Leave(*s)),
+            AdvOp::Join => common_action(&mut sim, &Op::Join),
+            AdvOp::Pause(s, d) => common_action(&mut sim, &Op::Pause(*s, *d)),
+            AdvOp::Partition(mask) => common_action(&mut sim, &Op::Partition(*mask)),
+            AdvOp::Heal => common_action(&mut sim, &Op::Heal),
+            AdvOp::LossBurst(p, d) => common_action(&mut sim, &Op::LossBurst(*p, *d)),
+            AdvOp::Promote(s) => common_action(&mut sim, &Op::Promote(*s)),
             AdvOp::Impersonate(a, b, spoof) => {
                 adversary::impersonate(&mut sim, a % n, b % n, *spoof);
                 continue;

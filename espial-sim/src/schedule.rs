@@ -148,23 +148,15 @@ pub fn run_case_with(
         }
         let n = sim.slots.len();
         let action = match op {
-            Op::Crash(s) => Action::Crash(s % n),
-            Op::Restart(s) => Action::Restart(s % n),
-            Op::Leave(s) => Action::Leave(s % n),
-            Op::Join => Action::Join(NodeOpts::default()),
-            Op::Pause(s, d) => Action::Pause(s % n, Duration::from_millis(*d)),
-            Op::Partition(mask) => {
-                let (a, b): (Vec<usize>, Vec<usize>) =
-                    (0..n).partition(|s| mask >> (s % 32) & 1 == 0);
-                Action::Partition(vec![a, b])
-            }
-            Op::Heal => Action::Heal,
-            Op::LossBurst(p, d) => {
-                let now = sim.now();
-                sim.schedule(now + Duration::from_millis(*d), Action::SetLoss(0.0));
-                Action::SetLoss(*p as f64 / 100.0)
-            }
-            Op::Promote(s) => Action::Promote(s % n),
+            Op::Crash(_)
+            | Op::Restart(_)
+            | Op::Leave(_)
+            | Op::Join
+            | Op::Pause(..)
+            | Op::Partition(_)
+            | Op::Heal
+            | Op::LossBurst(..)
+            | Op::Promote(_) => common_action(&mut sim, op),
             Op::Metadata(s, v) => {
                 let mut m = Metadata::new();
                 m.insert("v", v.to_string());
@@ -315,5 +307,31 @@ pub fn publish(sim: &mut Sim, slot: usize) -> bool {
             sim.events.on_send_error(format!("n{slot} send: {e}"));
             false
         }
+    }
+}
+
+/// The action of a fault operation shared with the adversary schedules (crash, restart,
+/// leave, join, pause, partition, heal, loss burst, promote); slots are taken modulo the
+/// number of slots. Other operations are handled by their schedule.
+pub(crate) fn common_action(sim: &mut Sim, op: &Op) -> Action {
+    let n = sim.slots.len();
+    match op {
+        Op::Crash(s) => Action::Crash(s % n),
+        Op::Restart(s) => Action::Restart(s % n),
+        Op::Leave(s) => Action::Leave(s % n),
+        Op::Join => Action::Join(NodeOpts::default()),
+        Op::Pause(s, d) => Action::Pause(s % n, Duration::from_millis(*d)),
+        Op::Partition(mask) => {
+            let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|s| mask >> (s % 32) & 1 == 0);
+            Action::Partition(vec![a, b])
+        }
+        Op::Heal => Action::Heal,
+        Op::LossBurst(p, d) => {
+            let now = sim.now();
+            sim.schedule(now + Duration::from_millis(*d), Action::SetLoss(0.0));
+            Action::SetLoss(*p as f64 / 100.0)
+        }
+        Op::Promote(s) => Action::Promote(s % n),
+        _ => unreachable!("not a shared fault operation: {op:?}"),
     }
 }

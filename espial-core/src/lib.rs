@@ -58,7 +58,7 @@ pub use error::{MetadataError, PromoteError, SendError, SubscribeError};
 pub use event::{CustomEvent, Event, RemovalReason, RequestId, SendId, SendOutcome};
 pub use id::NodeId;
 pub use metadata::Metadata;
-pub use node::{Node, Target};
+pub use node::{Node, Target, MASTER_WATCHERS};
 pub use node_info::NodeInfo;
 pub use output::{Admission, AdmissionId, AdmissionRequest, Output, Transmit};
 pub use stats::Stats;

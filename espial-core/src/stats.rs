@@ -68,6 +68,9 @@ pub struct Stats {
     /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
     /// not sent by the claim's master itself, or with an implausible term.
     pub election_dropped: u64,
+    /// Vote requests answered only after probing the master, because this node does not get
+    /// the master's heartbeats (it is not one of its `MASTER_WATCHERS`).
+    pub votes_deferred: u64,
     /// Members whose connection filter refuses this node (they told it with
     /// `JoinReject { attempt: 0 }`); this node sends them nothing. A gauge.
     pub refused_by_members: u64,

@@ -61,3 +61,4 @@ family_test!(family_pause, "pause");
 family_test!(family_slow, "slow");
 family_test!(family_drift, "drift");
 family_test!(family_mixed, "mixed");
+family_test!(family_large, "large");

@@ -28,3 +28,17 @@ fn isolated_node_never_takes_the_role_at_the_heal() {
         assert!(v.is_empty(), "seed {seed}: {}", v.join(" | "));
     }
 }
+
+/// 12 nodes, more than the master has watchers: a watcher that hears neither the master
+/// nor the other watchers (but hears the members that do not watch the master, and reaches
+/// everyone) never takes the role from the live master, during the fault or at the heal.
+/// (Its master checks succeed through non-watchers picked as indirect helpers, or its
+/// vote requests meet non-watchers that check the master before answering: unit test
+/// `node::watch_tests::a_non_watcher_probes_the_master_before_it_votes`.)
+#[test]
+fn a_watcher_deaf_to_the_master_does_not_win_the_non_watchers() {
+    for seed in 1..=seeds() {
+        let v = cut_off_and_heal(seed, CutOff::DeafToWatchers);
+        assert!(v.is_empty(), "seed {seed}: {}", v.join(" | "));
+    }
+}

@@ -185,3 +185,22 @@ fn quorum_full_refusal_is_temporary() {
         "the refused joiner never got in"
     );
 }
+
+/// 13 nodes, more than the master's watchers: the master crashed during a partition, and
+/// after the heal the new master's `Claim` (without a majority, so lower than the dead
+/// master's) reached the members that do not watch it. Found by the random fault schedules
+/// when heartbeats went to watchers only: those members kept the dead master's void claim
+/// and had no master for good (a heartbeat used to be what made them follow the lower,
+/// acting claim). A claim sent by its own master is now followed like its heartbeat, and
+/// non-watchers get heartbeats on datagrams the master sends them anyway.
+#[test]
+fn non_watchers_follow_a_lower_claim_sent_by_its_master() {
+    let c: Case = serde_json::from_str(
+        r#"{"seed":1075594296705975450,"nodes":13,"ineligible":1056968736,"quorum":false,
+            "drift":0,"steps":[[20,{"Promote":60}],[20,"Join"],[20,{"Partition":623500299}],
+            [245,{"Crash":50}],[1357,{"Partition":0}]]}"#,
+    )
+    .unwrap();
+    let (_, v) = run_case(&c, false, Duration::from_secs(30), &[]);
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}

@@ -193,12 +193,12 @@ impl Node {
             } => self.on_heartbeat(now, from, claim, incarnation, members),
             // Only the claim's master may claim, resign or send its heartbeats (the session
             // layer authenticated `from`).
-            Msg::Claim(c) if c.master == from => self.consider_claim(now, c),
+            Msg::Claim(c) if c.master == from => self.follow_claim_of_its_master(now, c),
             Msg::Resign(c) if c.master == from => self.on_resign(now, c),
             Msg::SignedClaim { claim, signature }
                 if claim.master == from && self.claim_signed(&claim, &signature) =>
             {
-                self.consider_signed_claim(now, claim, signature)
+                self.consider_signed_claim(now, claim, signature, true)
             }
             Msg::Claim(_) | Msg::Resign(_) | Msg::SignedClaim { .. } => {
                 self.stats.election_dropped += 1

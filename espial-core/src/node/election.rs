@@ -90,6 +90,10 @@ pub(crate) struct ElectionState {
     pub(crate) lease: LeaseState,
     /// The master's signature over `claim` (empty when not known): relayed in `State`.
     pub(crate) claim_sig: Vec<u8>,
+    /// Vote requests waiting for a master check (`super::watch`).
+    pub(crate) deferred_votes: Vec<super::watch::DeferredVote>,
+    /// Master side: its watchers and the heartbeats piggybacked to the others.
+    pub(crate) watch: super::watch::WatchState,
 }
 
 impl ElectionState {
@@ -108,6 +112,8 @@ impl ElectionState {
             next_attempt: 0,
             lease: LeaseState::default(),
             claim_sig: Vec::new(),
+            deferred_votes: Vec::new(),
+            watch: Default::default(),
         }
     }
 
@@ -504,11 +510,40 @@ impl Node {
     }
 
     /// Adopts a claim (see `consider_claim`) and keeps its master's signature to relay it.
-    pub(super) fn consider_signed_claim(&mut self, now: Instant, c: Claim, sig: Vec<u8>) {
-        self.consider_claim(now, c);
+    /// `direct`: sent by the claim's master itself (see `follow_claim_of_its_master`).
+    pub(super) fn consider_signed_claim(
+        &mut self,
+        now: Instant,
+        c: Claim,
+        sig: Vec<u8>,
+        direct: bool,
+    ) {
+        if direct {
+            self.follow_claim_of_its_master(now, c);
+        } else {
+            self.consider_claim(now, c);
+        }
         if self.election.claim == Some(c) && self.election.claim_sig.is_empty() {
             self.election.claim_sig = sig;
         }
+    }
+
+    /// A claim sent by its own master (claim, signed claim or heartbeat: that master acts
+    /// on it). Adopted like any claim; also when it is lower than ours but ours is void
+    /// (its master is gone): then this is the master there is.
+    pub(super) fn follow_claim_of_its_master(&mut self, now: Instant, c: Claim) {
+        let ours_void_and_greater = self.current_master().is_none()
+            && self.election.claim.is_some_and(|mine| c < mine)
+            && c.term <= MAX_TERM;
+        if !ours_void_and_greater {
+            self.consider_claim(now, c);
+            return;
+        }
+        // Terms seen never decrease: max_term keeps the higher one.
+        self.election.claim = Some(c);
+        self.election.claim_sig = Vec::new();
+        self.election.resigned = false;
+        self.reconcile(now);
     }
 
     /// Adopts a claim greater than ours.

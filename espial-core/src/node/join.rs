@@ -568,7 +568,7 @@ impl Node {
             if !self.claim_signed(&c, &chunk.claim_signature) {
                 self.stats.election_dropped += 1;
             } else if chunk.master_alive || c.master == self.me.id {
-                self.consider_signed_claim(now, c, chunk.claim_signature);
+                self.consider_signed_claim(now, c, chunk.claim_signature, false);
             } else if c.term <= super::election::MAX_TERM {
                 self.election.max_term = self.election.max_term.max(c.term);
             }

@@ -24,6 +24,7 @@
 //!   master's lease lapses and the takeover completes once the promises run out.
 
 use super::election::MAX_TERM;
+use super::watch::DeferredVote;
 use super::Node;
 use crate::wire::{Claim, Msg};
 use crate::NodeId;
@@ -279,10 +280,6 @@ impl Node {
             self.stats.election_dropped += 1;
             return;
         }
-        let eligible = self
-            .members
-            .get(from)
-            .is_some_and(|m| m.info.master_eligible);
         if self
             .election
             .claim
@@ -305,21 +302,37 @@ impl Node {
             self.election.candidacy = None;
             self.retry_election_later(now);
         }
-        let master = self.current_master();
-        // A master we suspect is not heard, although the master watch reset its contact
-        // time when the suspicion began: answering "alive" then sent the candidate back
-        // for a whole retry (lease promise + back-off) while the master was already gone.
-        let hears_master = master.is_some_and(|m| {
-            m != from
-                && (m == self.me.id
-                    || (self
-                        .probe
-                        .heard_master_within(now, self.config.master_timeout)
-                        && self
-                            .members
-                            .get(m)
-                            .is_some_and(|x| x.state == crate::membership::Liveness::Alive)))
-        });
+        let hears_master = match self.hears_master_for_vote(now, from) {
+            Some(h) => h,
+            None if !force => {
+                let v = DeferredVote {
+                    from,
+                    claim,
+                    attempt,
+                    since: now,
+                };
+                self.defer_vote(now, v);
+                return;
+            }
+            None => false,
+        };
+        self.answer_vote(now, from, claim, attempt, force, hears_master);
+    }
+
+    /// Answers a vote request, knowing whether this node hears a live master.
+    pub(super) fn answer_vote(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        claim: Claim,
+        attempt: u32,
+        force: bool,
+        hears_master: bool,
+    ) {
+        let eligible = self
+            .members
+            .get(from)
+            .is_some_and(|m| m.info.master_eligible);
         let (granted, voted_term) = match self.config.quorum {
             None => (eligible && (force || !hears_master), self.election.max_term),
             Some(_) => {

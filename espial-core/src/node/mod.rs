@@ -15,6 +15,9 @@ mod join;
 mod lease;
 mod probe;
 mod updates;
+mod watch;
+
+pub use watch::MASTER_WATCHERS;
 
 use crate::cipher::Cipher;
 use crate::config::{Config, ConfigError};
@@ -610,8 +613,13 @@ impl Node {
         let limit = self.config.retransmits(self.members.live_count() + 1);
         let outbox = std::mem::take(&mut self.outbox);
         let mut out = Vec::new();
-        for (id, o) in outbox {
+        for (id, mut o) in outbox {
             let live = self.members.is_live(id);
+            if live && o.piggyback {
+                if let Some(hb) = self.piggyback_heartbeat(now, id) {
+                    o.msgs.push(hb);
+                }
+            }
             let mut records: Vec<Vec<Msg>> = Vec::new();
             let mut cur: Vec<Msg> = Vec::new();
             let mut used = 4;
@@ -767,3 +775,5 @@ mod tests;
 mod tests_security;
 #[cfg(test)]
 mod tests_statements;
+#[cfg(test)]
+mod watch_tests;

@@ -61,6 +61,8 @@ pub(crate) struct ProbeState {
     pub(crate) suspicions: Suspicions,
     master_last_contact: Instant,
     master_check: Option<MasterCheck>,
+    /// This node watched the master at the last master timer (`super::watch`).
+    watching: bool,
     /// Consecutive master heartbeats whose member count differed from ours.
     pub(crate) digest_mismatches: u32,
     /// Suspects whose last-chance check is under way, with the rounds done.
@@ -82,6 +84,7 @@ impl ProbeState {
             suspicions: Suspicions::default(),
             master_last_contact: now,
             master_check: None,
+            watching: true,
             digest_mismatches: 0,
             last_chance: Default::default(),
             last_chance_seqs: BTreeMap::new(),
@@ -118,6 +121,23 @@ impl ProbeState {
     /// Whether the master was heard from within `d` before `now`.
     pub(crate) fn heard_master_within(&self, now: Instant, d: std::time::Duration) -> bool {
         now < self.master_last_contact + d
+    }
+
+    /// When the master was last heard (heartbeat, lease request or probe answer).
+    pub(crate) fn last_master_contact(&self) -> Instant {
+        self.master_last_contact
+    }
+
+    /// A master check (direct and indirect pings) is waiting for its answer.
+    pub(crate) fn master_check_running(&self) -> bool {
+        self.master_check.is_some()
+    }
+
+    /// Drops a master check whose deadline passed (no suspicion follows).
+    pub(crate) fn end_master_check_if_due(&mut self, now: Instant) {
+        if self.master_check.as_ref().is_some_and(|c| now >= c.deadline) {
+            self.master_check = None;
+        }
     }
 
     pub(crate) fn master_contact(&mut self, now: Instant) {
@@ -421,6 +441,7 @@ impl Node {
             .is_some_and(|c| c.seq == seq)
         {
             self.probe.master_contact(now);
+            self.answer_deferred_votes(now);
         }
     }
 
@@ -429,12 +450,24 @@ impl Node {
     pub(super) fn master_timers(&mut self, now: Instant) {
         let Some(master) = self.current_master() else {
             self.probe.master_check = None;
+            self.answer_deferred_votes(now);
             return;
         };
         if master == self.me.id || self.join.refused_by.contains(&master) {
             // A master that refuses us is watched by the others for us.
             self.probe.master_check = None;
+            self.answer_deferred_votes(now);
             return;
+        }
+        if !self.watches_master(master) {
+            self.probe.watching = false;
+            self.unwatched_master_timers(now);
+            return;
+        }
+        if !self.probe.watching {
+            // Just became a watcher: heartbeats start now, not at the last contact.
+            self.probe.watching = true;
+            self.probe.master_contact(now);
         }
         match self
             .probe
@@ -463,9 +496,10 @@ impl Node {
             }
             Some(_) => {}
         }
+        self.answer_deferred_votes(now);
     }
 
-    fn start_master_check(&mut self, now: Instant, master: NodeId, attempt: u32) {
+    pub(super) fn start_master_check(&mut self, now: Instant, master: NodeId, attempt: u32) {
         let seq = self.probe.seq();
         self.probe.master_check = Some(MasterCheck {
             seq,
@@ -474,26 +508,6 @@ impl Node {
         });
         self.queue(master, vec![Msg::Ping { seq }]);
         self.send_ping_reqs(master, seq);
-    }
-
-    /// Master: heartbeat to every live member.
-    pub(super) fn send_heartbeats(&mut self) {
-        let Some(claim) = self.election.claim else {
-            return;
-        };
-        if !self.is_master() {
-            self.timers.heartbeat = None;
-            return;
-        }
-        let hb = Msg::Heartbeat {
-            claim,
-            incarnation: self.me.incarnation,
-            members: (self.members.live_count() + 1) as u32,
-        };
-        let ids: Vec<NodeId> = self.members.live_ids().to_vec();
-        for id in ids {
-            self.queue(id, vec![hb.clone()]);
-        }
     }
 
     pub(super) fn on_heartbeat(
@@ -530,15 +544,7 @@ impl Node {
             self.on_applied(now, vec![a], None);
         }
         if claim.master == from {
-            if self.current_master().is_none() && self.election.claim.is_some_and(|c| claim < c) {
-                // Our greater claim is void (its master is gone) and this node acts as master:
-                // follow it. Terms seen never decrease: max_term keeps the higher one.
-                self.election.claim = Some(claim);
-                self.election.resigned = false;
-                self.reconcile(now);
-            } else {
-                self.consider_claim(now, claim);
-            }
+            self.follow_claim_of_its_master(now, claim);
             if self.election.claim == Some(claim) {
                 self.probe.master_contact(now);
             }

@@ -135,7 +135,11 @@ impl ProbeState {
 
     /// Drops a master check whose deadline passed (no suspicion follows).
     pub(crate) fn end_master_check_if_due(&mut self, now: Instant) {
-        if self.master_check.as_ref().is_some_and(|c| now >= c.deadline) {
+        if self
+            .master_check
+            .as_ref()
+            .is_some_and(|c| now >= c.deadline)
+        {
             self.master_check = None;
         }
     }

@@ -40,10 +40,10 @@
 
 use super::Node;
 use crate::membership::Liveness;
-use std::collections::BTreeMap;
 use crate::node_info::NodeInfo;
 use crate::wire::{Claim, Msg};
 use crate::NodeId;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Live members the master sends heartbeats to (see the module doc).
@@ -226,8 +226,7 @@ impl Node {
         }
         let claim = self.election.claim.filter(|_| self.is_master())?;
         let w = &mut self.election.watch;
-        if w
-            .piggybacked
+        if w.piggybacked
             .get(&to)
             .is_some_and(|at| now < *at + self.config.master_timeout)
         {

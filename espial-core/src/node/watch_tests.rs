@@ -37,7 +37,11 @@ fn the_master_heartbeats_only_its_best_ranked_watchers() {
     let (net, ma) = formed(Config::lan());
     let master = net.nodes[&ma].as_ref().unwrap();
     let targets = master.heartbeat_targets();
-    assert_eq!(targets.len(), MASTER_WATCHERS, "{N} members, {MASTER_WATCHERS} watchers");
+    assert_eq!(
+        targets.len(),
+        MASTER_WATCHERS,
+        "{N} members, {MASTER_WATCHERS} watchers"
+    );
     let rank = |id: NodeId| {
         let n = net.live().find(|(_, n)| n.id() == id).unwrap().1;
         (n.me.master_eligible, n.me.priority, id)
@@ -118,7 +122,11 @@ fn a_non_watcher_probes_the_master_before_it_votes() {
     ask(&mut net, term);
     net.run_for(Duration::from_millis(400));
     let xn = net.nodes[&xa].as_ref().unwrap();
-    assert_eq!(xn.stats().votes_deferred, 1, "the request waited for a check");
+    assert_eq!(
+        xn.stats().votes_deferred,
+        1,
+        "the request waited for a check"
+    );
     assert!(
         xn.election.lease.voted_term < term,
         "the master answered the check: the vote is refused"
@@ -133,7 +141,11 @@ fn a_non_watcher_probes_the_master_before_it_votes() {
     net.run_for(Duration::from_millis(400));
     let xn = net.nodes[&xa].as_ref().unwrap();
     assert_eq!(xn.stats().votes_deferred, 2);
-    assert_eq!(xn.election.lease.voted_term, term + 1, "granted without a master");
+    assert_eq!(
+        xn.election.lease.voted_term,
+        term + 1,
+        "granted without a master"
+    );
     assert_eq!(xn.election.lease.voted_for, Some(c));
 }
 
@@ -156,6 +168,9 @@ fn failover_beyond_the_watchers_stays_fast() {
         }
         let took = net.now - crashed;
         assert!(new.is_some(), "a new master within 3 s");
-        assert!(took <= Duration::from_millis(1500), "failover took {took:?}");
+        assert!(
+            took <= Duration::from_millis(1500),
+            "failover took {took:?}"
+        );
     }
 }

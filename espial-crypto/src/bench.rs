@@ -382,7 +382,7 @@ fn handshakes(iters: u32, errors: &mut u64) -> f64 {
             now,
             Some(b.id),
             b.addr,
-            vec![Msg::Ping { seq: 1 }],
+            vec![Msg::Ping { seq: 1, members: 2 }],
             &mut a.rng,
             &mut a.stats,
             &mut to_b,

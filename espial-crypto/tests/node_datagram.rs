@@ -277,7 +277,7 @@ mod authenticated {
             }),
             (any::<u64>(), ".{0,20}")
                 .prop_map(|(attempt, reason)| Msg::JoinReject { attempt, reason }),
-            any::<u64>().prop_map(|seq| Msg::Ping { seq }),
+            (any::<u64>(), any::<u32>()).prop_map(|(seq, members)| Msg::Ping { seq, members }),
             any::<u64>().prop_map(|seq| Msg::Ack { seq }),
             (any::<u64>(), id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
             (any::<u64>(), id()).prop_map(|(seq, target)| Msg::IndirectAck { seq, target }),

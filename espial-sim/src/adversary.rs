@@ -361,7 +361,10 @@ pub fn lie_flood(sim: &mut Sim, target: usize, count: usize) {
     };
     for k in 0..count {
         let m = if k % 2 == 0 {
-            Msg::Ping { seq: k as u64 }
+            Msg::Ping {
+                seq: k as u64,
+                members: u32::MAX,
+            }
         } else {
             Msg::Updates(vec![])
         };

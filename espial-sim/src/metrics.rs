@@ -238,7 +238,7 @@ pub fn describe_datagram(data: &[u8]) -> String {
                     Msg::JoinRequest { .. } => "join_request".into(),
                     Msg::JoinAccept { .. } => "join_accept".into(),
                     Msg::JoinReject { .. } => "join_reject".into(),
-                    Msg::Ping { seq } => format!("ping({seq})"),
+                    Msg::Ping { seq, .. } => format!("ping({seq})"),
                     Msg::Ack { seq } => format!("ack({seq})"),
                     Msg::PingReq { seq, target } => format!("ping_req({seq},{})", target.short()),
                     Msg::IndirectAck { seq, target } => {

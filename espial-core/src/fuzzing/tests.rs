@@ -83,7 +83,7 @@ fn arb_claim() -> impl Strategy<Value = Claim> {
 
 fn arb_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        arb_num().prop_map(|seq| Msg::Ping { seq }),
+        (arb_num(), any::<u32>()).prop_map(|(seq, members)| Msg::Ping { seq, members }),
         arb_num().prop_map(|seq| Msg::Ack { seq }),
         (arb_num(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
         (arb_num(), arb_id()).prop_map(|(seq, target)| Msg::IndirectAck { seq, target }),

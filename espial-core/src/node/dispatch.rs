@@ -113,10 +113,11 @@ impl Node {
             Msg::JoinReject { attempt, reason } => {
                 self.on_join_reject(now, from, addr, attempt, reason)
             }
-            Msg::Ping { seq } => {
+            Msg::Ping { seq, members } => {
                 // Bare acks to non-members reveal nothing beyond liveness, which the
                 // handshake already showed; members get gossip piggybacked.
                 if member {
+                    self.compare_view_size(now, members);
                     self.queue(from, vec![Msg::Ack { seq }]);
                     if let Some(c) = self
                         .election

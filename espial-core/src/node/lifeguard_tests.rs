@@ -78,7 +78,7 @@ fn probes_to_a_suspect_carry_the_suspicion() {
     let now = net.now;
     let n = node(&mut net, addr(0));
     let inc = n.members.get(b).unwrap().info.incarnation;
-    assert_eq!(n.ping_msgs(b, 7), vec![Msg::Ping { seq: 7 }]);
+    assert_eq!(n.ping_msgs(b, 7), vec![Msg::Ping { seq: 7, members: 3 }]);
     n.members.apply_suspect(now, b, inc, Duration::from_secs(5));
     let msgs = n.ping_msgs(b, 8);
     assert!(

@@ -186,10 +186,33 @@ impl Node {
         self.probe.health = h as u32;
     }
 
+    /// Live members, this node included: the membership digest of pings and heartbeats.
+    pub(super) fn view_size(&self) -> u32 {
+        u32::try_from(self.members.live_count() + 1).unwrap_or(u32::MAX)
+    }
+
+    /// Membership digest: two pings or heartbeats in a row whose sender counts a different
+    /// number of live members mean our view (or the sender's) missed an update; a push-pull
+    /// with a random member repairs both sides' gaps (at most one per 2 s).
+    pub(super) fn compare_view_size(&mut self, now: Instant, theirs: u32) {
+        if theirs != self.view_size() {
+            self.probe.digest_mismatches += 1;
+            if self.probe.digest_mismatches >= 2 {
+                self.probe.digest_mismatches = 0;
+                self.sync_soon(now);
+            }
+        } else {
+            self.probe.digest_mismatches = 0;
+        }
+    }
+
     /// A ping to `target`, with our suspicion of it when we hold one (Lifeguard's buddy
     /// rule: the suspect learns of it from the probe itself and can refute at once).
     pub(super) fn ping_msgs(&self, target: NodeId, seq: u64) -> Vec<Msg> {
-        let mut msgs = vec![Msg::Ping { seq }];
+        let mut msgs = vec![Msg::Ping {
+            seq,
+            members: self.view_size(),
+        }];
         if let Some(m) = self.members.get(target) {
             if matches!(m.state, Liveness::Suspect { .. }) {
                 msgs.push(Msg::Updates(vec![Update::Suspect {
@@ -510,7 +533,8 @@ impl Node {
             deadline: now + self.config.probe_timeout,
             attempt,
         });
-        self.queue(master, vec![Msg::Ping { seq }]);
+        let members = self.view_size();
+        self.queue(master, vec![Msg::Ping { seq, members }]);
         self.send_ping_reqs(master, seq);
     }
 
@@ -526,18 +550,7 @@ impl Node {
             self.stats.election_dropped += 1;
             return;
         }
-        // Membership digest: two heartbeats in a row with a different member count mean our
-        // view (or the master's) missed an update; a push-pull repairs both sides' gaps.
-        let mine = (self.members.live_count() + 1) as u32;
-        if members != mine {
-            self.probe.digest_mismatches += 1;
-            if self.probe.digest_mismatches >= 2 {
-                self.probe.digest_mismatches = 0;
-                self.sync_soon(now);
-            }
-        } else {
-            self.probe.digest_mismatches = 0;
-        }
+        self.compare_view_size(now, members);
         if self
             .members
             .get(from)

@@ -228,7 +228,7 @@ impl Node {
         let w = &mut self.election.watch;
         if w.piggybacked
             .get(&to)
-            .is_some_and(|at| now < *at + self.config.master_timeout)
+            .is_some_and(|at| now < *at + self.config.master_heartbeat_interval)
         {
             return None;
         }

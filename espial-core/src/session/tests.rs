@@ -99,7 +99,7 @@ pub(super) fn pump(
 }
 
 pub(super) fn ping(seq: u64) -> Vec<Msg> {
-    vec![Msg::Ping { seq }]
+    vec![Msg::Ping { seq, members: 2 }]
 }
 
 #[test]

@@ -215,6 +215,9 @@ pub enum Msg {
     Ping {
         /// Probe sequence number.
         seq: u64,
+        /// The sender's live member count, itself included (a membership digest: the
+        /// receiver pulls state after two mismatches in a row).
+        members: u32,
     },
     /// Answer to `Ping`.
     Ack {

@@ -80,7 +80,7 @@ fn arb_update() -> impl Strategy<Value = Update> {
 
 fn arb_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        any::<u64>().prop_map(|seq| Msg::Ping { seq }),
+        (any::<u64>(), any::<u32>()).prop_map(|(seq, members)| Msg::Ping { seq, members }),
         any::<u64>().prop_map(|seq| Msg::Ack { seq }),
         (any::<u64>(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
         (arb_signed(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),

@@ -68,6 +68,10 @@ pub struct Stats {
     /// Election messages refused: a claim, resignation, heartbeat, lease or vote request
     /// not sent by the claim's master itself, or with an implausible term.
     pub election_dropped: u64,
+    /// Anti-entropy digest chunks refused: not an answer to an open offer of ours to their
+    /// sender, or malformed (records unsorted or outside the chunk's id range).
+    #[serde(default)]
+    pub digests_refused: u64,
     /// Members whose connection filter refuses this node (they told it with
     /// `JoinReject { attempt: 0 }`); this node sends them nothing. A gauge.
     pub refused_by_members: u64,

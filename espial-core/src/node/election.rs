@@ -567,11 +567,6 @@ impl Node {
 
     /// Full state exchange with one member (learns its claim).
     fn sync_with(&mut self, id: NodeId) {
-        let msgs = self
-            .state_chunks(true)
-            .into_iter()
-            .map(Msg::State)
-            .collect();
-        self.queue(id, msgs);
+        self.push_full_state(id);
     }
 }

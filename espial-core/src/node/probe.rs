@@ -509,7 +509,8 @@ impl Node {
             return;
         }
         // Membership digest: two heartbeats in a row with a different member count mean our
-        // view (or the master's) missed an update; a push-pull repairs both sides' gaps.
+        // view (or the master's) missed an update; a full-state push-pull repairs both sides'
+        // gaps in one round trip (node::anti_entropy).
         let mine = (self.members.live_count() + 1) as u32;
         if members != mine {
             self.probe.digest_mismatches += 1;

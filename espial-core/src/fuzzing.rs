@@ -17,6 +17,9 @@
 //!   batch:        postcard(Vec<Msg>) (the plaintext of a sealed record)
 //! ```
 //!
+//! A `Digest` or `DigestEqual` with `round = 0` answers an open anti-entropy offer of the node
+//! to the sender (one is made first if none is open), so digest answers reach the comparison.
+//!
 //! After each batch the node's outputs are drained and its timers run. The node must never
 //! panic (the fuzz crate and tests build with overflow checks on).
 
@@ -139,7 +142,14 @@ pub fn member_messages(data: &[u8]) {
                 sign_as(m, &mut msgs);
             }
         }
-        for msg in msgs {
+        for mut msg in msgs {
+            match &mut msg {
+                Msg::Digest(c) if c.round == 0 => c.round = node.fuzz_digest_round(now, from),
+                Msg::DigestEqual { round } if *round == 0 => {
+                    *round = node.fuzz_digest_round(now, from)
+                }
+                _ => {}
+            }
             node.fuzz_as_member(now, from, addr, msg);
         }
         drain(&mut node);

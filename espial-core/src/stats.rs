@@ -70,7 +70,12 @@ pub struct Stats {
     pub election_dropped: u64,
     /// Vote requests answered only after probing the master, because this node does not get
     /// the master's heartbeats (it is not one of its `MASTER_WATCHERS`).
+    #[serde(default)]
     pub votes_deferred: u64,
+    /// Anti-entropy digest chunks refused: not an answer to an open offer of ours to their
+    /// sender, or malformed (records unsorted or outside the chunk's id range).
+    #[serde(default)]
+    pub digests_refused: u64,
     /// Members whose connection filter refuses this node (they told it with
     /// `JoinReject { attempt: 0 }`); this node sends them nothing. A gauge.
     pub refused_by_members: u64,

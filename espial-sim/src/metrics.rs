@@ -193,6 +193,10 @@ pub fn classify(data: &[u8], out: &mut std::collections::BTreeMap<&'static str, 
                     }
                     Msg::Updates(_) => "updates",
                     Msg::State(_) => "state",
+                    Msg::DigestOffer { .. }
+                    | Msg::DigestEqual { .. }
+                    | Msg::Digest(_)
+                    | Msg::DigestRequest { .. } => "digest",
                     Msg::Heartbeat { .. } => "heartbeat",
                     Msg::Claim(_) | Msg::Resign(_) | Msg::SignedClaim { .. } => "claim",
                     Msg::LeaseRequest { .. } | Msg::LeaseAck { .. } => "lease",
@@ -298,6 +302,12 @@ pub fn describe_datagram(data: &[u8]) -> String {
                     }
                     Msg::Delivery(_) => "delivery".into(),
                     Msg::Nack { seq } => format!("nack({seq})"),
+                    Msg::DigestOffer { summary, .. } => {
+                        format!("digest_offer({} live)", summary.live)
+                    }
+                    Msg::DigestEqual { .. } => "digest_equal".into(),
+                    Msg::Digest(c) => format!("digest({} records)", c.records.len()),
+                    Msg::DigestRequest { ids, .. } => format!("digest_request({})", ids.len()),
                 })
                 .collect();
             format!("e{}#{} {}", hdr.epoch, hdr.counter, parts.join(","))

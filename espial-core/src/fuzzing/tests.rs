@@ -3,7 +3,7 @@
 //! the sender. Debug builds: every overflow panics, so this finds what `checked_*` misses.
 
 use super::*;
-use crate::wire::{Claim, StateChunk};
+use crate::wire::{Claim, DigestChunk, DigestRecord, DigestStatus, StateChunk, ViewSummary};
 use proptest::prelude::*;
 
 fn arb_id() -> impl Strategy<Value = NodeId> {
@@ -81,8 +81,72 @@ fn arb_claim() -> impl Strategy<Value = Claim> {
     })
 }
 
+fn arb_record() -> impl Strategy<Value = DigestRecord> {
+    let status = prop_oneof![
+        Just(DigestStatus::Alive),
+        Just(DigestStatus::Suspect),
+        Just(DigestStatus::Dead),
+        Just(DigestStatus::Left),
+    ];
+    (arb_id(), arb_num(), status, any::<[u8; 4]>()).prop_map(|(id, incarnation, status, hash)| {
+        DigestRecord {
+            id,
+            incarnation,
+            status,
+            hash,
+        }
+    })
+}
+
+/// Anti-entropy digests: offers, answers (sorted or not, any range) and requests.
+fn arb_digest_msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        (arb_num(), proptest::option::of(arb_claim()), any::<u32>()).prop_map(
+            |(round, claim, live)| Msg::DigestOffer {
+                round,
+                summary: ViewSummary {
+                    claim,
+                    master_alive: live % 2 == 0,
+                    max_term: 3,
+                    live,
+                    hash: [0; 8],
+                },
+            }
+        ),
+        arb_num().prop_map(|round| Msg::DigestEqual { round }),
+        (
+            arb_num(),
+            proptest::option::of(arb_claim()),
+            (arb_id(), arb_id()),
+            proptest::collection::vec(arb_record(), 0..6),
+            any::<bool>(),
+        )
+            .prop_map(|(round, claim, (lo, hi), mut records, sorted)| {
+                if sorted {
+                    records.sort_by_key(|r| r.id);
+                    records.dedup_by_key(|r| r.id);
+                }
+                Msg::Digest(DigestChunk {
+                    round,
+                    claim,
+                    claim_signature: Vec::new(),
+                    master_alive: true,
+                    max_term: 3,
+                    lo: if sorted { NodeId(0) } else { lo },
+                    hi: if sorted { NodeId(u128::MAX) } else { hi },
+                    records,
+                    index: 0,
+                    total: 1,
+                })
+            }),
+        (arb_num(), proptest::collection::vec(arb_id(), 0..8))
+            .prop_map(|(round, ids)| Msg::DigestRequest { round, ids }),
+    ]
+}
+
 fn arb_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
+        arb_digest_msg(),
         (arb_num(), any::<u32>()).prop_map(|(seq, members)| Msg::Ping { seq, members }),
         arb_num().prop_map(|seq| Msg::Ack { seq }),
         (arb_num(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
@@ -207,6 +271,61 @@ fn extreme_counters_from_a_lying_member_do_not_panic() {
                 members: u32::MAX,
             }],
         ),
+    ];
+    member_messages(&encode_input(&batches));
+}
+
+/// A digest exchange through the harness: an offer, an answer to the node's own open offer
+/// (round 0) claiming huge incarnations and unknown members, a request for everything.
+#[test]
+fn digest_answers_from_a_lying_member_do_not_panic() {
+    let me = NodeId(0x0F00);
+    let (a, c) = (NodeId(0x1000), NodeId(0x1001));
+    let rec = |id, incarnation, status| DigestRecord {
+        id,
+        incarnation,
+        status,
+        hash: [0; 4],
+    };
+    let chunk = DigestChunk {
+        round: 0,
+        claim: None,
+        claim_signature: Vec::new(),
+        master_alive: true,
+        max_term: u64::MAX,
+        lo: NodeId(0),
+        hi: NodeId(u128::MAX),
+        records: vec![
+            rec(NodeId(1), u64::MAX, DigestStatus::Alive),
+            rec(me, u64::MAX, DigestStatus::Left),
+            rec(c, u64::MAX, DigestStatus::Dead),
+        ],
+        index: u16::MAX,
+        total: 0,
+    };
+    let batches = vec![
+        (
+            0u8,
+            vec![Msg::DigestOffer {
+                round: u64::MAX,
+                summary: ViewSummary {
+                    claim: None,
+                    master_alive: true,
+                    max_term: u64::MAX,
+                    live: u32::MAX,
+                    hash: [0; 8],
+                },
+            }],
+        ),
+        (0, vec![Msg::Digest(chunk)]),
+        (
+            0,
+            vec![Msg::DigestRequest {
+                round: 0,
+                ids: vec![me, a, c, NodeId(1), me],
+            }],
+        ),
+        (0, vec![Msg::DigestEqual { round: 0 }]),
     ];
     member_messages(&encode_input(&batches));
 }

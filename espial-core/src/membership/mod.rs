@@ -8,6 +8,7 @@
 //! [`Applied::Refute`]). Signatures are checked by the node before anything reaches this
 //! table: the table stores each member's last verified signature(s) to re-gossip them.
 
+pub mod digest;
 pub mod gossip;
 pub mod statements;
 pub mod suspicion;
@@ -145,6 +146,15 @@ impl Members {
     /// Every member entry, any liveness, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
         self.map.values()
+    }
+
+    /// Every member entry with an id in `lo..=hi` (any liveness), by id; none when `lo > hi`.
+    pub fn range(&self, lo: NodeId, hi: NodeId) -> impl Iterator<Item = &Member> {
+        (lo <= hi)
+            .then(|| self.map.range(lo..=hi))
+            .into_iter()
+            .flatten()
+            .map(|(_, m)| m)
     }
 
     /// The live member at `addr`, if any.

@@ -224,6 +224,10 @@ impl Node {
                 master,
             } => self.on_vote_reply(now, from, term, attempt, granted, voted_term, master),
             Msg::Nack { seq } => self.on_nack(from, seq),
+            Msg::DigestOffer { round, summary } => self.on_digest_offer(now, from, round, summary),
+            Msg::DigestEqual { round } => self.on_digest_equal(from, round),
+            Msg::Digest(chunk) => self.on_digest(now, from, chunk),
+            Msg::DigestRequest { ids, .. } => self.on_digest_request(from, ids),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Joining: discovery feeds seed addresses; a join request runs the admission decision on the
 //! contacted member, whose acceptance admits the newcomer to the cluster (it gossips the
-//! new member's signed entry and sends the cluster state). Also push-pull anti-entropy and
-//! periodic reconnection to seeds and failed members, which heals partitions.
+//! new member's signed entry and sends the cluster state). Also periodic reconnection to
+//! seeds and failed members, which heals partitions.
 //!
 //! **Every node applies its own connection filter.** With a filter set, a member learned from
 //! the cluster (gossip, state, the node we joined through) is not counted until this node's
@@ -14,13 +14,15 @@
 //! master claim (it is a member of the cluster). A member's refusal never makes the refused
 //! node emit `node_rejected`: that event means no member accepted it at all (its join
 //! requests were refused).
+//!
+//! Anti-entropy (push-pull) lives in `node::anti_entropy`; a join answer is the full state.
 
 use super::Node;
 use crate::event::Event;
 use crate::membership::statements;
 use crate::membership::Liveness;
 use crate::output::{Admission, AdmissionId, AdmissionRequest, Output};
-use crate::wire::{msg_size, Msg, SignedEntry, StateChunk, Update};
+use crate::wire::{Msg, SignedEntry};
 use crate::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -93,8 +95,6 @@ pub(crate) struct JoinState {
     next_admission: u64,
     /// Last "you were declared failed" notice per node.
     pub(crate) dead_notices: BTreeMap<NodeId, Instant>,
-    /// Last state pull triggered by a message from an unknown node.
-    last_sync: Option<Instant>,
     /// Members our connection filter refused, with when (never counted, never talked to).
     pub(crate) refused_members: BTreeMap<NodeId, Instant>,
     /// Members whose connection filter refused us (we send them nothing).
@@ -510,123 +510,14 @@ impl Node {
         }
     }
 
-    /// Our full state as chunks that each fit one record.
-    pub(super) fn state_chunks(&self, reply: bool) -> Vec<StateChunk> {
-        let budget = self.sessions.plaintext_budget().saturating_sub(96);
-        let mut updates = vec![Update::Alive(self.my_entry.clone())];
-        for m in self.members.iter() {
-            if let Liveness::Suspect { .. } = m.state {
-                updates.push(Update::Alive(SignedEntry {
-                    entry: m.info.clone(),
-                    signature: m.signature.clone(),
-                }));
-            }
-            updates.push(self.members.as_update(m));
-        }
-        let mut chunks: Vec<Vec<Update>> = vec![Vec::new()];
-        let mut used = 0;
-        for u in updates {
-            let size = msg_size(&Msg::Updates(vec![u.clone()]));
-            if used + size > budget && !chunks.last().is_some_and(Vec::is_empty) {
-                chunks.push(Vec::new());
-                used = 0;
-            }
-            used += size;
-            if let Some(c) = chunks.last_mut() {
-                c.push(u);
-            }
-        }
-        let total = chunks.len() as u16;
-        let master_alive = self.current_master().is_some();
-        chunks
-            .into_iter()
-            .enumerate()
-            .map(|(i, members)| StateChunk {
-                claim: self.election.claim,
-                claim_signature: self.election.claim_sig.clone(),
-                master_alive,
-                max_term: self.election.max_term,
-                members,
-                reply,
-                index: i as u16,
-                total,
-            })
-            .collect()
-    }
-
-    pub(super) fn on_state(&mut self, now: Instant, from: NodeId, chunk: StateChunk) {
-        if chunk.max_term <= super::election::MAX_TERM {
-            self.election.max_term = self.election.max_term.max(chunk.max_term);
-        } else {
-            self.stats.election_dropped += 1;
-        }
-        for u in chunk.members {
-            self.apply_update(now, u, true, from);
-        }
-        if let Some(c) = chunk.claim {
-            // A relayed claim counts only with its master's signature.
-            if !self.claim_signed(&c, &chunk.claim_signature) {
-                self.stats.election_dropped += 1;
-            } else if chunk.master_alive || c.master == self.me.id {
-                self.consider_signed_claim(now, c, chunk.claim_signature, false);
-            } else if c.term <= super::election::MAX_TERM {
-                self.election.max_term = self.election.max_term.max(c.term);
-            }
-        }
-        if chunk.reply && chunk.index == 0 {
-            let msgs = self
-                .state_chunks(false)
-                .into_iter()
-                .map(Msg::State)
-                .collect();
-            self.queue(from, msgs);
-        }
-    }
-
-    /// Pulls state from a random member (at most once per 2 s): used when an unknown node
-    /// contacts us as if we knew it, or when the master's member count differs from ours.
-    pub(super) fn sync_soon(&mut self, now: Instant) {
-        if self.sync_due(now) {
-            self.push_pull(now);
-        }
-    }
-
-    /// At most one state pull per 2 s: true (and the time noted) when one may go now.
-    fn sync_due(&mut self, now: Instant) -> bool {
-        if self
-            .join
-            .last_sync
-            .is_some_and(|t| now < t + Duration::from_secs(2))
-        {
-            return false;
-        }
-        self.join.last_sync = Some(now);
-        true
-    }
-
     /// An unknown node talked to us as a member (see `dispatch`): at most once per 2 s,
-    /// pull state from a random member and send the stranger a join request.
+    /// pull the full state of a random member and send the stranger a join request.
     pub(super) fn sync_with_stranger(&mut self, now: Instant, stranger: NodeId, addr: SocketAddr) {
         if !self.sync_due(now) {
             return;
         }
-        self.push_pull(now);
+        self.pull_state();
         self.try_join_via(now, addr, Some(stranger), false);
-    }
-
-    /// Anti-entropy with one random live member.
-    pub(super) fn push_pull(&mut self, _now: Instant) {
-        let live = self.members.live_ids();
-        if live.is_empty() {
-            return;
-        }
-        let id = live[self.rng.below(live.len())];
-        let msgs = self
-            .state_chunks(true)
-            .into_iter()
-            .map(Msg::State)
-            .collect();
-        self.queue(id, msgs);
     }
 
     /// Retries seeds (all of them while alone) and one failed member, which heals partitions

@@ -1,12 +1,14 @@
 //! The node state machine: the one type a driver owns.
 //!
 //! A `Node` combines the session layer (`session`), the member table (`membership`), SWIM
-//! probing (`probe`), the election (`election`), joins and state sync (`join`) and, for
+//! probing (`probe`), the election (`election`), joins (`join`), anti-entropy (`anti_entropy`)
+//! and, for
 //! custom events, the delivery engine (`delivery`). Messages to the same peer produced in one
 //! call are packed into one sealed record, with pending membership updates piggybacked in the
 //! remaining room.
 
 mod adversary;
+mod anti_entropy;
 mod beacons;
 mod custom_events;
 mod dispatch;
@@ -102,6 +104,7 @@ pub struct Node {
     probe: ProbeState,
     election: ElectionState,
     join: JoinState,
+    anti_entropy: anti_entropy::AntiEntropy,
     delivery: Delivery,
     next_request: u64,
     /// Sends queued since the last flush: flushed by the next `poll_output` (or any input),
@@ -178,6 +181,7 @@ impl Node {
             probe,
             election: ElectionState::new(now + config.election_timeout),
             join: JoinState::default(),
+            anti_entropy: Default::default(),
             delivery,
             next_request: 0,
             deferred_flush: None,
@@ -291,7 +295,8 @@ impl Node {
             self.gossip_round();
         }
         if now >= self.timers.push_pull {
-            // Full state is O(n) bytes, so its period grows with n: bytes/s per node stay flat.
+            // A differing view costs O(n) digest bytes, so the period grows with n: bytes/s per
+            // node stay flat (equal views cost two small messages).
             let scale = (self.members.live_count() + 1).div_ceil(32).max(1) as u32;
             let period = self.config.push_pull_interval * scale;
             if now >= self.timers.last_state_sync + period / 2 {
@@ -567,6 +572,13 @@ impl Node {
         self.deferred_flush = Some(now);
     }
 
+    /// Fuzzing only: the round of an open anti-entropy offer to `peer` (one is made if none
+    /// is open), so a harness can answer it as that member would.
+    #[doc(hidden)]
+    pub fn fuzz_digest_round(&mut self, now: Instant, peer: NodeId) -> u64 {
+        self.open_round_to(now, peer)
+    }
+
     // ----- internals shared by the submodules -----
 
     fn emit(&mut self, e: Event) {
@@ -771,6 +783,8 @@ mod election_tests;
 mod lifeguard_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_anti_entropy;
 #[cfg(test)]
 mod tests_security;
 #[cfg(test)]

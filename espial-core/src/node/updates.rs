@@ -213,12 +213,7 @@ impl Node {
         if back_from_dead && self.current_master().is_none() && self.members.is_live(subject) {
             // A partition healed while we have no master: its side may have one. Pull its
             // state (with its claim) before our election timer can fire.
-            let msgs = self
-                .state_chunks(true)
-                .into_iter()
-                .map(Msg::State)
-                .collect();
-            self.queue(subject, msgs);
+            self.push_full_state(subject);
         }
         self.on_applied(now, applied, relay.as_ref());
         self.applying_state_sync = false;

@@ -154,7 +154,8 @@ pub struct Claim {
     pub master: NodeId,
 }
 
-/// One chunk of a node's full state (push-pull anti-entropy; join answers).
+/// Membership entries with the sender's signed claim: one chunk of a node's full state (join
+/// answers, the election's and a heal's pulls) or the entries a digest exchange selected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateChunk {
     /// The sender's current master claim, if any.
@@ -174,6 +175,78 @@ pub struct StateChunk {
     /// Chunk index and total, for diagnostics.
     pub index: u16,
     /// Total chunks in this exchange.
+    pub total: u16,
+}
+
+/// A member's liveness as summarized in a digest record (ordered: at the same incarnation a
+/// later status wins, as in SWIM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DigestStatus {
+    /// Alive (variant 0).
+    Alive,
+    /// Suspected (variant 1).
+    Suspect,
+    /// Declared failed (variant 2).
+    Dead,
+    /// Left gracefully (variant 3).
+    Left,
+}
+
+/// One member in a digest: what the sender holds about it, without the entry itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestRecord {
+    /// The member.
+    pub id: NodeId,
+    /// The incarnation the sender holds for it.
+    pub incarnation: u64,
+    /// Its liveness in the sender's view.
+    pub status: DigestStatus,
+    /// Short keyed hash of the stored signed entry (its signature), see
+    /// `membership::digest::entry_hash`: the same incarnation with other content differs.
+    pub hash: [u8; 4],
+}
+
+/// A summary of a node's whole view (anti-entropy digest offer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewSummary {
+    /// The sender's current master claim, if any (unsigned: only compared).
+    pub claim: Option<Claim>,
+    /// Whether the sender considers the claimed master alive.
+    pub master_alive: bool,
+    /// Highest term the sender has seen.
+    pub max_term: u64,
+    /// Number of live members (alive or suspected) in the sender's view, itself included.
+    pub live: u32,
+    /// Keyed hash of the sorted live records (`membership::digest::view_hash`).
+    pub hash: [u8; 8],
+}
+
+/// One chunk of a node's per-member digest (answer to a `DigestOffer` whose summary differs).
+/// Records are sorted by id, strictly ascending, and all lie in `lo..=hi`; the chunks of one
+/// answer cover disjoint ranges (the first from id 0, the last up to `u128::MAX`), so each
+/// chunk can be compared on its own: a member of the receiver in `lo..=hi` without a record
+/// is one the sender lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestChunk {
+    /// The offer's round.
+    pub round: u64,
+    /// The sender's current master claim, if any.
+    pub claim: Option<Claim>,
+    /// The claim's master's signature over it (as in [`StateChunk`]); empty when not held.
+    pub claim_signature: Vec<u8>,
+    /// Whether the sender considers the claimed master alive.
+    pub master_alive: bool,
+    /// Highest term the sender has seen.
+    pub max_term: u64,
+    /// Lowest member id this chunk covers (inclusive).
+    pub lo: NodeId,
+    /// Highest member id this chunk covers (inclusive).
+    pub hi: NodeId,
+    /// The sender's records in `lo..=hi`, by id.
+    pub records: Vec<DigestRecord>,
+    /// Chunk index, for diagnostics.
+    pub index: u16,
+    /// Total chunks in this answer, for diagnostics.
     pub total: u16,
 }
 
@@ -240,7 +313,7 @@ pub enum Msg {
     },
     /// Piggybacked membership updates.
     Updates(Vec<Update>),
-    /// Full state chunk.
+    /// Membership entries (full state, or the entries of a digest exchange).
     State(StateChunk),
     /// Master heartbeat: the master's claim and incarnation.
     Heartbeat {
@@ -249,7 +322,7 @@ pub enum Msg {
         /// The master's incarnation (a bump refutes suspicion).
         incarnation: u64,
         /// How many live members the master sees (itself included): a member whose own
-        /// count differs pulls the full state from a member (membership digest).
+        /// count differs twice in a row pulls the full state of a random member.
         members: u32,
     },
     /// A new master claim (sent directly on promotion).
@@ -314,5 +387,31 @@ pub enum Msg {
     Nack {
         /// The requester's probe sequence number (from the `PingReq`).
         seq: u64,
+    },
+    /// Anti-entropy, first step (periodic push-pull): a summary of the sender's view, hashed
+    /// with `round` as the key. Answered with `DigestEqual` when the receiver's summary is the
+    /// same, else with its `Digest` chunks (see `node::anti_entropy`).
+    DigestOffer {
+        /// Random id of this exchange; also the hash key.
+        round: u64,
+        /// The sender's view summary.
+        summary: ViewSummary,
+    },
+    /// The receiver of `DigestOffer { round }` holds the same view: nothing to exchange.
+    DigestEqual {
+        /// The offer's round.
+        round: u64,
+    },
+    /// Per-member digest chunk, the answer to an offer whose summary differs. The offer's
+    /// sender answers with `State` chunks (the entries where it knows better or the digest's
+    /// sender lacks them) and a `DigestRequest` for the entries where the sender knows better.
+    Digest(DigestChunk),
+    /// Asks for the current entries of these members; answered with `State` chunks
+    /// (`reply = false`) carrying them (unknown ids are skipped, each id answered once).
+    DigestRequest {
+        /// The exchange's round.
+        round: u64,
+        /// Members wanted.
+        ids: Vec<NodeId>,
     },
 }

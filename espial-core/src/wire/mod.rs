@@ -190,6 +190,11 @@ pub fn decode_msgs(plain: &[u8]) -> Result<Vec<Msg>, DecodeError> {
     postcard::from_bytes(plain).map_err(|_| DecodeError::Malformed)
 }
 
+/// Encoded size of any wire value (parts of messages, e.g. digest records).
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX / 2)
+}
+
 /// Encoded size of one message (used to fill datagrams up to the limit).
 pub fn msg_size(msg: &Msg) -> usize {
     postcard::experimental::serialized_size(msg).unwrap_or(usize::MAX / 2)

@@ -78,9 +78,91 @@ fn arb_update() -> impl Strategy<Value = Update> {
     ]
 }
 
+fn arb_status() -> impl Strategy<Value = DigestStatus> {
+    prop_oneof![
+        Just(DigestStatus::Alive),
+        Just(DigestStatus::Suspect),
+        Just(DigestStatus::Dead),
+        Just(DigestStatus::Left),
+    ]
+}
+
+fn arb_record() -> impl Strategy<Value = DigestRecord> {
+    (arb_id(), any::<u64>(), arb_status(), any::<[u8; 4]>()).prop_map(
+        |(id, incarnation, status, hash)| DigestRecord {
+            id,
+            incarnation,
+            status,
+            hash,
+        },
+    )
+}
+
+fn arb_digest_msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            proptest::option::of(arb_claim()),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<[u8; 8]>()
+        )
+            .prop_map(|(round, claim, master_alive, max_term, live, hash)| {
+                Msg::DigestOffer {
+                    round,
+                    summary: ViewSummary {
+                        claim,
+                        master_alive,
+                        max_term,
+                        live,
+                        hash,
+                    },
+                }
+            }),
+        any::<u64>().prop_map(|round| Msg::DigestEqual { round }),
+        (
+            any::<u64>(),
+            proptest::option::of(arb_claim()),
+            proptest::collection::vec(any::<u8>(), 0..65),
+            (any::<bool>(), any::<u64>()),
+            (arb_id(), arb_id()),
+            proptest::collection::vec(arb_record(), 0..8),
+            (any::<u16>(), any::<u16>())
+        )
+            .prop_map(
+                |(
+                    round,
+                    claim,
+                    claim_signature,
+                    (master_alive, max_term),
+                    (lo, hi),
+                    records,
+                    (index, total),
+                )| {
+                    Msg::Digest(DigestChunk {
+                        round,
+                        claim,
+                        claim_signature,
+                        master_alive,
+                        max_term,
+                        lo,
+                        hi,
+                        records,
+                        index,
+                        total,
+                    })
+                }
+            ),
+        (any::<u64>(), proptest::collection::vec(arb_id(), 0..8))
+            .prop_map(|(round, ids)| Msg::DigestRequest { round, ids }),
+    ]
+}
+
 fn arb_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         (any::<u64>(), any::<u32>()).prop_map(|(seq, members)| Msg::Ping { seq, members }),
+        arb_digest_msg(),
         any::<u64>().prop_map(|seq| Msg::Ack { seq }),
         (any::<u64>(), arb_id()).prop_map(|(seq, target)| Msg::PingReq { seq, target }),
         (arb_signed(), any::<u64>()).prop_map(|(node, attempt)| Msg::JoinRequest { node, attempt }),
@@ -227,4 +309,35 @@ fn huge_length_prefix_does_not_allocate() {
     let mut d = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
     d.extend_from_slice(&[0; 8]);
     assert!(decode_msgs(&d).is_err());
+}
+
+#[test]
+fn a_digest_claiming_2_pow_60_records_fails_fast() {
+    // [1 message] Digest (variant 23): round 1, no claim, empty signature, master_alive
+    // false, max_term 0, lo 0, hi 0, then the records' length prefix.
+    let head = [0x01, 23, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    let mut ok = head.to_vec();
+    ok.extend_from_slice(&[0x00, 0x00, 0x01]); // no records, index 0, total 1
+    let expected = Msg::Digest(DigestChunk {
+        round: 1,
+        claim: None,
+        claim_signature: Vec::new(),
+        master_alive: false,
+        max_term: 0,
+        lo: NodeId(0),
+        hi: NodeId(0),
+        records: Vec::new(),
+        index: 0,
+        total: 1,
+    });
+    assert_eq!(decode_msgs(&ok).unwrap(), vec![expected]);
+    let mut huge = head.to_vec();
+    huge.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    huge.extend_from_slice(&[0; 64]);
+    assert!(decode_msgs(&huge).is_err());
+    // The same for a request's ids.
+    let huge = [
+        0x01, 24, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0,
+    ];
+    assert!(decode_msgs(&huge).is_err());
 }

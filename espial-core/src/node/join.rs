@@ -515,6 +515,9 @@ impl Node {
         let budget = self.sessions.plaintext_budget().saturating_sub(96);
         let mut updates = vec![Update::Alive(self.my_entry.clone())];
         for m in self.members.iter() {
+            if matches!(m.state, Liveness::Left { .. }) && m.left_signature.is_empty() {
+                continue; // its `Left` is not verified yet (or failed): never forwarded
+            }
             if let Liveness::Suspect { .. } = m.state {
                 updates.push(Update::Alive(SignedEntry {
                     entry: m.info.clone(),

@@ -47,6 +47,13 @@ impl Broadcasts {
         self.order.len()
     }
 
+    /// The pending update about `subject`, if any.
+    #[cfg(test)]
+    pub fn pending(&self, subject: NodeId) -> Option<&Update> {
+        let key = self.by_subject.get(&subject)?;
+        self.order.get(key).map(|i| &i.update)
+    }
+
     /// Takes updates fitting in `budget` bytes (fewest-sent first), counting one transmission
     /// each, dropping those sent `limit` times. `exclude` is the receiver: its own `Alive`
     /// entry is not sent back to it (suspicions are, so it can refute them).

@@ -60,7 +60,9 @@ pub struct Member {
     pub state: Liveness,
     /// The member's signature over `info` (as received; re-gossiped with it).
     pub signature: Vec<u8>,
-    /// The member's signature of its `Left` at `info.incarnation`, once it left.
+    /// The member's verified signature of its `Left` at `info.incarnation`, once it left
+    /// (empty while the signature of a `Left` received from the member itself awaits
+    /// verification, or if it failed: such a `Left` is never forwarded).
     pub left_signature: Vec<u8>,
 }
 
@@ -228,6 +230,14 @@ impl Members {
             },
         );
         self.set_state(id, state);
+    }
+
+    /// Stores the verified signature of a departed member's `Left` (see
+    /// [`Member::left_signature`]).
+    pub fn set_left_signature(&mut self, id: NodeId, signature: Vec<u8>) {
+        if let Some(m) = self.map.get_mut(&id) {
+            m.left_signature = signature;
+        }
     }
 
     /// The member's identity public key, if known.

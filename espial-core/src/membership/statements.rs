@@ -7,7 +7,11 @@
 //!   entry is used in `JoinRequest` and `JoinAccept`.
 //! - **Only X can say X left.** `Update::Left` carries X's signature (domain [`LEFT_DOMAIN`])
 //!   over `id (16 bytes, big-endian) || incarnation (8 bytes, big-endian)`, verified with the
-//!   key of X's entry as the receiver knows it (unknown X: ignored, nothing to remove).
+//!   key of X's entry as the receiver knows it (unknown X: ignored, nothing to remove). A
+//!   `Left` that X sends itself, over its own session (bound to X's key by the handshake
+//!   proofs), is applied on that authentication; its signature is verified at the
+//!   receiver's next timer, before it is forwarded (gossip or state), and never forwarded
+//!   if it fails (counted). A `Left` about X from anyone else is verified before anything.
 //! - **Anyone may only suspect.** `Suspect` and `Dead` are unsigned. They never change X's
 //!   stored incarnation (only X's signed entry does); a `Dead` received from someone else is
 //!   applied as a suspicion: the receiver removes X only when its own suspicion expires after
@@ -18,11 +22,11 @@
 //!   its own signed statement (an earlier life with the same key); otherwise it publishes
 //!   `own + 1`, which suffices because nobody's stored incarnation for it moved.
 //!
-//! Receivers verify before applying and before forwarding (they forward only what they
-//! applied). A statement that fails is dropped and counted in `Stats::statements_rejected`.
-//! Verification is done at most once per new statement: a statement older than or equal to
-//! what a node stores is ignored before any signature work (the stored entry and signature
-//! are the cache of the last verified statement per member).
+//! Receivers verify before forwarding, and before applying (except X's own `Left`, above);
+//! they forward only what they applied. A statement that fails is dropped and counted in
+//! `Stats::statements_rejected`. Verification is done at most once per new statement: a
+//! statement older than or equal to what a node stores is ignored before any signature work
+//! (the stored entry and signature are the cache of the last verified statement per member).
 
 use crate::cipher::Cipher;
 use crate::wire::SignedEntry;

@@ -345,7 +345,8 @@ impl Node {
 
     /// What we send about a member (the local node included): its signed entry when alive
     /// (and, when suspected, the entry then the suspicion); a failed or departed member's
-    /// `Dead` / signed `Left`. Empty for an unknown id.
+    /// `Dead` / signed `Left`. Empty for an unknown id, and for a departed member whose `Left`
+    /// signature is not verified yet (see `node::updates`).
     fn updates_about(&self, id: NodeId) -> Vec<Update> {
         if id == self.me.id {
             return vec![Update::Alive(self.my_entry.clone())];
@@ -353,6 +354,9 @@ impl Node {
         let Some(m) = self.members.get(id) else {
             return Vec::new();
         };
+        if matches!(m.state, Liveness::Left { .. }) && m.left_signature.is_empty() {
+            return Vec::new(); // its `Left` is not verified yet (or failed): never forwarded
+        }
         let mut v = Vec::with_capacity(2);
         if let Liveness::Suspect { .. } = m.state {
             v.push(Update::Alive(SignedEntry {

@@ -115,6 +115,13 @@ pub struct Node {
     /// Set while a full-state chunk is applied: entries learned from it are not re-gossiped
     /// (the sender already has them; re-gossiping a whole cluster on every join is O(n^2)).
     applying_state_sync: bool,
+    /// Our `Left` signed ahead, with the incarnation it names: signed at the first timer
+    /// after each incarnation change, so that [`Node::leave`] does not wait for a signature.
+    left_ahead: Option<(u64, Vec<u8>)>,
+    /// `Left` statements applied on their subject's own session (id, incarnation,
+    /// signature): their signatures are verified at the next [`Node::handle_timeout`],
+    /// before they are forwarded (`node/updates.rs`, `verify_direct_lefts`).
+    unverified_lefts: Vec<(NodeId, u64, Vec<u8>)>,
 }
 
 impl Node {
@@ -186,6 +193,8 @@ impl Node {
             next_request: 0,
             deferred_flush: None,
             applying_state_sync: false,
+            left_ahead: None,
+            unverified_lefts: Vec::new(),
             my_entry,
             rng,
             config,
@@ -282,6 +291,8 @@ impl Node {
             return;
         }
         self.check_lease(now);
+        self.verify_direct_lefts();
+        self.sign_left_ahead();
         let mut out = Vec::new();
         self.sessions.handle_timeout(now, &mut self.stats, &mut out);
         self.push_transmits(out);
@@ -410,14 +421,15 @@ impl Node {
         if self.left {
             return;
         }
+        self.sign_left_ahead();
         let left = Update::Left {
             id: self.me.id,
             incarnation: self.me.incarnation,
-            signature: crate::membership::statements::sign_left(
-                self.sessions.cipher(),
-                self.me.id,
-                self.me.incarnation,
-            ),
+            signature: self
+                .left_ahead
+                .take()
+                .map(|(_, sig)| sig)
+                .unwrap_or_default(),
         };
         // What this node received and consumed goes out first, in datagrams of its own
         // (an ack behind the Left would reach a peer that already dropped its sends).
@@ -427,16 +439,19 @@ impl Node {
         self.flush(now);
         let resign = self.is_master().then_some(self.election.claim).flatten();
         let ids: Vec<NodeId> = self.members.live_ids().to_vec();
-        for id in ids {
-            let mut msgs = vec![Msg::Updates(vec![left.clone()])];
-            if let Some(c) = resign {
-                msgs.push(Msg::Resign(c));
-            }
-            self.queue(id, msgs.clone());
-            self.flush(now);
-            self.queue(id, msgs);
+        let mut msgs = vec![Msg::Updates(vec![left])];
+        if let Some(c) = resign {
+            msgs.push(Msg::Resign(c));
         }
-        self.flush(now);
+        // Every member gets the notice twice, each copy in a datagram of its own: first one
+        // copy to every member, then the second copies (a loss-tolerance repeat that must not
+        // delay the other members' first copy).
+        for _copy in 0..2 {
+            for id in &ids {
+                self.queue(*id, msgs.clone());
+            }
+            self.flush(now);
+        }
         // Sends still open are not confirmed: report them now rather than never.
         self.delivery.close(now);
         while let Some(e) = self.delivery.poll_event() {

@@ -427,3 +427,78 @@ fn send_batch_queues_in_order_and_stops_at_the_first_refusal() {
         );
     }
 }
+
+#[test]
+fn leave_sends_every_member_a_first_copy_before_the_repeats() {
+    let mut net = TestNet::new(4, Config::lan());
+    net.run_for(Duration::from_secs(2));
+    let tos = net
+        .with(addr(0), |n, now| {
+            n.leave(now);
+            let mut tos = Vec::new();
+            while let Some(o) = n.poll_output() {
+                if let crate::Output::Transmit(t) = o {
+                    tos.push(t.to);
+                }
+            }
+            tos
+        })
+        .unwrap();
+    assert_eq!(tos.len(), 6, "{tos:?}");
+    let mut first = tos[..3].to_vec();
+    first.sort();
+    first.dedup();
+    assert_eq!(first.len(), 3, "a repeat before a first copy: {tos:?}");
+    assert_eq!(tos[..3], tos[3..], "{tos:?}");
+}
+
+#[test]
+fn the_left_is_signed_ahead_at_the_next_timer_and_leave_right_after_a_change_still_works() {
+    use crate::membership::statements;
+    let mut net = TestNet::new(4, Config::lan());
+    net.run_for(Duration::from_secs(2));
+    let a = addr(1);
+    let ahead = |net: &TestNet| {
+        let n = net.nodes[&a].as_ref().unwrap();
+        (n.info().incarnation, n.left_ahead.clone())
+    };
+    let (inc, sig) = ahead(&net);
+    let id = net.nodes[&a].as_ref().unwrap().id();
+    let key = crate::PlaintextTestCipher::for_node(id);
+    assert_eq!(
+        sig,
+        Some((inc, statements::sign_left(&key, id, inc))),
+        "not signed ahead"
+    );
+    // An incarnation change does not sign the Left itself (off the refutation path); the
+    // next timer does.
+    let md = crate::Metadata::from_pairs([("v", "1")], 512).unwrap();
+    net.with(a, |n, now| n.set_metadata(now, md).unwrap());
+    assert_eq!(ahead(&net), (inc + 1, sig.clone()));
+    net.run_for(Duration::from_millis(200));
+    let (inc2, sig2) = ahead(&net);
+    assert_eq!(sig2.map(|(i, _)| i), Some(inc2));
+    // A leave between a change and the next timer signs the new incarnation there: the
+    // others accept it (a stale signature would be refused).
+    let md = crate::Metadata::from_pairs([("v", "2")], 512).unwrap();
+    net.with(a, |n, now| {
+        n.set_metadata(now, md).unwrap();
+        n.leave(now)
+    });
+    net.run_for(Duration::from_millis(20));
+    for i in [0, 2, 3] {
+        assert!(
+            net.events[&addr(i)].iter().any(|e| matches!(e,
+                Event::NodeRemoved { node, reason: RemovalReason::Left } if node.id == id)),
+            "node {i} did not see the leave"
+        );
+        assert_eq!(
+            net.nodes[&addr(i)]
+                .as_ref()
+                .unwrap()
+                .stats()
+                .statements_rejected,
+            0
+        );
+    }
+}

@@ -324,3 +324,86 @@ fn a_member_refused_by_one_nodes_filter_is_not_counted_there() {
     assert_eq!(outcome.failed, vec![b], "{outcome:?}");
     assert_eq!(stats(&net, 3).refused_by_members, 1);
 }
+
+/// The signature of the `Left` about `id` that node `at` has queued for gossip, if any.
+fn pending_left(net: &TestNet, at: usize, id: NodeId) -> Option<Vec<u8>> {
+    match net.nodes[&addr(at)]
+        .as_ref()
+        .unwrap()
+        .broadcasts
+        .pending(id)
+    {
+        Some(Update::Left { signature, .. }) => Some(signature.clone()),
+        _ => None,
+    }
+}
+
+fn removed_as_left(net: &TestNet, at: usize, id: NodeId) -> bool {
+    net.events.get(&addr(at)).is_some_and(|evs| {
+        evs.iter().any(|e| {
+            matches!(e, Event::NodeRemoved { node, reason: RemovalReason::Left } if node.id == id)
+        })
+    })
+}
+
+#[test]
+fn a_members_own_left_is_applied_at_once_and_forwarded_only_once_verified() {
+    let mut net = cluster();
+    let a = id_of(&net, 0);
+    let inc = net.nodes[&addr(0)].as_ref().unwrap().info().incarnation;
+    // A's own Left over A's session, with a signature that does not verify (A's key over
+    // another incarnation): the session says A said it, so node 2 removes A at once, with
+    // no signature work on that path...
+    let bad = Update::Left {
+        id: a,
+        incarnation: inc,
+        signature: statements::sign_left(&PlaintextTestCipher::for_node(a), a, inc + 1),
+    };
+    inject(&mut net, 2, 0, vec![Msg::Updates(vec![bad])]);
+    assert!(removed_as_left(&net, 2, a), "not removed at once");
+    assert_eq!(stats(&net, 2).statements_rejected, 0);
+    assert!(pending_left(&net, 2, a).is_none(), "queued unverified");
+    // ...checks the signature at its next timer, and never forwards it.
+    net.with(addr(2), |n, now| n.handle_timeout(now));
+    assert_eq!(stats(&net, 2).statements_rejected, 1);
+    assert!(
+        pending_left(&net, 2, a).is_none(),
+        "forwarded a bad signature"
+    );
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(stats(&net, 2).statements_rejected, 1);
+    for i in [1, 3] {
+        assert!(!removed_as_left(&net, i, a), "node {i} removed A as left");
+        assert_eq!(stats(&net, i).statements_rejected, 0, "node {i} got it");
+    }
+
+    // A real leave, sent to node 2 only (A is gone before the others hear it): node 2
+    // removes A at once and forwards the verified Left, so the others see `left` too.
+    let mut net = cluster();
+    let inc = net.nodes[&addr(0)].as_ref().unwrap().info().incarnation;
+    net.crash(addr(0));
+    let good_sig = statements::sign_left(&PlaintextTestCipher::for_node(a), a, inc);
+    let good = Update::Left {
+        id: a,
+        incarnation: inc,
+        signature: good_sig.clone(),
+    };
+    net.with(addr(2), |n, now| {
+        n.fuzz_as_member(now, a, addr(0), Msg::Updates(vec![good]))
+    });
+    assert!(removed_as_left(&net, 2, a));
+    assert!(pending_left(&net, 2, a).is_none(), "queued unverified");
+    net.with(addr(2), |n, now| n.handle_timeout(now));
+    assert_eq!(
+        pending_left(&net, 2, a),
+        Some(good_sig),
+        "not queued once verified"
+    );
+    net.run_for(Duration::from_millis(400));
+    for i in [1, 3] {
+        assert!(removed_as_left(&net, i, a), "node {i} did not get the Left");
+    }
+    for i in 1..4 {
+        assert_eq!(stats(&net, i).statements_rejected, 0, "node {i}");
+    }
+}

@@ -30,6 +30,53 @@ impl Node {
         self.my_entry = statements::sign_alive(self.sessions.cipher(), &self.me);
     }
 
+    /// Signs our `Left` for the current incarnation unless that is done already (called at
+    /// every timer, so an incarnation change costs one signature soon after, off the path
+    /// of the refutation or update that caused it; [`Node::leave`] then only sends).
+    pub(super) fn sign_left_ahead(&mut self) {
+        let inc = self.me.incarnation;
+        if self.left_ahead.as_ref().is_some_and(|(i, _)| *i == inc) {
+            return;
+        }
+        let sig = statements::sign_left(self.sessions.cipher(), self.me.id, inc);
+        self.left_ahead = Some((inc, sig));
+    }
+
+    /// Verifies the signatures of the `Left` statements applied on their subject's own
+    /// session since the last timer, and forwards those that verify (a signature that
+    /// fails is counted and never forwarded; the removal stands: the subject said it over
+    /// its authenticated session). A statement superseded meanwhile (the member came back
+    /// at a higher incarnation, or was forgotten) is dropped unchecked.
+    pub(super) fn verify_direct_lefts(&mut self) {
+        for (id, incarnation, signature) in std::mem::take(&mut self.unverified_lefts) {
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
+            if m.info.incarnation != incarnation
+                || !matches!(m.state, Liveness::Left { .. })
+                || !m.left_signature.is_empty()
+            {
+                continue;
+            }
+            if let Err(r) = statements::verify_left(
+                self.sessions.cipher(),
+                Some(m.info.public_key.as_slice()),
+                id,
+                incarnation,
+                &signature,
+            ) {
+                self.statement_refused(r);
+                continue;
+            }
+            self.members.set_left_signature(id, signature.clone());
+            self.broadcasts.push(Update::Left {
+                id,
+                incarnation,
+                signature,
+            });
+        }
+    }
+
     /// Counts a statement that failed authentication (dropped, never applied or forwarded).
     fn statement_refused(&mut self, why: Refused) {
         self.stats.statements_rejected += 1;
@@ -120,7 +167,9 @@ impl Node {
     /// Applies one update from the network (carried by a record from the authenticated
     /// member `from`) and handles the consequences. Signed statements are verified here,
     /// after the cheap staleness checks (so duplicates cost no signature work) and before
-    /// anything is applied or forwarded.
+    /// anything is applied or forwarded; the one exception is a `Left` sent by its subject
+    /// itself, authenticated by that session, whose signature is verified at the next timer
+    /// before it is forwarded (`verify_direct_lefts`).
     pub(super) fn apply_update(
         &mut self,
         now: Instant,
@@ -137,6 +186,7 @@ impl Node {
         }
         let timeout = self.suspicion_timeout_for(subject);
         let mut accusation = None;
+        let mut direct_left = false;
         match &u {
             Update::Dead { incarnation, .. } | Update::Suspect { incarnation, .. } => {
                 if let Some(m) = self.members.get(subject).filter(|m| m.state.is_live()) {
@@ -180,18 +230,43 @@ impl Node {
                 if *incarnation < m.info.incarnation || matches!(m.state, Liveness::Left { .. }) {
                     return;
                 }
-                let key = Some(m.info.public_key.as_slice());
-                if let Err(r) = statements::verify_left(
-                    self.sessions.cipher(),
-                    key,
-                    subject,
-                    *incarnation,
-                    signature,
-                ) {
-                    return self.statement_refused(r);
+                if from == subject && !from_state_sync {
+                    // Said by its subject over its own session, which the handshake bound to
+                    // the subject's identity key: applied now; the signature is verified
+                    // before the statement is forwarded (`verify_direct_lefts`), off the
+                    // path of the `node_removed` event.
+                    direct_left = true;
+                } else {
+                    let key = Some(m.info.public_key.as_slice());
+                    if let Err(r) = statements::verify_left(
+                        self.sessions.cipher(),
+                        key,
+                        subject,
+                        *incarnation,
+                        signature,
+                    ) {
+                        return self.statement_refused(r);
+                    }
                 }
             }
         }
+        // A direct `Left` is stored without its signature until that is verified: only a
+        // verified signature is ever forwarded (gossip, state sync).
+        let u = match u {
+            Update::Left {
+                id,
+                incarnation,
+                signature,
+            } if direct_left => {
+                self.unverified_lefts.push((id, incarnation, signature));
+                Update::Left {
+                    id,
+                    incarnation,
+                    signature: Vec::new(),
+                }
+            }
+            u => u,
+        };
         let back_from_dead = matches!(&u, Update::Alive(_)
             if self.members.get(subject).is_some_and(|m| !m.state.is_live()));
         // A relayed `Dead` is only a suspicion here: re-gossip it as one.
@@ -288,22 +363,29 @@ impl Node {
                 Applied::Removed(info, reason) => {
                     membership_changed = true;
                     let u = match reason {
-                        RemovalReason::Left => Update::Left {
-                            id: info.id,
-                            incarnation: info.incarnation,
-                            signature: self
+                        RemovalReason::Left => {
+                            let signature = self
                                 .members
                                 .get(info.id)
                                 .map(|m| m.left_signature.clone())
-                                .unwrap_or_default(),
-                        },
-                        RemovalReason::Failed => Update::Dead {
+                                .unwrap_or_default();
+                            // Empty: a direct `Left` whose signature is still to be
+                            // verified; `verify_direct_lefts` forwards it then.
+                            (!signature.is_empty()).then_some(Update::Left {
+                                id: info.id,
+                                incarnation: info.incarnation,
+                                signature,
+                            })
+                        }
+                        RemovalReason::Failed => Some(Update::Dead {
                             id: info.id,
                             incarnation: info.incarnation,
                             by: self.me.id,
-                        },
+                        }),
                     };
-                    self.broadcasts.push(u);
+                    if let Some(u) = u {
+                        self.broadcasts.push(u);
+                    }
                     self.probe.last_chance.remove(&info.id);
                     let unsent = self.delivery.peer_gone(now, info.id);
                     if reason == RemovalReason::Failed {

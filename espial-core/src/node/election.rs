@@ -167,6 +167,9 @@ impl Node {
                 Some(id) if id == self.me.id => {
                     self.emit(Event::Promotion { previous, term });
                     self.timers.heartbeat = Some(now);
+                    self.election
+                        .watch
+                        .promoted(now + self.config.master_timeout);
                 }
                 Some(id) => {
                     let node = self.members.get(id).map(|mm| mm.info.clone());

@@ -331,7 +331,7 @@ impl Node {
         if let Some(at) = self.timers.heartbeat {
             if now >= at {
                 self.timers.heartbeat = Some(now + self.config.master_heartbeat_interval);
-                self.send_heartbeats();
+                self.send_heartbeats(now);
                 self.lease_round(now);
             }
         }

@@ -13,6 +13,8 @@
 //!   Views may differ for a moment: a member that thinks it watches but gets no heartbeats
 //!   confirms the master with a ping every `master_timeout`; one that gets heartbeats it did
 //!   not expect uses them.
+//! - For `master_timeout` after its promotion the master heartbeats every member: its one
+//!   `Claim` may have been lost or have overtaken a new session's confirmation.
 //! - The other members still hear the master now and then: a datagram the master sends to
 //!   a non-watcher anyway (probe, gossip, events) carries a heartbeat when that member had
 //!   none for `master_timeout`. This repairs a `Claim` lost in a partition (a heartbeat is
@@ -68,6 +70,16 @@ pub(crate) struct DeferredVote {
 pub(crate) struct WatchState {
     targets: Vec<NodeId>,
     piggybacked: BTreeMap<NodeId, Instant>,
+    /// Right after a promotion, heartbeats go to every member until this instant.
+    everyone_until: Option<Instant>,
+}
+
+impl WatchState {
+    /// This node became master: every member gets the heartbeats (the claim's repeats)
+    /// until `until`.
+    pub(crate) fn promoted(&mut self, until: Instant) {
+        self.everyone_until = Some(until);
+    }
 }
 
 /// Watch rank: eligible members first, then priority, then id (greatest first).
@@ -192,8 +204,10 @@ impl Node {
         self.answer_deferred_votes(now);
     }
 
-    /// Master: heartbeat to its watchers.
-    pub(super) fn send_heartbeats(&mut self) {
+    /// Master: heartbeat to its watchers (to every member for `master_timeout` after its
+    /// promotion: the one `Claim` each member got may have been lost, or have arrived
+    /// before a new session was confirmed).
+    pub(super) fn send_heartbeats(&mut self, now: Instant) {
         let Some(claim) = self.election.claim else {
             return;
         };
@@ -206,7 +220,16 @@ impl Node {
             incarnation: self.me.incarnation,
             members: (self.members.live_count() + 1) as u32,
         };
-        let targets = self.heartbeat_targets();
+        let everyone = self
+            .election
+            .watch
+            .everyone_until
+            .is_some_and(|until| now < until);
+        let targets = if everyone {
+            self.members.live_ids().to_vec()
+        } else {
+            self.heartbeat_targets()
+        };
         for id in &targets {
             self.queue(*id, vec![hb.clone()]);
         }

@@ -13,6 +13,7 @@ mod beacons;
 mod custom_events;
 mod dispatch;
 mod election;
+mod fuzz_hooks;
 mod join;
 mod lease;
 mod probe;
@@ -566,32 +567,6 @@ impl Node {
     /// Sessions and handshakes currently held (memory-bound checks).
     pub fn session_footprint(&self) -> (usize, usize) {
         self.sessions.footprint()
-    }
-
-    /// Fuzzing only: adds a member as if this node had accepted it (no checks at all).
-    #[doc(hidden)]
-    pub fn fuzz_add_member(&mut self, now: Instant, s: crate::wire::SignedEntry) {
-        let applied = self.members.apply_alive(now, s);
-        self.on_applied(now, applied, None);
-        self.flush(now);
-    }
-
-    /// Fuzzing only: handles one message as if it came from `from` at `addr` over an
-    /// authenticated session (see `espial_core::fuzzing`).
-    #[doc(hidden)]
-    pub fn fuzz_as_member(&mut self, now: Instant, from: NodeId, addr: SocketAddr, msg: Msg) {
-        if self.left || from == self.me.id {
-            return;
-        }
-        self.dispatch(now, from, addr, msg);
-        self.deferred_flush = Some(now);
-    }
-
-    /// Fuzzing only: the round of an open anti-entropy offer to `peer` (one is made if none
-    /// is open), so a harness can answer it as that member would.
-    #[doc(hidden)]
-    pub fn fuzz_digest_round(&mut self, now: Instant, peer: NodeId) -> u64 {
-        self.open_round_to(now, peer)
     }
 
     // ----- internals shared by the submodules -----

@@ -202,10 +202,23 @@ impl Listener {
         let mut g = hub.lock();
         let lagged = g.lagged.remove(&self.id).unwrap_or(0);
         let cur = g.cursors.get(&self.id).copied().unwrap_or(g.tail);
-        let next = g.log.range(cur..).next().map(|(p, e)| (*p, e.clone()));
+        let next = g.log.range(cur..).next().map(|(p, _)| *p);
         match next {
-            Some((pos, e)) => {
+            Some(pos) => {
                 g.cursors.insert(self.id, pos + 1);
+                if g.cursors.len() == 1 && g.log.first_key_value().map(|f| *f.0) == Some(pos) {
+                    // The only listener reads the oldest entry: it leaves the hub now, so
+                    // it is moved out rather than copied (the usual case, once per event).
+                    let e = g.log.remove(&pos).expect("found above");
+                    if matches!(e, Event::Custom(_)) {
+                        g.consumed += 1;
+                        hub.consumed.notify_one();
+                    } else {
+                        g.others -= 1;
+                    }
+                    return Poll::Ready(Some((e, lagged)));
+                }
+                let e = g.log.get(&pos).cloned().expect("found above");
                 if matches!(e, Event::Custom(_))
                     || g.log.first_key_value().map(|f| *f.0) == Some(pos)
                 {
@@ -296,6 +309,31 @@ mod tests {
         assert_eq!(hub.take_consumed(), 1);
         hub.close();
         assert!(matches!(c.poll_next(None), Poll::Ready(None)));
+    }
+
+    /// A single listener takes events out of the hub (no copy): counts and order as with
+    /// two listeners.
+    #[test]
+    fn a_single_listener_moves_events_out_in_order() {
+        let hub = EventHub::new(16);
+        let mut a = hub.listen();
+        for i in 0..5u8 {
+            hub.push(custom(i));
+            hub.push(other(i as u16));
+        }
+        for i in 0..5u8 {
+            assert_eq!(next(&mut a).map(|x| x.0), Some(custom(i)));
+            assert_eq!(next(&mut a).map(|x| x.0), Some(other(i as u16)));
+        }
+        assert_eq!(hub.take_consumed(), 5);
+        assert_eq!(hub.backlog(), (0, 0), "nothing kept once read");
+        assert!(next(&mut a).is_none());
+        let mut b = hub.listen();
+        hub.push(custom(9));
+        assert_eq!(next(&mut a).map(|x| x.0), Some(custom(9)));
+        assert_eq!(hub.take_consumed(), 0, "b has not read it");
+        assert_eq!(next(&mut b).map(|x| x.0), Some(custom(9)));
+        assert_eq!(hub.take_consumed(), 1);
     }
 
     #[test]

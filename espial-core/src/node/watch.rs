@@ -17,7 +17,7 @@
 //!   `Claim` may have been lost or have overtaken a new session's confirmation.
 //! - The other members still hear the master now and then: a datagram the master sends to
 //!   a non-watcher anyway (probe, gossip, events) carries a heartbeat when that member had
-//!   none for `master_timeout`. This repairs a `Claim` lost in a partition (a heartbeat is
+//!   none for `master_heartbeat_interval`. This repairs a `Claim` lost in a partition (a heartbeat is
 //!   the master's own word that it acts) without a message of its own.
 //! - **Votes from non-watchers.** "Refuse a candidate while the master is heard" must not
 //!   turn into "grant because I never listen": a member that is not a watcher, asked for a
@@ -240,7 +240,7 @@ impl Node {
     }
 
     /// Master: a heartbeat to add to a datagram going to the member `to` anyway, when `to`
-    /// is not a watcher and had none for `master_timeout`. Members that do not watch learn
+    /// is not a watcher and had none for `master_heartbeat_interval`. Members that do not watch learn
     /// the claim this way too (a `Claim` lost in a partition is repaired), at no extra
     /// datagram.
     pub(super) fn piggyback_heartbeat(&mut self, now: Instant, to: NodeId) -> Option<Msg> {

@@ -110,7 +110,8 @@ pub struct Snapshot {
     pub master: Option<NodeId>,
     /// The latest master claim known.
     pub claim: Option<Claim>,
-    /// The core's counters.
+    /// The core's counters. Refreshed with every other change, and while custom events
+    /// arrive at least once per acknowledgement delay (not per event).
     pub stats: Stats,
     /// True once the node left (or its task stopped).
     pub stopped: bool,
@@ -463,6 +464,17 @@ impl Task {
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout();
+            if let Some(h) = &hub {
+                // Consumption reaches the node by this task's next wake-up when that is
+                // near enough (usually the ack it owes), saving a wake-up per event read.
+                let (slack, bytes) = self.node.consumption_report();
+                let n = h.arm(deadline, slack, bytes);
+                if n > 0 {
+                    self.node.events_consumed(Instant::now(), n);
+                    self.flush().await;
+                    continue;
+                }
+            }
             let sleep_to = deadline.map(tokio::time::Instant::from_std);
             let step = tokio::select! {
                 _ = consumed(hub.as_deref()) => {
@@ -526,6 +538,8 @@ impl Task {
                     Step::Continue
                 }
                 _ = tokio::time::sleep_until(sleep_to.unwrap_or_else(far_future)), if sleep_to.is_some() => {
+                    // The acks due now carry what the listeners consumed meanwhile.
+                    self.take_consumed();
                     self.node.handle_timeout(Instant::now());
                     self.dirty = true;
                     Step::Continue
@@ -535,6 +549,7 @@ impl Task {
             if let Some(d) = self.node.poll_timeout() {
                 let now = Instant::now();
                 if d <= now {
+                    self.take_consumed();
                     self.node.handle_timeout(now);
                     self.dirty = true;
                 }
@@ -675,7 +690,10 @@ impl Task {
                 Output::Admission(req) => self.admission(req),
             }
         }
-        if self.dirty || !events.is_empty() {
+        // Custom events change nothing in the snapshot but counters: those are refreshed at
+        // the next timer (the ack the node owes for them is due within the ack delay), so
+        // a stream of events does not rebuild the member list once per datagram.
+        if self.dirty || events.iter().any(|e| !matches!(e, Event::Custom(_))) {
             self.dirty = false;
             self.snapshot.send_replace(Snapshot::of(&self.node));
         }

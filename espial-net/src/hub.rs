@@ -6,7 +6,9 @@
 //!
 //! - A **custom event** stays until every listener has read it; only then does it count as
 //!   consumed: the hub tells the task ([`EventHub::take_consumed`]), the task tells the
-//!   core, and the sender's send becomes `delivered`. Custom events are never dropped for a
+//!   core, and the sender's send becomes `delivered`. The task is woken for it only when
+//!   it would not wake within the ack delay anyway ([`EventHub::arm`]): an application
+//!   that reads each event as it arrives costs no extra wake-up per event. Custom events are never dropped for a
 //!   slow listener: the core bounds their bytes (`Config::max_unread_event_bytes`) and holds
 //!   back credit, so senders see backpressure instead.
 //! - **Other events** (membership, election, outcomes) keep the lag policy: when more than
@@ -18,30 +20,54 @@
 //!   cannot make the node hold more than the bound.
 
 use espial_core::Event;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Identifies the pseudo-listener that keeps events while nobody listens.
 const KEEPER: u64 = 0;
 
+/// Cost of one consumed custom event in the core's flow-control units (payload + 64, as
+/// `espial_core` counts unread events).
+fn cost(e: &Event) -> u64 {
+    match e {
+        Event::Custom(c) => c.data.len() as u64 + 64,
+        _ => 0,
+    }
+}
+
+/// When the node's task wants to hear of consumption (set by [`EventHub::arm`]).
+#[derive(Debug, Clone, Copy)]
+struct Wake {
+    /// The task wakes by then anyway (`None`: not before the next input).
+    at: Option<Instant>,
+    /// Consumption may wait this long for the task's own wake-up.
+    slack: Duration,
+    /// This many consumed bytes are reported at once.
+    bytes: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// Entries by position.
-    log: BTreeMap<u64, Event>,
+    /// Entries by position, in order (positions have gaps where the lag policy dropped an
+    /// entry). A deque, not a map: events enter at the back and usually leave at the front.
+    log: VecDeque<(u64, Event)>,
     /// Position of the next entry.
     tail: u64,
-    /// Listener cursors: the next position each one reads.
-    cursors: HashMap<u64, u64>,
+    /// Listener cursors `(listener, next position it reads)`; few, so a vector.
+    cursors: Vec<(u64, u64)>,
     /// Events each listener lost to the lag policy, not yet reported to it.
-    lagged: HashMap<u64, u64>,
+    lagged: Vec<(u64, u64)>,
     next_listener: u64,
     /// Non-custom entries in `log`.
     others: usize,
     capacity: usize,
-    /// Custom events consumed and not yet taken by the node's task.
+    /// Custom events consumed and not yet taken by the node's task, and their cost.
     consumed: usize,
+    consumed_bytes: u64,
+    wake: Wake,
     wakers: Vec<Waker>,
     closed: bool,
 }
@@ -58,18 +84,23 @@ impl EventHub {
     /// A hub keeping at most `capacity` non-custom events for the slowest listener. Events
     /// pushed before the first [`EventHub::listen`] are kept for it.
     pub fn new(capacity: usize) -> Arc<Self> {
-        let mut cursors = HashMap::new();
-        cursors.insert(KEEPER, 0);
         Arc::new(EventHub {
             inner: Mutex::new(Inner {
-                log: BTreeMap::new(),
+                log: VecDeque::new(),
                 tail: 0,
-                cursors,
-                lagged: HashMap::new(),
+                cursors: vec![(KEEPER, 0)],
+                lagged: Vec::new(),
                 next_listener: KEEPER + 1,
                 others: 0,
                 capacity: capacity.max(16),
                 consumed: 0,
+                consumed_bytes: 0,
+                // Until the task says otherwise, every consumption wakes it.
+                wake: Wake {
+                    at: None,
+                    slack: Duration::ZERO,
+                    bytes: 0,
+                },
                 wakers: Vec::new(),
                 closed: false,
             }),
@@ -84,15 +115,14 @@ impl EventHub {
     /// Appends an event (the node's task, in the node's order).
     pub fn push(&self, e: Event) {
         let mut g = self.lock();
-        let custom = matches!(e, Event::Custom(_));
+        if !matches!(e, Event::Custom(_)) {
+            g.others += 1;
+        }
         let pos = g.tail;
         g.tail += 1;
-        g.log.insert(pos, e);
-        if !custom {
-            g.others += 1;
-            if g.others > g.capacity {
-                g.drop_oldest_other();
-            }
+        g.log.push_back((pos, e));
+        if g.others > g.capacity {
+            g.drop_oldest_other();
         }
         for w in g.wakers.drain(..) {
             w.wake();
@@ -116,8 +146,11 @@ impl EventHub {
         let id = g.next_listener;
         g.next_listener += 1;
         let tail = g.tail;
-        let start = g.cursors.remove(&KEEPER).unwrap_or(tail);
-        g.cursors.insert(id, start);
+        let start = match g.cursors.iter().position(|c| c.0 == KEEPER) {
+            Some(i) => g.cursors.swap_remove(i).1,
+            None => tail,
+        };
+        g.cursors.push((id, start));
         drop(g);
         Listener {
             hub: self.clone(),
@@ -127,10 +160,30 @@ impl EventHub {
 
     /// Custom events consumed since the last call (for the node's task).
     pub fn take_consumed(&self) -> usize {
-        std::mem::take(&mut self.lock().consumed)
+        let mut g = self.lock();
+        g.consumed_bytes = 0;
+        std::mem::take(&mut g.consumed)
     }
 
-    /// Waits until custom events were consumed.
+    /// The node's task is about to wait, and will wake by `at` anyway (`None`: only on
+    /// input). From now on a consumption wakes it ([`EventHub::consumed_notified`]) only if
+    /// it would otherwise wait more than `slack` to be reported, or once `bytes` of
+    /// consumption (payload + 64 per event) are pending; `bytes == 0` wakes it at every
+    /// consumption. Returns (and takes) the custom events consumed since the last
+    /// [`EventHub::take_consumed`] or `arm`: when it is not 0 the task must report them
+    /// instead of waiting.
+    ///
+    /// This saves the task a wake-up per event when the application reads each event as
+    /// it arrives: the task's next deadline (usually the acknowledgement it owes) is near,
+    /// and the consumption rides on it.
+    pub fn arm(&self, at: Option<Instant>, slack: Duration, bytes: u64) -> usize {
+        let mut g = self.lock();
+        g.wake = Wake { at, slack, bytes };
+        g.consumed_bytes = 0;
+        std::mem::take(&mut g.consumed)
+    }
+
+    /// Waits until custom events were consumed (see [`EventHub::arm`] for when).
     pub async fn consumed_notified(&self) {
         self.consumed.notified().await
     }
@@ -141,46 +194,88 @@ impl EventHub {
         (g.log.len() - g.others, g.others)
     }
 
+    /// Counts consumed custom events and wakes the node's task if it wants to know now.
+    fn note_consumed(&self, g: &mut Inner, n: usize, bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        g.consumed += n;
+        g.consumed_bytes += bytes;
+        let w = g.wake;
+        let at_once =
+            g.consumed_bytes >= w.bytes || w.at.is_none_or(|at| at > Instant::now() + w.slack);
+        if at_once {
+            self.consumed.notify_one();
+        }
+    }
+
     /// Removes the entries every listener has read; counts consumed custom events.
     fn trim(&self, g: &mut Inner) {
-        let min = g.cursors.values().copied().min().unwrap_or(g.tail);
-        let mut consumed = 0;
-        while let Some((&pos, e)) = g.log.first_key_value() {
-            if pos >= min {
+        let min = g.cursors.iter().map(|c| c.1).min().unwrap_or(g.tail);
+        let (mut n, mut bytes) = (0, 0);
+        while g.log.front().is_some_and(|f| f.0 < min) {
+            let Some((_, e)) = g.log.pop_front() else {
                 break;
-            }
+            };
             if matches!(e, Event::Custom(_)) {
-                consumed += 1;
+                n += 1;
+                bytes += cost(&e);
             } else {
                 g.others -= 1;
             }
-            g.log.remove(&pos);
         }
-        if consumed > 0 {
-            g.consumed += consumed;
-            self.consumed.notify_one();
-        }
+        self.note_consumed(g, n, bytes);
     }
 }
 
 impl Inner {
+    fn cursor(&self, id: u64) -> Option<u64> {
+        self.cursors.iter().find(|c| c.0 == id).map(|c| c.1)
+    }
+
+    fn set_cursor(&mut self, id: u64, pos: u64) {
+        match self.cursors.iter_mut().find(|c| c.0 == id) {
+            Some(c) => c.1 = pos,
+            None => self.cursors.push((id, pos)),
+        }
+    }
+
+    fn add_lagged(&mut self, id: u64, n: u64) {
+        match self.lagged.iter_mut().find(|l| l.0 == id) {
+            Some(l) => l.1 += n,
+            None => self.lagged.push((id, n)),
+        }
+    }
+
+    fn take_lagged(&mut self, id: u64) -> u64 {
+        match self.lagged.iter().position(|l| l.0 == id) {
+            Some(i) => self.lagged.swap_remove(i).1,
+            None => 0,
+        }
+    }
+
     /// The lag policy: drops the oldest non-custom event; every listener that had not read
     /// it counts one more lagged event.
     fn drop_oldest_other(&mut self) {
-        let Some(pos) = self
+        let Some(i) = self
             .log
             .iter()
-            .find(|(_, e)| !matches!(e, Event::Custom(_)))
-            .map(|(p, _)| *p)
+            .position(|(_, e)| !matches!(e, Event::Custom(_)))
         else {
             return;
         };
-        self.log.remove(&pos);
+        let Some((pos, _)) = self.log.remove(i) else {
+            return;
+        };
         self.others -= 1;
-        for (id, cur) in &self.cursors {
-            if *cur <= pos && *id != KEEPER {
-                *self.lagged.entry(*id).or_default() += 1;
-            }
+        let behind: Vec<u64> = self
+            .cursors
+            .iter()
+            .filter(|(id, cur)| *cur <= pos && *id != KEEPER)
+            .map(|c| c.0)
+            .collect();
+        for id in behind {
+            self.add_lagged(id, 1);
         }
     }
 }
@@ -200,52 +295,50 @@ impl Listener {
     pub fn poll_next(&mut self, cx: Option<&mut Context<'_>>) -> Poll<Option<(Event, u64)>> {
         let hub = self.hub.clone();
         let mut g = hub.lock();
-        let lagged = g.lagged.remove(&self.id).unwrap_or(0);
-        let cur = g.cursors.get(&self.id).copied().unwrap_or(g.tail);
-        let next = g.log.range(cur..).next().map(|(p, _)| *p);
-        match next {
-            Some(pos) => {
-                g.cursors.insert(self.id, pos + 1);
-                if g.cursors.len() == 1 && g.log.first_key_value().map(|f| *f.0) == Some(pos) {
-                    // The only listener reads the oldest entry: it leaves the hub now, so
-                    // it is moved out rather than copied (the usual case, once per event).
-                    let e = g.log.remove(&pos).expect("found above");
-                    if matches!(e, Event::Custom(_)) {
-                        g.consumed += 1;
-                        hub.consumed.notify_one();
-                    } else {
-                        g.others -= 1;
-                    }
-                    return Poll::Ready(Some((e, lagged)));
+        let lagged = g.take_lagged(self.id);
+        let tail = g.tail;
+        let cur = g.cursor(self.id).unwrap_or(tail);
+        // The first entry at or after the cursor (usually the front).
+        let i = match g.log.front() {
+            Some(f) if f.0 >= cur => 0,
+            _ => g.log.partition_point(|(p, _)| *p < cur),
+        };
+        if i < g.log.len() {
+            let pos = g.log[i].0;
+            g.set_cursor(self.id, pos + 1);
+            let e = if g.cursors.len() == 1 && i == 0 {
+                // The only listener reads the oldest entry: it leaves the hub now, so it
+                // is moved out rather than copied (the usual case, once per event).
+                let (_, e) = g.log.pop_front().expect("checked above");
+                if matches!(e, Event::Custom(_)) {
+                    let c = cost(&e);
+                    hub.note_consumed(&mut g, 1, c);
+                } else {
+                    g.others -= 1;
                 }
-                let e = g.log.get(&pos).cloned().expect("found above");
-                if matches!(e, Event::Custom(_))
-                    || g.log.first_key_value().map(|f| *f.0) == Some(pos)
-                {
-                    hub.trim(&mut g);
-                }
-                Poll::Ready(Some((e, lagged)))
-            }
-            None => {
-                let tail = g.tail;
-                g.cursors.insert(self.id, tail);
-                hub.trim(&mut g);
-                if lagged > 0 {
-                    *g.lagged.entry(self.id).or_default() += lagged;
-                }
-                if g.closed {
-                    return Poll::Ready(None);
-                }
-                if let Some(cx) = cx {
-                    // One waker per task: a listener polled again before the next event
-                    // does not grow the list.
-                    if !g.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                        g.wakers.push(cx.waker().clone());
-                    }
-                }
-                Poll::Pending
+                e
+            } else {
+                g.log[i].1.clone()
+            };
+            hub.trim(&mut g);
+            return Poll::Ready(Some((e, lagged)));
+        }
+        g.set_cursor(self.id, tail);
+        hub.trim(&mut g);
+        if lagged > 0 {
+            g.add_lagged(self.id, lagged);
+        }
+        if g.closed {
+            return Poll::Ready(None);
+        }
+        if let Some(cx) = cx {
+            // One waker per task: a listener polled again before the next event does not
+            // grow the list.
+            if !g.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                g.wakers.push(cx.waker().clone());
             }
         }
+        Poll::Pending
     }
 }
 
@@ -253,11 +346,12 @@ impl Drop for Listener {
     fn drop(&mut self) {
         let hub = self.hub.clone();
         let mut g = hub.lock();
-        if let Some(cur) = g.cursors.remove(&self.id) {
-            g.lagged.remove(&self.id);
+        if let Some(i) = g.cursors.iter().position(|c| c.0 == self.id) {
+            let cur = g.cursors.swap_remove(i).1;
+            g.take_lagged(self.id);
             if g.cursors.is_empty() {
                 // Nobody listens: keep what this listener had not read for the next one.
-                g.cursors.insert(KEEPER, cur);
+                g.cursors.push((KEEPER, cur));
             }
         }
         hub.trim(&mut g);
@@ -334,6 +428,63 @@ mod tests {
         assert_eq!(hub.take_consumed(), 0, "b has not read it");
         assert_eq!(next(&mut b).map(|x| x.0), Some(custom(9)));
         assert_eq!(hub.take_consumed(), 1);
+    }
+
+    /// True when the node's task would be woken now (a stored `Notify` permit).
+    fn woken(hub: &EventHub) -> bool {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::select! {
+                biased;
+                _ = hub.consumed_notified() => true,
+                _ = std::future::ready(()) => false,
+            }
+        })
+    }
+
+    /// Consumption wakes the node's task only when its next wake-up is too far, or enough
+    /// bytes are pending; it is never lost: `arm` hands it over.
+    #[test]
+    fn consumption_rides_on_the_tasks_next_wake_up_when_that_is_near() {
+        let hub = EventHub::new(16);
+        let mut a = hub.listen();
+        let slack = Duration::from_millis(5);
+        // The task wakes within the slack anyway: reading does not wake it...
+        assert_eq!(hub.arm(Some(Instant::now()), slack, 1 << 20), 0);
+        hub.push(custom(1));
+        assert!(next(&mut a).is_some());
+        assert!(!woken(&hub), "the task's own deadline is near");
+        // ...and the next arm (its next loop) takes the consumption.
+        assert_eq!(hub.arm(Some(Instant::now()), slack, 1 << 20), 1);
+        // A far deadline (or none): reading wakes it.
+        assert_eq!(
+            hub.arm(
+                Some(Instant::now() + Duration::from_secs(1)),
+                slack,
+                1 << 20
+            ),
+            0
+        );
+        hub.push(custom(2));
+        assert!(next(&mut a).is_some());
+        assert!(woken(&hub), "the task would sleep past the slack");
+        assert_eq!(hub.take_consumed(), 1);
+        assert_eq!(hub.arm(None, slack, 1 << 20), 0);
+        hub.push(custom(3));
+        assert!(next(&mut a).is_some());
+        assert!(woken(&hub), "no deadline at all");
+        assert_eq!(hub.take_consumed(), 1);
+        // Enough bytes pending wake it whatever its deadline (65 = 1-byte payload + 64).
+        assert_eq!(hub.arm(Some(Instant::now()), slack, 130), 0);
+        hub.push(custom(4));
+        hub.push(custom(5));
+        assert!(next(&mut a).is_some());
+        assert!(!woken(&hub), "65 of 130 bytes");
+        assert!(next(&mut a).is_some());
+        assert!(woken(&hub), "130 of 130 bytes");
+        assert_eq!(hub.take_consumed(), 2);
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Default for DeliveryConfig {
             min_rto: Duration::from_millis(20),
             max_rto: Duration::from_secs(2),
             ack_delay: Duration::from_millis(5),
-            ack_every: 2,
+            ack_every: 8,
             give_up_after: Some(Duration::from_secs(30)),
             stream_silence: Duration::from_secs(1),
             credit_window: 4 << 20,

@@ -681,6 +681,22 @@ impl Delivery {
         }
     }
 
+    /// How promptly consumption must be reported with [`Delivery::app_consumed`]:
+    /// `(slack, bytes)`. A consumption may wait up to `slack` (the acknowledgement delay:
+    /// the ack it frees waits that long anyway) unless `bytes` of consumption (payload +
+    /// [`MSG_COST`] each) are pending, enough for an immediate ack with fresh credit; while
+    /// released events are held back for the application (unread limits reached), every
+    /// consumption is wanted at once (`bytes == 0`).
+    pub fn consumption_report(&self) -> (Duration, u64) {
+        if self.mem.stalled {
+            return (Duration::ZERO, 0);
+        }
+        (
+            self.cfg.ack_delay,
+            (self.cfg.credit_window as u64 / 8).max(1),
+        )
+    }
+
     /// Custom events handed out and not yet consumed (with `app_consumption`), and their
     /// cost in bytes (payload + [`MSG_COST`] each).
     pub fn unread(&self) -> (usize, u64) {

@@ -481,6 +481,26 @@ impl Node {
         self.deferred_flush = Some(now);
     }
 
+    /// How promptly [`Node::events_consumed`] must be called: `(slack, bytes)`. A driver
+    /// may hold a consumption back for up to `slack`, or until `bytes` of consumed events
+    /// (payload + [`crate::delivery::MSG_COST`] each) are pending, whichever comes first;
+    /// `bytes == 0` means at once. Waking the node's task for every event an application
+    /// reads would cost a wake-up per event for nothing: the acknowledgement it frees waits
+    /// for `slack` anyway.
+    ///
+    /// ```
+    /// # use espial_core::{Config, Node, NodeId, NodeInfo, PlaintextTestCipher};
+    /// # use std::time::Instant;
+    /// let me = NodeInfo::new(NodeId(1), "a", "127.0.0.1:27272".parse().unwrap());
+    /// let cipher = Box::new(PlaintextTestCipher::for_node(NodeId(1)));
+    /// let node = Node::new(Config::lan(), me, cipher, 42, Instant::now()).unwrap();
+    /// let (slack, bytes) = node.consumption_report();
+    /// assert!(bytes > 0 && slack > std::time::Duration::ZERO, "nothing held back");
+    /// ```
+    pub fn consumption_report(&self) -> (std::time::Duration, u64) {
+        self.delivery.consumption_report()
+    }
+
     /// Custom events handed out and not yet consumed, and their cost in bytes (payload +
     /// 64 each; bounded by `Config::max_unread_event_bytes` plus one event per peer).
     pub fn unread_events(&self) -> (usize, u64) {

@@ -620,3 +620,50 @@ fn acks_ride_on_reverse_traffic() {
     );
     assert!(ack_only * 2 < acks, "most acks piggybacked");
 }
+
+/// The ack timing PROTOCOL.md states: a receiver holds its ack for up to `ack_delay` after
+/// the first unacknowledged data frame, and sends it at once after 8 of them.
+#[test]
+fn an_ack_waits_for_eight_data_frames_or_the_ack_delay() {
+    use crate::delivery::Delivery;
+    use bytes::Bytes;
+    use std::time::Instant;
+    let cfg = DeliveryConfig::default();
+    assert_eq!(cfg.ack_every, 8);
+    let (a, b) = (crate::NodeId(1), crate::NodeId(2));
+    let now = Instant::now();
+    let mut da = Delivery::new(cfg.clone(), a, 1);
+    let mut db = Delivery::new(cfg.clone(), b, 2);
+    let budget = cfg.max_frame;
+    // One frame per event, as when events are sent one at a time.
+    let feed = |da: &mut Delivery, db: &mut Delivery, i: u8| {
+        da.send(now, "jobs", Bytes::from(vec![i]), &[b], None)
+            .unwrap();
+        let mut frames = 0;
+        while let Some((to, frame)) = da.poll_transmit(now, budget) {
+            assert_eq!(to, b);
+            db.handle_frame(now, a, frame);
+            frames += 1;
+        }
+        assert_eq!(frames, 1);
+    };
+    for i in 0..7 {
+        feed(&mut da, &mut db, i);
+        assert!(
+            db.poll_transmit(now, budget).is_none(),
+            "no ack after {} data frames",
+            i + 1
+        );
+    }
+    assert_eq!(
+        db.poll_timeout(),
+        Some(now + cfg.ack_delay),
+        "held for the ack delay"
+    );
+    feed(&mut da, &mut db, 7);
+    let (to, ack) = db
+        .poll_transmit(now, budget)
+        .expect("an ack at once after 8 frames");
+    assert_eq!(to, a);
+    assert_eq!(ack.ack.map(|k| k.cumulative), Some(8));
+}

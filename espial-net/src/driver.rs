@@ -462,19 +462,31 @@ impl Task {
         let hub = self.opts.hub.clone();
         // Listening (and anything else queued by Node::new).
         self.flush().await;
+        // Rounds in a row that only reported consumption (see below).
+        let mut consumption_rounds = 0;
         loop {
-            let deadline = self.node.poll_timeout();
             if let Some(h) = &hub {
                 // Consumption reaches the node by this task's next wake-up when that is
                 // near enough (usually the ack it owes), saving a wake-up per event read.
-                let (slack, bytes) = self.node.consumption_report();
-                let n = h.arm(deadline, slack, bytes);
+                // An application draining a backlog on another thread could keep this
+                // loop busy: after a few rounds in a row every read wakes the task, and
+                // the select below weighs it against datagrams, commands and timers.
+                let (slack, mut bytes) = self.node.consumption_report();
+                if consumption_rounds >= CONSUMPTION_ROUNDS {
+                    bytes = 0;
+                }
+                let n = h.arm(self.node.poll_timeout(), slack, bytes);
                 if n > 0 {
                     self.node.events_consumed(Instant::now(), n);
                     self.flush().await;
-                    continue;
+                    if consumption_rounds < CONSUMPTION_ROUNDS {
+                        consumption_rounds += 1;
+                        continue;
+                    }
                 }
             }
+            consumption_rounds = 0;
+            let deadline = self.node.poll_timeout();
             let sleep_to = deadline.map(tokio::time::Instant::from_std);
             let step = tokio::select! {
                 _ = consumed(hub.as_deref()) => {
@@ -789,6 +801,10 @@ impl Task {
         });
     }
 }
+
+/// Rounds of the task's loop in a row that may only report consumption before it waits
+/// for input again (see `Task::run`).
+const CONSUMPTION_ROUNDS: u32 = 4;
 
 /// Resolves when the hub's listeners consumed custom events (never without a hub).
 async fn consumed(hub: Option<&EventHub>) {

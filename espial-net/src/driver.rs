@@ -32,7 +32,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::hub::EventHub;
+use crate::hub::{EventHub, EventSink};
+use crate::request::RequestSlot;
 
 /// Most datagrams fed to the node per wake-up before its outputs are drained.
 const RECV_BURST: usize = 64;
@@ -186,9 +187,9 @@ pub enum Command {
         /// Answer: the ids queued, or why none was.
         reply: Reply<Result<Vec<SendId>, SendError>>,
     },
-    /// `Node::request`. Its replies go to `each` as they arrive and, all together with
-    /// who did not answer, to `replies` at the end; they are not broadcast as
-    /// `Event::Reply` / `Event::RequestDone` unless both receivers were dropped.
+    /// `Node::request`. Its replies and its end go to `slot`; they are published as
+    /// `Event::Reply` / `Event::RequestDone` only if the slot's handle was dropped
+    /// before reading them (see [`crate::request`]).
     Request {
         /// Event name.
         name: String,
@@ -198,10 +199,8 @@ pub enum Command {
         timeout: Duration,
         /// Answer: sent or refused.
         reply: Reply<Result<RequestId, SendError>>,
-        /// Receives each reply as it arrives.
-        each: mpsc::UnboundedSender<(NodeId, Bytes)>,
-        /// Receives the replies at the timeout.
-        replies: Reply<RequestReplies>,
+        /// Receives the replies and the end of the request.
+        slot: RequestSlot,
     },
     /// `Node::reply`.
     Respond {
@@ -363,7 +362,7 @@ pub fn spawn(
     let task = Task {
         node,
         transport,
-        events: ev_tx.clone(),
+        sink: EventSink::new(opts.hub.clone(), ev_tx.clone()),
         snapshot: snap_tx,
         counters: counters.clone(),
         opts,
@@ -416,7 +415,8 @@ impl Drop for DiscoveryTasks {
 struct Task {
     node: Node,
     transport: Arc<dyn Transport>,
-    events: broadcast::Sender<Event>,
+    /// Where events go (the hub and/or the raw broadcast channel).
+    sink: EventSink,
     snapshot: watch::Sender<Snapshot>,
     counters: Arc<NetCounters>,
     opts: DriverOptions,
@@ -425,24 +425,10 @@ struct Task {
         mpsc::UnboundedReceiver<Decision>,
     ),
     outcomes: HashMap<SendId, Reply<SendOutcome>>,
-    requests: HashMap<RequestId, RequestWaiter>,
+    requests: HashMap<RequestId, RequestSlot>,
     dirty: bool,
     _disc: DiscoveryTasks,
     _hub: HubCloser,
-}
-
-/// A request whose replies a handle awaits.
-struct RequestWaiter {
-    acc: RequestReplies,
-    each: mpsc::UnboundedSender<(NodeId, Bytes)>,
-    done: Reply<RequestReplies>,
-}
-
-impl RequestWaiter {
-    /// Nobody listens any more (the `PendingRequest` was dropped).
-    fn abandoned(&self) -> bool {
-        self.each.is_closed() && self.done.is_closed()
-    }
 }
 
 enum Step {
@@ -651,19 +637,12 @@ impl Task {
                 payload,
                 timeout,
                 reply,
-                each,
-                replies,
+                slot,
             } => {
                 let res = self.node.request(now, &name, payload, timeout);
                 if let Ok(id) = &res {
-                    self.requests.insert(
-                        *id,
-                        RequestWaiter {
-                            acc: RequestReplies::default(),
-                            each,
-                            done: replies,
-                        },
-                    );
+                    slot.attach(*id, self.sink.clone());
+                    self.requests.insert(*id, slot);
                 }
                 let _ = reply.send(res);
             }
@@ -714,21 +693,7 @@ impl Task {
                 // A reply (or the end) of a request a handle awaits: delivered to it only.
                 continue;
             }
-            match &self.opts.hub {
-                Some(h) => {
-                    // Raw subscribers (e.g. the metrics task) still see the node's other
-                    // events; custom events reach the application only through the hub,
-                    // which flow-controls them.
-                    if !matches!(e, Event::Custom(_)) && self.events.receiver_count() > 0 {
-                        let _ = self.events.send(e.clone());
-                    }
-                    h.push(e)
-                }
-                // No listener is not an error: events are simply not observed.
-                None => {
-                    let _ = self.events.send(e);
-                }
-            }
+            self.sink.publish(e);
         }
     }
 
@@ -743,32 +708,19 @@ impl Task {
                 }
                 false
             }
-            Event::Reply {
-                request,
-                from,
-                data,
-            } => match self.requests.get_mut(request) {
-                Some(w) if !w.abandoned() => {
-                    w.acc.replies.push((*from, data.clone()));
-                    let _ = w.each.send((*from, data.clone()));
-                    true
-                }
+            Event::Reply { request, .. } => match self.requests.get(request) {
+                Some(slot) if slot.offer(e) => true,
                 Some(_) => {
+                    // The handle was dropped: this and the rest are published as events.
                     self.requests.remove(request);
                     false
                 }
                 None => false,
             },
-            Event::RequestDone {
-                request, missing, ..
-            } => match self.requests.remove(request) {
-                Some(mut w) if !w.abandoned() => {
-                    w.acc.missing = missing.clone();
-                    let _ = w.done.send(w.acc);
-                    true
-                }
-                _ => false,
-            },
+            Event::RequestDone { request, .. } => self
+                .requests
+                .remove(request)
+                .is_some_and(|slot| slot.offer(e)),
             _ => false,
         }
     }

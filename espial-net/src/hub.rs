@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
 /// Identifies the pseudo-listener that keeps events while nobody listens.
 const KEEPER: u64 = 0;
@@ -112,7 +112,7 @@ impl EventHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends an event (the node's task, in the node's order).
+    /// Appends an event (through [`EventSink::publish`]).
     pub fn push(&self, e: Event) {
         let mut g = self.lock();
         if !matches!(e, Event::Custom(_)) {
@@ -276,6 +276,41 @@ impl Inner {
             .collect();
         for id in behind {
             self.add_lagged(id, 1);
+        }
+    }
+}
+
+/// Where a node's events go: its hub when it has one (the raw broadcast channel then gets
+/// the non-custom events, for raw subscribers such as the metrics task), else the raw
+/// broadcast channel alone.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    hub: Option<Arc<EventHub>>,
+    raw: broadcast::Sender<Event>,
+}
+
+impl EventSink {
+    /// A sink publishing to `hub` (if any) and `raw`.
+    pub fn new(hub: Option<Arc<EventHub>>, raw: broadcast::Sender<Event>) -> Self {
+        EventSink { hub, raw }
+    }
+
+    /// Publishes one event (the node's task, in the node's order, or a dropped request
+    /// handle publishing the replies it did not read; see [`crate::request`]).
+    pub fn publish(&self, e: Event) {
+        match &self.hub {
+            Some(h) => {
+                // Custom events reach the application only through the hub, which
+                // flow-controls them.
+                if !matches!(e, Event::Custom(_)) && self.raw.receiver_count() > 0 {
+                    let _ = self.raw.send(e.clone());
+                }
+                h.push(e)
+            }
+            // No listener is not an error: events are simply not observed.
+            None => {
+                let _ = self.raw.send(e);
+            }
         }
     }
 }

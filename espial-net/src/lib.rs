@@ -20,6 +20,7 @@
 pub mod driver;
 pub mod hub;
 pub mod multicast;
+pub mod request;
 pub mod static_peers;
 pub mod udp;
 

@@ -10,6 +10,7 @@ use espial_core::{
 };
 use espial_net::driver::{Command, RequestReplies, Snapshot, Spawned};
 use espial_net::multicast::BeaconCounters;
+use espial_net::request::{request_slot, PendingReplies};
 use espial_net::{EventHub, NodeHandle};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -71,13 +72,14 @@ struct Inner {
 ///
 /// Its replies are delivered to it, once: as they arrive with [`PendingRequest::next_reply`],
 /// and all together with [`PendingRequest::replies`]. They do not appear on the
-/// [`Espial::events`] streams, except when this value is dropped before the request ends:
-/// then the rest arrive there as [`Event::Reply`] and [`Event::RequestDone`].
+/// [`Espial::events`] streams, except when this value is dropped before
+/// [`PendingRequest::replies`] returned: then every reply it did not return, and the end,
+/// arrive there as [`Event::Reply`] and [`Event::RequestDone`] (the end last). No reply is
+/// lost to a drop, whenever it happens.
 #[derive(Debug)]
 pub struct PendingRequest {
     id: RequestId,
-    each: tokio::sync::mpsc::UnboundedReceiver<(NodeId, Bytes)>,
-    replies: oneshot::Receiver<RequestReplies>,
+    replies: PendingReplies,
 }
 
 impl PendingRequest {
@@ -90,13 +92,13 @@ impl PendingRequest {
     /// (every target answered, or the timeout). Replies returned here are still part of
     /// [`PendingRequest::replies`].
     pub async fn next_reply(&mut self) -> Option<(NodeId, Bytes)> {
-        self.each.recv().await
+        self.replies.next().await
     }
 
     /// Waits for the end of the request (every target answered, or the timeout), then
     /// returns every reply (in arrival order) and who did not answer.
     pub async fn replies(self) -> Result<RequestReplies> {
-        self.replies.await.map_err(|_| Error::Shutdown)
+        self.replies.finish().await.ok_or(Error::Shutdown)
     }
 }
 
@@ -392,22 +394,17 @@ impl Espial {
         timeout: Duration,
     ) -> Result<PendingRequest> {
         let (tx, rx) = oneshot::channel();
-        let (rtx, rrx) = oneshot::channel();
-        let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
+        // Dropped with this future if it is cancelled: the replies are then published.
+        let (replies, slot) = request_slot();
         self.command(Command::Request {
             name: name.to_string(),
             payload: payload.into(),
             timeout,
             reply: tx,
-            each: etx,
-            replies: rtx,
+            slot,
         })?;
         let id = rx.await.map_err(|_| Error::Shutdown)??;
-        Ok(PendingRequest {
-            id,
-            each: erx,
-            replies: rrx,
-        })
+        Ok(PendingRequest { id, replies })
     }
 
     /// Answers a request received as a custom event (`event.request` is set). Does nothing

@@ -6,7 +6,7 @@ use espial_tests::cluster::Cluster;
 use espial_tests::{addr, require_netns};
 use std::time::Duration;
 
-const NET: u8 = 10;
+const NET: u8 = 13;
 const PORT: u16 = 27400;
 const N: usize = 3;
 
@@ -16,17 +16,17 @@ struct Job {
     name: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_directed_master_and_request_reply() {
-    require_netns!();
+/// Starts `N` nodes on `127.0.<net>.1..N`, each subscribed to "jobs" and "ask", and waits
+/// until they all know each other, a master and every subscription.
+async fn start_cluster(net: u8) -> Cluster {
     let peers: Vec<String> = (1..=N as u8)
-        .map(|h| addr(NET, h, PORT).to_string())
+        .map(|h| addr(net, h, PORT).to_string())
         .collect();
     let mut c = Cluster::new();
     for h in 1..=N as u8 {
         let node = Espial::builder()
             .name(format!("ev-{h}"))
-            .bind(addr(NET, h, PORT))
+            .bind(addr(net, h, PORT))
             .peers(peers.clone())
             .start()
             .await
@@ -50,6 +50,13 @@ async fn json_directed_master_and_request_reply() {
         },
     )
     .await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_directed_master_and_request_reply() {
+    require_netns!();
+    let mut c = start_cluster(NET).await;
 
     // Typed JSON to every subscriber.
     let job = Job {
@@ -251,4 +258,122 @@ async fn expect_jobs(c: &mut Cluster, len: usize, want: &[Vec<u8>], what: &str) 
     for i in 1..N {
         assert_eq!(got(c, i), want, "node {i}: {what}, once, in order");
     }
+}
+
+/// A `PendingRequest` dropped before it returned every reply loses none: each reply it did
+/// not return, and then the end, arrive on the requester's event streams. Here the replies
+/// have already reached the request when it is dropped (the race that once lost them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_a_dropped_request_did_not_return_arrive_as_events() {
+    require_netns!();
+    let mut c = start_cluster(14).await;
+    // Each responder replies, then tells the requester it did: the "replied" event comes
+    // after the reply on the same ordered stream, so once node 0 has it, node 0's task
+    // has handed the reply to the request.
+    let responders: Vec<_> = (1..N)
+        .map(|i| {
+            let node = c.nodes[i].clone();
+            let mut events = node.events();
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    if let Event::Custom(ev) = e {
+                        if let Some(request) = ev.request {
+                            node.reply(&ev, "pong").await.unwrap();
+                            let id = request.0.to_le_bytes().to_vec();
+                            node.send_to([ev.from], "replied", id).await.unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let replied = |c: &Cluster, rid: u64| {
+        c.events_of(0)
+            .filter(|e| matches!(e, Event::Custom(ev) if ev.name == "replied" && ev.data == rid.to_le_bytes()[..]))
+            .count()
+    };
+    let on_stream = |c: &Cluster, rid: u64| -> (usize, usize, bool) {
+        let evs: Vec<&Event> = c.events_of(0).collect();
+        let replies = evs
+            .iter()
+            .filter(|e| matches!(e, Event::Reply { request, .. } if request.0 == rid))
+            .count();
+        let done = evs
+            .iter()
+            .position(|e| matches!(e, Event::RequestDone { request, .. } if request.0 == rid));
+        let last_reply = evs
+            .iter()
+            .rposition(|e| matches!(e, Event::Reply { request, .. } if request.0 == rid));
+        (replies, done.map_or(0, |_| 1), done > last_reply)
+    };
+
+    // Nothing read: both replies and the end (every target answered) come as events.
+    let pending = c.nodes[0]
+        .start_request("ask", "unread", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let rid = pending.id().0;
+    c.wait("both responders replied", Duration::from_secs(5), |c| {
+        replied(c, rid) == 2
+    })
+    .await;
+    drop(pending);
+    c.wait(
+        "2 replies then the end as events",
+        Duration::from_secs(5),
+        |c| on_stream(c, rid) == (2, 1, true),
+    )
+    .await;
+
+    // One read with next_reply: only the other comes as an event, then the end.
+    let mut pending = c.nodes[0]
+        .start_request("ask", "half read", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let rid = pending.id().0;
+    let first = tokio::time::timeout(Duration::from_secs(5), pending.next_reply())
+        .await
+        .expect("a reply within 5 s")
+        .expect("a reply, not the end");
+    c.wait("both responders replied", Duration::from_secs(5), |c| {
+        replied(c, rid) == 2
+    })
+    .await;
+    drop(pending);
+    c.wait(
+        "the unread reply then the end",
+        Duration::from_secs(5),
+        |c| on_stream(c, rid) == (1, 1, true),
+    )
+    .await;
+    let streamed = c
+        .events_of(0)
+        .find_map(|e| match e {
+            Event::Reply { request, from, .. } if request.0 == rid => Some(*from),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(streamed, first.0, "the reply read is not also an event");
+
+    // replies() returned: nothing of that request comes as an event, even when dropped.
+    let pending = c.nodes[0]
+        .start_request("ask", "all read", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let rid = pending.id().0;
+    let all = tokio::time::timeout(Duration::from_secs(5), pending.replies())
+        .await
+        .expect("ends within 5 s")
+        .unwrap();
+    assert_eq!(all.replies.len(), 2, "{all:?}");
+    c.wait("both responders replied", Duration::from_secs(5), |c| {
+        replied(c, rid) == 2
+    })
+    .await;
+    assert_eq!(on_stream(&c, rid), (0, 0, false));
+
+    for r in responders {
+        r.abort();
+    }
+    c.shutdown_all().await;
 }

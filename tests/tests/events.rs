@@ -287,11 +287,6 @@ async fn replies_a_dropped_request_did_not_return_arrive_as_events() {
             })
         })
         .collect();
-    let replied = |c: &Cluster, rid: u64| {
-        c.events_of(0)
-            .filter(|e| matches!(e, Event::Custom(ev) if ev.name == "replied" && ev.data == rid.to_le_bytes()[..]))
-            .count()
-    };
     let on_stream = |c: &Cluster, rid: u64| -> (usize, usize, bool) {
         let evs: Vec<&Event> = c.events_of(0).collect();
         let replies = evs
@@ -313,10 +308,7 @@ async fn replies_a_dropped_request_did_not_return_arrive_as_events() {
         .await
         .unwrap();
     let rid = pending.id().0;
-    c.wait("both responders replied", Duration::from_secs(5), |c| {
-        replied(c, rid) == 2
-    })
-    .await;
+    both_replied(&mut c, rid).await;
     drop(pending);
     c.wait(
         "2 replies then the end as events",
@@ -335,10 +327,7 @@ async fn replies_a_dropped_request_did_not_return_arrive_as_events() {
         .await
         .expect("a reply within 5 s")
         .expect("a reply, not the end");
-    c.wait("both responders replied", Duration::from_secs(5), |c| {
-        replied(c, rid) == 2
-    })
-    .await;
+    both_replied(&mut c, rid).await;
     drop(pending);
     c.wait(
         "the unread reply then the end",
@@ -366,14 +355,20 @@ async fn replies_a_dropped_request_did_not_return_arrive_as_events() {
         .expect("ends within 5 s")
         .unwrap();
     assert_eq!(all.replies.len(), 2, "{all:?}");
-    c.wait("both responders replied", Duration::from_secs(5), |c| {
-        replied(c, rid) == 2
-    })
-    .await;
+    both_replied(&mut c, rid).await;
     assert_eq!(on_stream(&c, rid), (0, 0, false));
 
     for r in responders {
         r.abort();
     }
     c.shutdown_all().await;
+}
+
+/// Waits (bounded) until both responders told node 0 they replied to request `rid`.
+async fn both_replied(c: &mut Cluster, rid: u64) {
+    let replied = |e: &Event| matches!(e, Event::Custom(ev) if ev.name == "replied" && ev.data == rid.to_le_bytes()[..]);
+    c.wait("both responders replied", Duration::from_secs(5), |c| {
+        c.events_of(0).filter(|e| replied(e)).count() == 2
+    })
+    .await;
 }
